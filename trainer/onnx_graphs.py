@@ -1,0 +1,168 @@
+"""Export wrappers: the three onnx-community Qwen2-VL graphs as torch modules around HF's modules.
+
+Each wrapper reuses the Hugging Face submodules (and so their weights) of a loaded
+`Qwen2VLForConditionalGeneration`, and recomputes with tensor operations only the parts HF computes
+with Python loops or `.tolist()` (vision position ids, per-image attention split, the causal mask,
+the KV cache), since tracing would freeze those to the dummy input's shapes (reference.md 4).
+
+Graph interfaces (reference.md 2):
+  embed_tokens          input_ids [B,S] int64                       -> inputs_embeds [B,S,H]
+  vision_encoder        pixel_values [N,1176], grid_thw [I,3] int64 -> image_features [N/4,H]
+  decoder_model_merged  inputs_embeds [B,S,H], attention_mask [B,P+S] int64, position_ids [3,B,S] int64,
+                        past_key_values.{i}.key/.value [B,kv,P,d], num_logits_to_keep [] int64
+                        -> logits [B,K,V], present.{i}.key/.value [B,kv,P+S,d]
+`num_logits_to_keep` is our optional extra input (transformers.js feature-detects it): 0 keeps all
+S positions, k > 0 the last k. Loaders without it see a graph that still accepts the standard inputs
+by name.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb, apply_rotary_pos_emb_vision
+
+# Additive bias for disallowed attention: large enough that exp() underflows to 0 next to any real
+# score, and finite in float16 so the fp16 variant never turns a fully masked (padding) row to NaN.
+MASK_VALUE = -30000.0
+
+
+class EmbedTokens(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.embed = model.get_input_embeddings()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embed(input_ids)
+
+
+def vision_patch_positions(grid_thw: torch.Tensor, num_patches: int | torch.SymInt, merge: int):
+    """Per patch: (row, col) inside its image, and the index of the first patch of its frame.
+
+    Patches are laid out image after image, frame after frame, and inside a frame in
+    merge x merge blocks taken row-major, each block row-major (the processor's patch order).
+    """
+    t, h, w = grid_thw[:, 0], grid_thw[:, 1], grid_thw[:, 2]
+    per_frame = h * w
+    counts = t * per_frame
+    ends = torch.cumsum(counts, dim=0)
+    starts = ends - counts
+    p = torch.arange(num_patches, device=grid_thw.device, dtype=grid_thw.dtype)
+    image = (p[:, None] >= ends[None, :]).to(grid_thw.dtype).sum(dim=1)
+    local = p - starts[image]
+    frame_size = per_frame[image]
+    in_frame = local % frame_size
+    frame_start = p - in_frame
+    blocks_per_row = w[image] // merge
+    block, within = in_frame // (merge * merge), in_frame % (merge * merge)
+    row = (block // blocks_per_row) * merge + within // merge
+    col = (block % blocks_per_row) * merge + within % merge
+    return row, col, frame_start
+
+
+class VisionEncoder(nn.Module):
+    """HF's vision tower for any number of images, each frame attending only to itself."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.visual = model.model.visual
+        self.merge = model.config.vision_config.spatial_merge_size
+
+    def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        visual = self.visual
+        patches = visual.patch_embed(pixel_values)
+        row, col, frame_start = vision_patch_positions(grid_thw, patches.shape[0], self.merge)
+        cos, sin = visual.rotary_pos_emb(patches, torch.stack([row, col], dim=-1))
+        same_frame = frame_start[:, None] == frame_start[None, :]
+        bias = torch.zeros(same_frame.shape, dtype=patches.dtype, device=patches.device)
+        bias = bias.masked_fill(~same_frame, MASK_VALUE)
+        # A leading axis of 1 keeps every Linear 3-D, so it exports as MatMul (which the q8/q4
+        # quantizers handle) rather than Gemm.
+        hidden = patches[None]
+        for block in visual.blocks:
+            hidden = hidden + self._attention(block.attn, block.norm1(hidden), cos, sin, bias)
+            hidden = hidden + block.mlp(block.norm2(hidden))
+        merger = visual.merger
+        merged = merger.mlp(merger.ln_q(hidden).reshape(1, -1, merger.hidden_size))
+        return merged[0]
+
+    @staticmethod
+    def _attention(attn: nn.Module, x: torch.Tensor, cos, sin, bias: torch.Tensor) -> torch.Tensor:
+        n = x.shape[1]
+        q, k, v = attn.qkv(x).reshape(n, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        q, k = apply_rotary_pos_emb_vision(q, k, cos, sin)
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [heads, n, d]
+        scores = torch.matmul(q, k.transpose(1, 2)) * attn.scaling + bias
+        out = torch.matmul(torch.softmax(scores, dim=-1), v)
+        return attn.proj(out.transpose(0, 1).reshape(1, n, -1))
+
+
+class Decoder(nn.Module):
+    """HF's language model + LM head with an explicit KV cache in and out (prefill and decode)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.lm = model.model.language_model
+        self.lm_head = model.lm_head
+        cfg = model.config.text_config
+        self.num_layers = cfg.num_hidden_layers
+        self.kv_heads = cfg.num_key_value_heads
+        self.heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+
+    def forward(self, inputs_embeds, attention_mask, position_ids, num_logits_to_keep, *past):
+        seq = inputs_embeds.shape[1]
+        past_len = past[0].shape[2]
+        total = past_len + seq
+        dtype = inputs_embeds.dtype
+
+        # Causal over absolute positions, and no key that the attention mask marks as padding.
+        key_pos = torch.arange(total, device=inputs_embeds.device)
+        query_pos = torch.arange(seq, device=inputs_embeds.device) + past_len
+        allowed = (key_pos[None, :] <= query_pos[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
+        bias = torch.zeros(allowed.shape, dtype=dtype, device=inputs_embeds.device)
+        bias = bias.masked_fill(~allowed, MASK_VALUE)
+
+        cos, sin = self.lm.rotary_emb(inputs_embeds, position_ids)
+        hidden = inputs_embeds
+        presents = []
+        for i, layer in enumerate(self.lm.layers):
+            residual = hidden
+            attn_out, key, value = self._attention(
+                layer.self_attn, layer.input_layernorm(hidden), cos, sin, bias, past[2 * i], past[2 * i + 1]
+            )
+            presents += [key, value]
+            hidden = residual + attn_out
+            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+        hidden = self.lm.norm(hidden)
+
+        keep = num_logits_to_keep.item()
+        torch._check(keep >= 0)
+        torch._check(keep <= seq)
+        # (seq - keep) % seq is seq - keep for 1 <= keep <= seq and 0 for keep == 0 (all positions).
+        start = (seq - keep) % seq
+        logits = self.lm_head(hidden[:, start:, :])
+        return (logits, *presents)
+
+    def _attention(self, attn, x, cos, sin, bias, past_key, past_value):
+        batch, seq = x.shape[0], x.shape[1]
+        q = attn.q_proj(x).view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = attn.v_proj(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        key = torch.cat([past_key, k], dim=2)
+        value = torch.cat([past_value, v], dim=2)
+        # Grouped-query attention by expand + reshape, which exports with dynamic batch sizes
+        # (repeat_interleave did not; reference.md 4).
+        rep = self.heads // self.kv_heads
+        total = key.shape[2]
+        k_all = key[:, :, None].expand(batch, self.kv_heads, rep, total, self.head_dim).reshape(
+            batch, self.heads, total, self.head_dim
+        )
+        v_all = value[:, :, None].expand(batch, self.kv_heads, rep, total, self.head_dim).reshape(
+            batch, self.heads, total, self.head_dim
+        )
+        scores = torch.matmul(q, k_all.transpose(2, 3)) * attn.scaling + bias
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+        out = torch.matmul(probs, v_all).transpose(1, 2).reshape(batch, seq, -1)
+        return attn.o_proj(out), key, value

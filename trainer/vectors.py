@@ -1,0 +1,380 @@
+"""Write the shared test vectors (test/vectors/*.json) from the Python reference implementations.
+
+    python -m trainer.vectors [--model models/tiny-random] [--out test/vectors] [--check]
+
+The reference for each rule is the Hugging Face implementation the real checkpoints use:
+`Qwen2VLImageProcessorPil` for pixel values, the model folder's tokenizer for token ids,
+`Qwen2VLModel.get_rope_index` for M-RoPE positions, and the PyTorch model for logits. The
+TypeScript side reads these files and must reproduce them; `--check` regenerates everything in
+memory and fails if the committed files are stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = ROOT / "models" / "tiny-random"
+DEFAULT_OUT = ROOT / "test" / "vectors"
+FLOAT_DIGITS = 6
+
+
+def _floats(array) -> list:
+    return np.round(np.asarray(array, dtype=np.float64), FLOAT_DIGITS).tolist()
+
+
+def _png_b64(image: Image.Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False, compress_level=9)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def pattern_image(height: int, width: int, seed: int, mode: str = "RGB") -> Image.Image:
+    """Smooth gradients plus a little noise: compresses well, yet every pixel matters to a resize."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    channels = []
+    for c in range(4):
+        phase = rng.uniform(0, 2 * np.pi)
+        value = 127 + 80 * np.sin(x / (7 + 3 * c) + phase) * np.cos(y / (11 + 2 * c)) + 40 * (x / max(width, 1) - 0.5)
+        value += rng.normal(0, 6, size=value.shape)
+        channels.append(np.clip(np.round(value), 0, 255).astype(np.uint8))
+    if mode == "L":
+        return Image.fromarray(channels[0], mode="L")
+    if mode == "RGBA":
+        return Image.fromarray(np.stack(channels, axis=-1), mode="RGBA")
+    return Image.fromarray(np.stack(channels[:3], axis=-1), mode="RGB")
+
+
+# name, (height, width), seed, mode, processor overrides, how much of pixel_values to store
+IMAGE_CASES = [
+    ("224x224", (224, 224), 1, "RGB", {}, "summary"),
+    ("56x56", (56, 56), 2, "RGB", {}, "full"),
+    ("100x150-resized", (100, 150), 3, "RGB", {}, "summary"),
+    ("70x98-round-half-even", (70, 98), 4, "RGB", {}, "summary"),
+    ("20x20-upscaled", (20, 20), 5, "RGB", {}, "full"),
+    ("400x350-max-pixels", (400, 350), 6, "RGB", {"max_pixels": 50176}, "summary"),
+    ("grayscale-56x84", (56, 84), 7, "L", {}, "summary"),
+    ("rgba-84x56", (84, 56), 8, "RGBA", {}, "summary"),
+]
+ERROR_CASES = [("aspect-ratio-250", (2, 500), 9, "aspect ratio")]
+
+
+def _summary(pixel_values: np.ndarray) -> dict:
+    n = pixel_values.shape[0]
+    rows = sorted({0, n // 2, n - 1})
+    channel = pixel_values.reshape(n, 3, -1)
+    return {
+        "sum": float(np.round(pixel_values.sum(dtype=np.float64), 3)),
+        "abs_sum": float(np.round(np.abs(pixel_values).sum(dtype=np.float64), 3)),
+        "channel_means": _floats(channel.mean(axis=(0, 2), dtype=np.float64)),
+        "row_sums": _floats(pixel_values.sum(axis=1, dtype=np.float64)),
+        "rows": {str(r): _floats(pixel_values[r]) for r in rows},
+    }
+
+
+def image_vectors(model_dir: Path) -> dict:
+    from .processor import load_image_processor
+
+    cases = []
+    for name, (h, w), seed, mode, overrides, store in IMAGE_CASES:
+        image = pattern_image(h, w, seed, mode)
+        processor = load_image_processor(model_dir, **overrides)
+        out = processor(images=[image], return_tensors="np")
+        pixel_values, grid = out["pixel_values"], out["image_grid_thw"][0]
+        t, gh, gw = (int(v) for v in grid)
+        resized_h, resized_w = gh * processor.patch_size, gw * processor.patch_size
+        rgb = image.convert("RGB")
+        resized = rgb if (resized_h, resized_w) == (h, w) else rgb.resize((resized_w, resized_h), Image.BICUBIC)
+        again = processor(images=[resized], return_tensors="np")["pixel_values"]
+        if not np.array_equal(again, pixel_values):
+            raise AssertionError(f"{name}: the stored resized image does not reproduce pixel_values")
+        case = {
+            "name": name,
+            "png_base64": _png_b64(image),
+            "mode": mode,
+            "height": h,
+            "width": w,
+            "min_pixels": processor.size["shortest_edge"],
+            "max_pixels": processor.size["longest_edge"],
+            "resized_height": resized_h,
+            "resized_width": resized_w,
+            "resized": (resized_h, resized_w) != (h, w),
+            "grid_thw": [t, gh, gw],
+            "num_image_tokens": t * gh * gw // processor.merge_size**2,
+            "pixel_values_shape": list(pixel_values.shape),
+            "summary": _summary(pixel_values),
+        }
+        if case["resized"]:
+            # The uint8 RGB image after PIL's bicubic resize (row-major HWC), so normalisation and patch
+            # order can be checked exactly even where another resampler differs slightly.
+            case["resized_rgb_base64"] = base64.b64encode(np.asarray(resized, dtype=np.uint8).tobytes()).decode()
+        if store == "full":
+            case["pixel_values"] = _floats(pixel_values)
+        cases.append(case)
+    errors = []
+    for name, (h, w), seed, message in ERROR_CASES:
+        errors.append({"name": name, "png_base64": _png_b64(pattern_image(h, w, seed)), "height": h, "width": w,
+                       "error_contains": message})
+    return {
+        "description": "Qwen2VLImageProcessorPil outputs (reference.md 2.1). Rows are patches in the "
+        "processor's order; each row is channel-major, then temporal (2), then 14x14 pixels.",
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+        "patch_size": 14,
+        "merge_size": 2,
+        "temporal_patch_size": 2,
+        "cases": cases,
+        "errors": errors,
+    }
+
+
+TOKENIZER_STRINGS = [
+    "Hello world",
+    "  two leading spaces and trailing   ",
+    "tabs\tand\nnew\r\nlines\n\n\n",
+    "<think>\nThe red cube is left of the blue sphere.\n</think>\n<answer>(A)</answer>",
+    "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+    "<|vision_start|><|image_pad|><|image_pad|><|vision_end|><image>What is this?",
+    "Numbers 12345 and 3.14159, -7 and 50%",
+    "naïve café: 日本語のテキスト 🙂👍",
+    "don't I'll WE'RE they've",
+    "Select from the following choices.\n(A) left\n(B) right",
+    "Wait, let me re-check... Actually, the sphere is closer.",
+    "",
+]
+
+
+def tokenizer_vectors(model_dir: Path) -> dict:
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    hf = AutoTokenizer.from_pretrained(str(model_dir))
+    cases = []
+    for text in TOKENIZER_STRINGS:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        hf_ids = hf(text, add_special_tokens=False)["input_ids"]
+        if ids != hf_ids:
+            raise AssertionError(f"tokenizers and transformers disagree on {text!r}: {ids} vs {hf_ids}")
+        cases.append({
+            "text": text,
+            "ids": ids,
+            "tokens": [tok.id_to_token(i) for i in ids],
+            "decoded": tok.decode(ids, skip_special_tokens=False),
+        })
+    conversations = [
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many red objects?"}]}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+         {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Bye"}],
+    ]
+    templates = [
+        {"messages": m, "add_generation_prompt": True,
+         "rendered": hf.apply_chat_template(m, tokenize=False, add_generation_prompt=True)}
+        for m in conversations
+    ]
+    return {
+        "description": f"Token ids of {model_dir.name}'s tokenizer (no special tokens added), and its chat template.",
+        "model": model_dir.name,
+        "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+        "special_tokens": {t: tok.token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>",
+                                                            "<|vision_start|>", "<|vision_end|>", "<|image_pad|>")},
+        "cases": cases,
+        "chat_template": templates,
+    }
+
+
+def _rope_case(model, name: str, segments_per_row: list[list], pad_left: list[int]) -> dict:
+    """segments: ("text", n) or ("image", (t, h, w)); images become vision_start, pads, vision_end."""
+    cfg = model.config
+    rows, types, grids = [], [], []
+    text_id = 100
+    for segments in segments_per_row:
+        ids, tt = [], []
+        for kind, value in segments:
+            if kind == "text":
+                ids += list(range(text_id, text_id + value))
+                tt += [0] * value
+            else:
+                n = value[0] * value[1] * value[2] // 4
+                ids += [cfg.vision_start_token_id] + [cfg.image_token_id] * n + [cfg.vision_end_token_id]
+                tt += [0] + [1] * n + [0]
+                grids.append(list(value))
+        rows.append(ids)
+        types.append(tt)
+    length = max(len(r) + p for r, p in zip(rows, pad_left, strict=False))
+    pad = cfg.text_config.pad_token_id
+    input_ids = [[pad] * (length - len(r)) + r for r in rows]
+    token_types = [[0] * (length - len(t)) + t for t in types]
+    mask = [[0] * (length - len(r)) + [1] * len(r) for r in rows]
+    pos, deltas = model.model.get_rope_index(
+        torch.tensor(input_ids), torch.tensor(token_types), torch.tensor(grids) if grids else None,
+        attention_mask=torch.tensor(mask),
+    )
+    return {
+        "name": name,
+        "input_ids": input_ids,
+        "mm_token_type_ids": token_types,
+        "attention_mask": mask,
+        "image_grid_thw": grids,
+        "position_ids": pos.tolist(),
+        "rope_deltas": deltas.view(-1).tolist(),
+    }
+
+
+def mrope_vectors(model) -> dict:
+    cfg = model.config
+    cases = [
+        _rope_case(model, "reference-2.2", [[("text", 14), ("image", (1, 16, 16)), ("text", 9)]], [0]),
+        _rope_case(model, "text-only", [[("text", 10)]], [0]),
+        _rope_case(model, "two-images", [[("text", 3), ("image", (1, 4, 6)), ("text", 2), ("image", (1, 8, 4)), ("text", 4)]], [0]),
+        _rope_case(model, "wide-image", [[("text", 2), ("image", (1, 2, 12)), ("text", 3)]], [0]),
+        _rope_case(model, "left-padded-batch", [[("text", 2), ("image", (1, 4, 4)), ("text", 5)],
+                                                [("text", 4), ("image", (1, 6, 4)), ("text", 6)]], [3, 0]),
+        _rope_case(model, "left-padded-text-only", [[("text", 3)], [("text", 6)]], [3, 0]),
+    ]
+    ref = cases[0]
+    # The documented example (reference.md 2.2) must hold for the reference implementation.
+    assert ref["position_ids"][0][0][79] == 23 and ref["position_ids"][0][0][88] == 32
+    assert ref["rope_deltas"] == [-56]
+    return {
+        "description": "M-RoPE position ids [3][batch][seq] and rope deltas from Qwen2VLModel.get_rope_index "
+        "(reference.md 2.2). Padding positions hold 0; a decode step at absolute index i of a row uses "
+        "i_unpadded + rope_delta on all three axes.",
+        "image_token_id": cfg.image_token_id,
+        "vision_start_token_id": cfg.vision_start_token_id,
+        "vision_end_token_id": cfg.vision_end_token_id,
+        "spatial_merge_size": cfg.vision_config.spatial_merge_size,
+        "cases": cases,
+    }
+
+
+def logits_vectors(model_dir: Path, model, images: dict) -> dict:
+    """Reference logits of the PyTorch model for a left-padded batch: one row with an image, one text-only."""
+    from .processor import load_processor
+
+    processor = load_processor(model_dir)
+    processor.tokenizer.padding_side = "left"
+    image_case = images["56x56"]
+    image = Image.open(io.BytesIO(base64.b64decode(image_case["png_base64"])))
+    prompts = [
+        processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many red objects are there?"}]}],
+                                      tokenize=False, add_generation_prompt=True),
+        processor.apply_chat_template([{"role": "user", "content": "Which is closer, the cube or the sphere?"}],
+                                      tokenize=False, add_generation_prompt=True),
+    ]
+    batch = processor(text=prompts, images=[image], return_tensors="pt", padding=True)
+    input_ids, mask = batch["input_ids"], batch["attention_mask"]
+    position_ids, deltas = model.model.get_rope_index(input_ids, batch["mm_token_type_ids"], batch["image_grid_thw"],
+                                                      attention_mask=mask)
+    vocab_limit = processor.tokenizer.__len__()
+    with torch.no_grad():
+        prefill = model(**batch).logits
+        # Teacher-forced continuation: feed fixed tokens and record the logits of each new position.
+        forced = torch.tensor([[11, 12, 13], [21, 22, 23]])
+        full = model(
+            input_ids=torch.cat([input_ids, forced], dim=1),
+            attention_mask=torch.cat([mask, torch.ones_like(forced)], dim=1),
+            pixel_values=batch["pixel_values"],
+            image_grid_thw=batch["image_grid_thw"],
+            mm_token_type_ids=torch.cat([batch["mm_token_type_ids"], torch.zeros_like(forced)], dim=1),
+        ).logits
+        generated = model.generate(**batch, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
+    seq = input_ids.shape[1]
+    return {
+        "description": "PyTorch reference logits for models/tiny-random, fp32. position_ids from get_rope_index; "
+        "prefill_last_logits are the logits of the last prompt position of each row; decode_logits[k][b] are "
+        "the logits after feeding forced_tokens[b][:k+1]; greedy_tokens are transformers' greedy generate "
+        "(8 tokens, no vocabulary limit, no stop), greedy_tokens_in_vocab the same restricted to ids below "
+        "tokenizer_size.",
+        "model": model_dir.name,
+        "tokenizer_size": vocab_limit,
+        "image": image_case["name"],
+        "prompts": prompts,
+        "input_ids": input_ids.tolist(),
+        "attention_mask": mask.tolist(),
+        "pixel_values": image_case["pixel_values"],
+        "image_grid_thw": batch["image_grid_thw"].tolist(),
+        "position_ids": position_ids.tolist(),
+        "rope_deltas": deltas.view(-1).tolist(),
+        "prefill_last_logits": _floats(prefill[:, -1, :]),
+        "prefill_valid_abs_sum": float(np.round(prefill.abs()[mask.bool()].sum().item(), 3)),
+        "forced_tokens": forced.tolist(),
+        "decode_logits": [_floats(full[:, seq + k, :]) for k in range(forced.shape[1])],
+        "greedy_tokens": generated[:, seq:].tolist(),
+        "greedy_tokens_in_vocab": _greedy_in_vocab(model, batch, vocab_limit, 8),
+    }
+
+
+def _greedy_in_vocab(model, batch, vocab_limit: int, steps: int) -> list[list[int]]:
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class InVocab(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            scores[:, vocab_limit:] = -float("inf")
+            return scores
+
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=steps, do_sample=False, eos_token_id=None, pad_token_id=0,
+                             logits_processor=LogitsProcessorList([InVocab()]))
+    return out[:, batch["input_ids"].shape[1]:].tolist()
+
+
+def build_all(model_dir: Path) -> dict[str, dict]:
+    from transformers import Qwen2VLForConditionalGeneration
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    images = image_vectors(model_dir)
+    by_name = {c["name"]: c for c in images["cases"]}
+    return {
+        "image_preprocessing.json": images,
+        "tokenizer.json": tokenizer_vectors(model_dir),
+        "mrope.json": mrope_vectors(model),
+        "tiny_logits.json": logits_vectors(model_dir, model, by_name),
+    }
+
+
+def _close(a, b, tol: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=False))
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) <= tol * max(1.0, abs(a))
+    return a == b
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
+    args = parser.parse_args(argv)
+    vectors = build_all(args.model)
+    stale = []
+    for name, data in vectors.items():
+        path = args.out / name
+        if args.check:
+            if not path.exists() or not _close(json.loads(path.read_text()), json.loads(json.dumps(data)), 1e-5):
+                stale.append(name)
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n")
+            print(f"wrote {path} ({path.stat().st_size // 1024} KiB)", file=sys.stderr)
+    if stale:
+        print(f"stale vectors: {stale}; run python -m trainer.vectors", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
