@@ -329,6 +329,90 @@ def _greedy_in_vocab(model, batch, vocab_limit: int, steps: int) -> list[list[in
     return out[:, batch["input_ids"].shape[1]:].tolist()
 
 
+REWARD_CASES = [
+    # completion, gold option text, whether the prompt opened <think> (template r1)
+    (" The cube is left of the sphere. </think>\n<answer>left</answer>", "left", True),
+    (" The cube is left. </think> <answer> left </answer>", "left", True),
+    (" no closing tag <answer>left</answer>", "left", True),
+    (" thinking </think><answer>left</answer> and then some text", "left", True),
+    (" thinking </think><answer>left</answer>\n", "left", True),
+    (" two answers </think><answer>left</answer><answer>right</answer>", "left", True),
+    (" two answers </think><answer>right</answer><answer>left</answer>", "left", True),
+    (" letters </think><answer>(A)</answer>", "left", True),
+    (" letters </think><answer>(A)</answer>", "(A)", True),
+    (" other case </think><answer>Left</answer>", "left", True),
+    (" multi-line </think>\n<answer>\nleft\n</answer>", "left", True),
+    ("left", "left", True),
+    ("  left  ", "left", True),
+    ("", "left", True),
+    (" a </think> b </think><answer>x</answer>", "x", True),
+    ("<think> instruct model </think><answer>B</answer>", "B", False),
+    ("<think> unclosed think and no answer", "B", False),
+    ("I think the answer is <answer>3</answer>.", "3", False),
+    (" Wait, let me re-check the image. </think><answer>2</answer>", "2", True),
+    (" The waiter is checking. Hmm. </think><answer>2</answer>", "2", True),
+    (" It is impossible to verify yet. </think><answer>2</answer>", "2", True),
+    (" Aha! The sphere is possibly closer. </think><answer>1</answer>", "1", True),
+    (" nothing reflective here. </think><answer>1</answer>", "1", True),
+    (" The waiter smiled; it is impossible. </think><answer>1</answer>", "1", True),
+]
+
+
+def rewards_vectors() -> dict:
+    from .rewards import accuracy_reward, extract_answer_text, format_reward, has_reflection, parse_completion
+
+    cases = []
+    for completion, gold, opens_think in REWARD_CASES:
+        parsed = parse_completion(completion, opens_think)
+        cases.append({
+            "completion": completion,
+            "gold": gold,
+            "prompt_opens_think": opens_think,
+            "format_reward": format_reward(completion),
+            "accuracy_reward": accuracy_reward(completion, gold),
+            "extracted_answer": extract_answer_text(completion),
+            "think": parsed.think,
+            "answer": parsed.answer,
+            "reflection": has_reflection(completion),
+        })
+    return {
+        "description": "The paper's format and accuracy rewards (reference.md 1.2), the completion parser used by "
+        "/generate (think, answer, format_ok = format_reward == 1) and the reflection-word rule, from "
+        "trainer/rewards.py.",
+        "cases": cases,
+    }
+
+
+def templates_vectors(model_dir: Path) -> dict:
+    from transformers import AutoTokenizer
+
+    from .prompts import TEMPLATES, render_prompt
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+
+    def chat(messages):
+        return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    question = "How many red objects are in the image? Select from the following choices.\n(A) 2\n(B) 3"
+    cases = []
+    for template in TEMPLATES:
+        for has_image in (True, False):
+            text = render_prompt(template, question, has_image, chat_template=chat)
+            cases.append({
+                "template": template,
+                "has_image": has_image,
+                "question": question,
+                "prompt": text,
+                "input_ids": tok(text, add_special_tokens=False)["input_ids"],
+            })
+    return {
+        "description": f"Prompt templates from trainer/prompts.py; input_ids with {model_dir.name}'s tokenizer, "
+        "before the single <|image_pad|> is expanded to the image's token count.",
+        "model": model_dir.name,
+        "cases": cases,
+    }
+
+
 def build_all(model_dir: Path) -> dict[str, dict]:
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -340,6 +424,8 @@ def build_all(model_dir: Path) -> dict[str, dict]:
         "tokenizer.json": tokenizer_vectors(model_dir),
         "mrope.json": mrope_vectors(model),
         "tiny_logits.json": logits_vectors(model_dir, model, by_name),
+        "rewards.json": rewards_vectors(),
+        "templates.json": templates_vectors(model_dir),
     }
 
 
