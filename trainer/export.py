@@ -133,6 +133,14 @@ def _rename_dims(proto: onnx.ModelProto, names: dict[str, dict[int, str]]) -> No
                 dim.dim_param = name
 
 
+def _strip_trace_metadata(proto: onnx.ModelProto) -> None:
+    """Drop the exporter's per-node stack traces: they hold absolute paths of the machine that
+    exported, which would make the files differ between checkouts and leak local paths."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+
+
 def save_onnx(proto: onnx.ModelProto, path: Path) -> bool:
     """Save, with weights in `{file}_data` beside it when they would not fit one protobuf."""
     size = sum(len(t.raw_data) for t in proto.graph.initializer)
@@ -171,6 +179,7 @@ def export_fp32(model, onnx_dir: Path) -> dict[str, bool]:
         )
         proto = program.model_proto
         _rename_dims(proto, _dim_names(num_layers))
+        _strip_trace_metadata(proto)
         external[graph] = save_onnx(proto, onnx_dir / f"{graph}.onnx")
         del program, proto
         log(f"{graph}: fp32 in {time.time() - started:.1f}s")

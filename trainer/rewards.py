@@ -17,9 +17,10 @@ from dataclasses import dataclass
 FORMAT_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 ANSWER_SPAN = re.compile(r"<answer>(.*?)</answer>")
 # Self-reflection words counted per completion for the "aha moment" curves (reference.md 1).
+# ASCII word boundaries, so the TypeScript regex (whose \b and \w are ASCII) decides alike.
 REFLECTION_PATTERN = re.compile(
     r"\b(?:wait|re-?check\w*|check\w*|verif(?:y|ied|ies|ying|ication)|aha|possibl[ey]|yet|re-?evaluat\w*)\b",
-    re.IGNORECASE,
+    re.IGNORECASE | re.ASCII,
 )
 THINK_BLOCK = re.compile(r"<think>(.*?)(?:</think>|\Z)", re.DOTALL)
 ANSWER_BLOCK = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
