@@ -1,0 +1,152 @@
+// The service's configuration: one validated schema read once at start, every default in one
+// place. Each variable is documented in the README ("Configuration").
+import { availableParallelism } from 'node:os';
+import { basename, resolve } from 'node:path';
+import { z } from 'zod';
+import { DTYPE_SUFFIX, DtypeChoice, GRAPHS, GraphName, Dtype } from './engine/model_folder';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+const EnvSchema = z.object({
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  /** A model folder to serve as the default model (onnx-community Qwen2-VL layout). */
+  MODEL_DIR: z.string().optional(),
+  /** An extra folder of model folders, listed beside models/. */
+  MODELS_DIR: z.string().optional(),
+  /** Model used when a request names none (a folder name). */
+  DEFAULT_MODEL: z.string().optional(),
+  /** Graph variant: fp32, fp16, q8, q4, ... (default: the model's transformers.js_config). */
+  MODEL_DTYPE: z.string().optional(),
+  /** Intra-op threads of each ONNX session. */
+  THREADS: int(1, 1024).optional(),
+  MAX_BATCH_SIZE: int(1, 256).default(16),
+  MAX_QUEUE: int(0, 100000).default(64),
+  MAX_PREFILL_TOKENS: int(1).default(8192),
+  FEATURE_CACHE_MB: int(0).default(256),
+  /** Unload least recently used models beyond this many MB of weights (0 = never unload). */
+  MODEL_MEMORY_BUDGET_MB: int(0).default(0),
+  /** Image resize bound, as in training (reference.md 1.3). */
+  MAX_PIXELS: int(3136).default(401408),
+  MIN_PIXELS: int(784).default(3136),
+  /** Images declaring more pixels than this are refused before decoding (decompression bombs). */
+  MAX_INPUT_PIXELS: int(1).default(40_000_000),
+  MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),
+  MAX_QUESTION_CHARS: int(1).default(20_000),
+  DEFAULT_MAX_NEW_TOKENS: int(1).default(1024),
+  MAX_NEW_TOKENS: int(1).default(2048),
+  MAX_PROMPT_TOKENS: int(1).default(8192),
+  REQUEST_TIMEOUT_MS: int(1).default(300_000),
+  /** Time given to in-flight requests after SIGTERM before the process exits anyway. */
+  SHUTDOWN_GRACE_MS: int(0).default(30_000),
+  /** Comma-separated host names from which chat requests may fetch images (none by default). */
+  ALLOWED_IMAGE_HOSTS: z.string().default(''),
+  DATA_DIR: z.string().default('./data'),
+  STATE_DIR: z.string().default('./state'),
+  ADMIN_TOKEN: z.string().optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Load and warm the default model at start (readiness waits for it). */
+  WARMUP: z.enum(['true', 'false']).default('true'),
+});
+
+export type Env = z.infer<typeof EnvSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  modelRoots: string[];
+  /** Explicit model folders (MODEL_DIR), by name. */
+  modelFolders: { name: string; dir: string }[];
+  defaultModel: string;
+  dtype?: DtypeChoice;
+  threads: number;
+  maxBatchSize: number;
+  maxQueue: number;
+  maxPrefillTokens: number;
+  featureCacheBytes: number;
+  memoryBudgetBytes: number;
+  maxPixels: number;
+  minPixels: number;
+  maxInputPixels: number;
+  maxImageBytes: number;
+  maxQuestionChars: number;
+  defaultMaxNewTokens: number;
+  maxNewTokens: number;
+  maxPromptTokens: number;
+  requestTimeoutMs: number;
+  shutdownGraceMs: number;
+  allowedImageHosts: string[];
+  dataDir: string;
+  stateDir: string;
+  adminToken?: string;
+  logLevel: Env['LOG_LEVEL'];
+  warmup: boolean;
+}
+
+/** The model shipped in models/ that a fresh clone serves. */
+export const EMBEDDED_MODEL = 'tiny-random';
+// src/config.ts and dist/config.js both sit one level below the repository root.
+export const REPO_ROOT = resolve(__dirname, '..');
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  if (e.MIN_PIXELS > e.MAX_PIXELS) throw new Error(`invalid configuration: MIN_PIXELS (${e.MIN_PIXELS}) exceeds MAX_PIXELS (${e.MAX_PIXELS})`);
+  if (e.DEFAULT_MAX_NEW_TOKENS > e.MAX_NEW_TOKENS) {
+    throw new Error(`invalid configuration: DEFAULT_MAX_NEW_TOKENS (${e.DEFAULT_MAX_NEW_TOKENS}) exceeds MAX_NEW_TOKENS (${e.MAX_NEW_TOKENS})`);
+  }
+  const modelFolders = e.MODEL_DIR ? [{ name: basename(resolve(e.MODEL_DIR)), dir: resolve(e.MODEL_DIR) }] : [];
+  const modelRoots = [resolve(REPO_ROOT, 'models'), ...(e.MODELS_DIR ? [resolve(e.MODELS_DIR)] : [])];
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    modelRoots,
+    modelFolders,
+    defaultModel: e.DEFAULT_MODEL ?? modelFolders[0]?.name ?? EMBEDDED_MODEL,
+    dtype: e.MODEL_DTYPE ? parseDtype(e.MODEL_DTYPE) : undefined,
+    threads: e.THREADS ?? availableParallelism(),
+    maxBatchSize: e.MAX_BATCH_SIZE,
+    maxQueue: e.MAX_QUEUE,
+    maxPrefillTokens: e.MAX_PREFILL_TOKENS,
+    featureCacheBytes: e.FEATURE_CACHE_MB * 1024 * 1024,
+    memoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB * 1024 * 1024,
+    maxPixels: e.MAX_PIXELS,
+    minPixels: e.MIN_PIXELS,
+    maxInputPixels: e.MAX_INPUT_PIXELS,
+    maxImageBytes: e.MAX_IMAGE_BYTES,
+    maxQuestionChars: e.MAX_QUESTION_CHARS,
+    defaultMaxNewTokens: e.DEFAULT_MAX_NEW_TOKENS,
+    maxNewTokens: e.MAX_NEW_TOKENS,
+    maxPromptTokens: e.MAX_PROMPT_TOKENS,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    allowedImageHosts: e.ALLOWED_IMAGE_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
+    dataDir: resolve(e.DATA_DIR),
+    stateDir: resolve(e.STATE_DIR),
+    adminToken: e.ADMIN_TOKEN || undefined,
+    logLevel: e.LOG_LEVEL,
+    warmup: e.WARMUP === 'true',
+  };
+}
+
+/** MODEL_DTYPE: one dtype for every graph ("q4"), or per graph ("decoder_model_merged=q4,vision_encoder=fp32"). */
+export function parseDtype(value: string): DtypeChoice {
+  const isDtype = (d: string): d is Dtype => d in DTYPE_SUFFIX;
+  const known = Object.keys(DTYPE_SUFFIX).join(', ');
+  if (!value.includes('=')) {
+    if (!isDtype(value)) throw new Error(`invalid configuration: MODEL_DTYPE "${value}" is not one of ${known}`);
+    return value;
+  }
+  const choice: Partial<Record<GraphName, Dtype>> = {};
+  for (const item of value.split(',')) {
+    const [graph, dtype] = item.split('=').map((x) => x.trim());
+    if (!(GRAPHS as readonly string[]).includes(graph)) throw new Error(`invalid configuration: MODEL_DTYPE graph "${graph}" is not one of ${GRAPHS.join(', ')}`);
+    if (!isDtype(dtype)) throw new Error(`invalid configuration: MODEL_DTYPE "${dtype}" for ${graph} is not one of ${known}`);
+    choice[graph as GraphName] = dtype;
+  }
+  return choice;
+}

@@ -1,0 +1,312 @@
+// The engine's narrow interface: generate (streamed or whole), list models, health, drain and
+// dispose. It turns a request (template + question, or chat messages, plus image bytes) into
+// token ids, M-RoPE positions and pixel values, hands the sequence to the model's scheduler, and
+// turns the sampled tokens back into text, think/answer and format_ok. No HTTP here.
+import { parseCompletion } from './completion';
+import { EngineError } from './errors';
+import { imageCacheKey } from './feature_cache';
+import { DtypeChoice } from './model_folder';
+import { preprocessImage } from './qwen2_vl/image_processing';
+import { expandImageTokens, ropeIndex } from './qwen2_vl/mrope';
+import { LoadedModel, ModelEntry, ModelRegistry } from './registry';
+import { FinishReason, StepResult } from './runner/protocol';
+import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling';
+import { SchedulerOptions, SequenceImage, SequenceTimings } from './scheduler';
+import { IMAGE_PLACEHOLDER, PromptTemplate, promptOpensThink, renderPrompt } from './templates';
+import { ChatMessage } from './tokenizer';
+
+export interface EngineOptions {
+  /** Folders whose subfolders with an onnx/ directory are models. */
+  modelRoots: string[];
+  /** Model folders named explicitly, beside the roots' folders. */
+  modelFolders?: { name: string; dir: string }[];
+  /** Model used when a request names none. */
+  defaultModel: string;
+  dtype?: DtypeChoice;
+  /** Intra-op threads per ONNX session. */
+  threads?: number;
+  scheduler: SchedulerOptions;
+  memoryBudgetBytes: number;
+  /** Image resize bounds (reference.md 2.1); MAX_PIXELS 401,408 as in training. */
+  maxPixels: number;
+  minPixels?: number;
+  /** Images declaring more pixels than this are refused before decoding. */
+  maxInputPixels: number;
+  defaultMaxNewTokens: number;
+  maxNewTokensCap: number;
+  /** Longest prompt (tokens, images included) accepted. */
+  maxPromptTokens: number;
+  /** Default deadline of a request, in milliseconds. */
+  requestTimeoutMs: number;
+}
+
+export interface EngineObserver {
+  onStep?(model: string, result: StepResult, waiting: number, running: number): void;
+  onRequestDone?(model: string, stats: RequestStats): void;
+}
+
+export interface RequestStats {
+  promptTokens: number;
+  completionTokens: number;
+  firstTokenMs: number | null;
+  decodeMs: number;
+  finishReason: FinishReason;
+}
+
+export type PromptInput =
+  | { template: PromptTemplate; question: string }
+  /** A chat conversation rendered with the model's chat template (image parts in order). */
+  | { template: 'chat'; messages: ChatMessage[] };
+
+export interface GenerateRequest {
+  model?: string;
+  prompt: PromptInput;
+  /** Encoded image files (PNG, JPEG, WebP) in prompt order. */
+  images: Uint8Array[];
+  sampling?: Partial<SamplingParams>;
+  maxNewTokens?: number;
+  /** Milliseconds from now; the engine's default otherwise. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface GenerateResult {
+  model: string;
+  template: string;
+  text: string;
+  think: string | null;
+  answer: string | null;
+  formatOk: boolean;
+  finishReason: FinishReason;
+  usage: { promptTokens: number; completionTokens: number; imageTokens: number };
+  timings: { queueMs: number; prefillMs: number; decodeMs: number; totalMs: number; firstTokenMs: number | null };
+}
+
+export type GenerateEvent = { type: 'delta'; text: string } | { type: 'done'; result: GenerateResult };
+
+interface PreparedPrompt {
+  template: string;
+  opensThink: boolean;
+  inputIds: number[];
+  positionIds: number[];
+  nextPosition: number;
+  images: SequenceImage[];
+  imageTokens: number;
+}
+
+export class Engine {
+  readonly registry: ModelRegistry;
+  private disposed = false;
+  private readonly observers = new Set<EngineObserver>();
+
+  constructor(readonly options: EngineOptions) {
+    this.registry = new ModelRegistry({
+      roots: options.modelRoots,
+      folders: options.modelFolders,
+      dtype: options.dtype,
+      threads: options.threads,
+      memoryBudgetBytes: options.memoryBudgetBytes,
+      scheduler: options.scheduler,
+      image: { maxPixels: options.maxPixels, minPixels: options.minPixels },
+      observer: (model) => ({
+        onStep: (result, waiting, running) => {
+          for (const o of this.observers) o.onStep?.(model, result, waiting, running);
+        },
+      }),
+    });
+  }
+
+  /** Follow steps and finished requests (metrics); returns a function that stops it. */
+  observe(observer: EngineObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  listModels(): ModelEntry[] {
+    return this.registry.list();
+  }
+
+  /** Load the default model and run one short request through it, so the first user does not pay. */
+  async warmup(): Promise<void> {
+    for await (const event of this.generate({ prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 })) void event;
+  }
+
+  /** The whole result of a request (the streamed deltas are dropped). */
+  async generateText(request: GenerateRequest): Promise<GenerateResult> {
+    for await (const event of this.generate(request)) if (event.type === 'done') return event.result;
+    throw new EngineError('model_error', 'no_result', 'generation ended without a result');
+  }
+
+  async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    if (this.disposed) throw new EngineError('overloaded', 'shutting_down', 'the engine is shutting down', { retryAfterSeconds: 5 });
+    const started = Date.now();
+    const name = request.model ?? this.options.defaultModel;
+    const model = await this.registry.acquire(name);
+    try {
+      yield* this.run(model, request, started);
+    } finally {
+      this.registry.release(model);
+    }
+  }
+
+  private async *run(model: LoadedModel, request: GenerateRequest, started: number): AsyncGenerator<GenerateEvent> {
+    const sampling = resolveSamplingParams(request.sampling ?? {});
+    validateSamplingParams(sampling);
+    const maxNewTokens = request.maxNewTokens ?? this.options.defaultMaxNewTokens;
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > this.options.maxNewTokensCap) {
+      throw new EngineError('invalid_input', 'max_new_tokens', `max_new_tokens must be an integer from 1 to ${this.options.maxNewTokensCap}`);
+    }
+    const prompt = await this.prepare(model, request);
+    const { tokenizer } = model;
+
+    // Tokens arrive from the scheduler through callbacks; this generator yields them in order.
+    const queue: (number[] | { finish: FinishReason; timings: SequenceTimings } | { error: EngineError })[] = [];
+    let wake: (() => void) | null = null;
+    const push = (item: (typeof queue)[number]) => {
+      queue.push(item);
+      wake?.();
+      wake = null;
+    };
+    const abort = new AbortController();
+    const forward = () => abort.abort();
+    request.signal?.addEventListener('abort', forward, { once: true });
+    if (request.signal?.aborted) abort.abort();
+
+    model.scheduler.submit(
+      {
+        inputIds: prompt.inputIds,
+        positionIds: prompt.positionIds,
+        nextPosition: prompt.nextPosition,
+        images: prompt.images,
+        sampling,
+        maxNewTokens,
+        vocabLimit: tokenizer.size,
+        deadline: started + (request.timeoutMs ?? this.options.requestTimeoutMs),
+        signal: abort.signal,
+      },
+      {
+        onTokens: (tokens) => push(tokens),
+        onFinish: (finish, timings) => push({ finish, timings }),
+        onError: (error) => push({ error }),
+      },
+    );
+
+    const generated: number[] = [];
+    const decoder = tokenizer.incrementalDecoder({ skipSpecialTokens: true });
+    let firstTokenMs: number | null = null;
+    try {
+      for (;;) {
+        if (!queue.length) await new Promise<void>((resolve) => (wake = resolve));
+        const item = queue.shift()!;
+        if (Array.isArray(item)) {
+          if (firstTokenMs === null) firstTokenMs = Date.now() - started;
+          let delta = '';
+          for (const token of item) {
+            generated.push(token);
+            delta += decoder.push(token);
+          }
+          if (delta) yield { type: 'delta', text: delta };
+          continue;
+        }
+        if ('error' in item) throw item.error;
+        const tail = decoder.flush();
+        if (tail) yield { type: 'delta', text: tail };
+        const text = tokenizer.decode(generated, { skipSpecialTokens: true });
+        const parsed = parseCompletion(text, prompt.opensThink);
+        const result: GenerateResult = {
+          model: model.name,
+          template: prompt.template,
+          text,
+          think: parsed.think,
+          answer: parsed.answer,
+          formatOk: parsed.formatOk,
+          finishReason: item.finish,
+          usage: { promptTokens: prompt.inputIds.length, completionTokens: generated.length, imageTokens: prompt.imageTokens },
+          timings: { ...item.timings, totalMs: Date.now() - started, firstTokenMs },
+        };
+        const stats: RequestStats = {
+          promptTokens: prompt.inputIds.length,
+          completionTokens: generated.length,
+          firstTokenMs,
+          decodeMs: item.timings.decodeMs,
+          finishReason: item.finish,
+        };
+        for (const o of this.observers) o.onRequestDone?.(model.name, stats);
+        yield { type: 'done', result };
+        return;
+      }
+    } finally {
+      request.signal?.removeEventListener('abort', forward);
+      // The consumer stopped early (client gone): cancel the sequence in the scheduler.
+      abort.abort();
+    }
+  }
+
+  /** Prompt text -> ids with image tokens expanded, M-RoPE positions, preprocessed images. */
+  private async prepare(model: LoadedModel, request: GenerateRequest): Promise<PreparedPrompt> {
+    const { tokenizer, folder } = model;
+    const images = await Promise.all(
+      request.images.map(async (bytes) => {
+        const processed = await preprocessImage(bytes, model.image, { maxInputPixels: this.options.maxInputPixels });
+        const key = imageCacheKey(bytes, { minPixels: model.image.minPixels, maxPixels: model.image.maxPixels });
+        return { key, grid: processed.gridThw, tokens: processed.numImageTokens, pixels: processed.pixelValues };
+      }),
+    );
+
+    let text: string;
+    let template: string;
+    if (request.prompt.template === 'chat') {
+      template = 'chat';
+      const messages = request.prompt.messages;
+      text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+    } else {
+      template = request.prompt.template;
+      if (images.length > 1) {
+        throw new EngineError('invalid_input', 'too_many_images', `template ${template} takes at most one image`);
+      }
+      text = renderPrompt(request.prompt.template, request.prompt.question, images.length === 1, (messages) =>
+        tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true }),
+      );
+    }
+    const placeholders = text.split(IMAGE_PLACEHOLDER).length - 1;
+    if (placeholders !== images.length) {
+      throw new EngineError('invalid_input', 'image_count_mismatch', `the prompt has ${placeholders} image placeholder(s) but ${images.length} image(s) were given`);
+    }
+    const ids = expandImageTokens(tokenizer.encode(text), folder.imageTokenId, images.map((i) => i.tokens));
+    if (ids.length > this.options.maxPromptTokens) {
+      throw new EngineError('too_large', 'prompt_too_long', `the prompt is ${ids.length} tokens (images included); the limit is ${this.options.maxPromptTokens}`);
+    }
+    const { positionIds, ropeDeltas } = ropeIndex([ids], null, images.map((i) => i.grid), {
+      imageTokenId: folder.imageTokenId,
+      visionStartTokenId: folder.visionStartTokenId,
+      spatialMergeSize: folder.spatialMergeSize,
+    });
+    const flat = positionIds.flatMap((axis) => axis[0]);
+    return {
+      template,
+      opensThink: template !== 'chat' && promptOpensThink(template as PromptTemplate),
+      inputIds: ids,
+      positionIds: flat,
+      nextPosition: ids.length + ropeDeltas[0],
+      images,
+      imageTokens: images.reduce((sum, i) => sum + i.tokens, 0),
+    };
+  }
+
+  /** Whether the default model is loaded (readiness). */
+  isReady(): boolean {
+    return this.registry.loadedModels().some((m) => m.name === this.options.defaultModel);
+  }
+
+  async drain(): Promise<void> {
+    await this.registry.drain();
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.registry.dispose();
+  }
+}
+
+export type { SamplingParams };

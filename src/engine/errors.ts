@@ -1,0 +1,33 @@
+// Errors the engine reports about its inputs or its state. The engine knows nothing of HTTP: each
+// error carries a `kind`, and the server maps kinds to status codes in one place.
+
+export type EngineErrorKind =
+  | 'invalid_input' // the request itself is wrong (400)
+  | 'unsupported_media' // an image type we do not accept (415)
+  | 'too_large' // an input over a configured limit (413)
+  | 'unprocessable' // well-formed but unusable, e.g. an image that decodes to nothing (422)
+  | 'not_found' // an unknown model (404)
+  | 'overloaded' // queue full or shutting down (429/503, retry later)
+  | 'timeout' // the request's deadline passed
+  | 'cancelled' // the caller went away
+  | 'model_error'; // a model folder or graph is broken (startup/load error)
+
+export class EngineError extends Error {
+  readonly kind: EngineErrorKind;
+  /** snake_case code for the error envelope, e.g. `image_aspect_ratio`. */
+  readonly code: string;
+  /** Seconds after which a retry may succeed (overload only). */
+  readonly retryAfterSeconds?: number;
+
+  constructor(kind: EngineErrorKind, code: string, message: string, options?: { retryAfterSeconds?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'EngineError';
+    this.kind = kind;
+    this.code = code;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+  }
+}
+
+export function isEngineError(error: unknown): error is EngineError {
+  return error instanceof EngineError;
+}

@@ -1,0 +1,90 @@
+// Messages between the scheduler (main thread) and the model worker thread that owns the ONNX
+// sessions, the KV cache of the running batch and each sequence's sampler.
+import type { EngineErrorKind } from '../errors';
+import type { ModelFolder } from '../model_folder';
+import type { ModelInfo } from '../qwen2_vl/modeling';
+import type { SamplingParams } from '../sampling';
+
+export interface WorkerInit {
+  /** The folder as read on the main thread, with its graph files (dtypes) chosen. */
+  folder: ModelFolder;
+  /** Intra-op threads of each ONNX session. */
+  threads?: number;
+}
+
+export interface ImageInput {
+  /** Content key of the image and its preprocessing settings (feature-cache key). */
+  key: string;
+  grid: [number, number, number];
+  /** Image tokens this image occupies in the prompt. */
+  tokens: number;
+  /** Omitted when the scheduler knows the worker holds this key's features. */
+  pixels?: Float32Array;
+  /** Keep the features under `key` after use. */
+  cache: boolean;
+}
+
+export interface AdmitRequest {
+  seqId: number;
+  /** Prompt ids with every image placeholder already expanded to its token count. */
+  inputIds: number[];
+  /** M-RoPE positions of the prompt, axis-major: [3 * inputIds.length]. */
+  positionIds: number[];
+  /** Position of the first generated token (max prompt position + 1, reference.md 2.2). */
+  nextPosition: number;
+  images: ImageInput[];
+  sampling: SamplingParams;
+  maxNewTokens: number;
+  /** Ids >= vocabLimit are never sampled (the tokenizer's size). */
+  vocabLimit: number;
+}
+
+export interface StepRequest {
+  admit: AdmitRequest[];
+  /** Sequences to drop before running (cancelled, past their deadline). */
+  drop: number[];
+  /** Image features the worker may forget once this step's admissions have used them. */
+  evict: string[];
+}
+
+export type FinishReason = 'stop' | 'length';
+
+export interface SequenceOutput {
+  seqId: number;
+  /** Tokens produced this step (two for a sequence admitted this step: prefill + decode). */
+  tokens: number[];
+  finish?: FinishReason;
+}
+
+export interface StepResult {
+  outputs: SequenceOutput[];
+  /** Sequences admitted this step whose prefill ran, with its duration. */
+  prefilled: number[];
+  prefillMs: number;
+  visionMs: number;
+  decodeMs: number;
+  /** Rows in the decode run (the running batch). */
+  batchSize: number;
+  prefillTokens: number;
+  imagesEncoded: number;
+  imagesFromCache: number;
+  kvBytes: number;
+}
+
+export interface SerializedError {
+  kind: EngineErrorKind;
+  code: string;
+  message: string;
+}
+
+export type ToWorker =
+  | { type: 'step'; id: number; request: StepRequest }
+  | { type: 'dispose'; id: number };
+
+export type FromWorker =
+  | { type: 'ready'; info: ModelInfo }
+  | { type: 'init_error'; error: SerializedError }
+  | { type: 'stepped'; id: number; result: StepResult }
+  /** The step failed; the worker dropped every sequence it held. */
+  | { type: 'step_error'; id: number; error: SerializedError; dropped: number[] }
+  | { type: 'disposed'; id: number };

@@ -1,0 +1,250 @@
+// The model worker thread: owns the ONNX sessions (session.run blocks its thread, reference.md
+// 2.3), the KV cache of the running batch, the image-feature store and one sampler per sequence.
+// The scheduler on the main thread decides what runs; each `step` here does at most one batched
+// prefill of newly admitted sequences and one batched decode of every running sequence.
+import { parentPort, workerData } from 'node:worker_threads';
+import { EngineError, isEngineError } from '../errors';
+import { ModelFolder } from '../model_folder';
+import { Qwen2VLGraphs } from '../qwen2_vl/modeling';
+import { Sampler } from '../sampling';
+import { KvBatch } from './kv_batch';
+import { AdmitRequest, FinishReason, FromWorker, SequenceOutput, SerializedError, StepRequest, StepResult, ToWorker, WorkerInit } from './protocol';
+
+interface Row {
+  seqId: number;
+  sampler: Sampler;
+  /** Prompt ids followed by generated ids: the repetition penalty's history. */
+  history: number[];
+  generated: number;
+  maxNewTokens: number;
+  vocabLimit: number;
+  nextPosition: number;
+  /** The last sampled token, fed to the decoder at the next decode run. */
+  pending: number;
+}
+
+class ModelWorker {
+  private readonly folder: ModelFolder;
+  private readonly graphs: Qwen2VLGraphs;
+  private readonly eos: Set<number>;
+  private readonly features = new Map<string, Float32Array>();
+  private readonly rows = new Map<number, Row>();
+  private batch: KvBatch;
+
+  get info() {
+    return this.graphs.info;
+  }
+
+  constructor(folder: ModelFolder, graphs: Qwen2VLGraphs) {
+    this.folder = folder;
+    this.graphs = graphs;
+    this.eos = new Set(folder.eosTokenIds);
+    this.batch = KvBatch.empty(graphs.info.layout);
+  }
+
+  async step(request: StepRequest): Promise<StepResult> {
+    if (request.drop.length) this.removeRows(request.drop);
+
+    const result: StepResult = {
+      outputs: [], prefilled: [], prefillMs: 0, visionMs: 0, decodeMs: 0, batchSize: 0,
+      prefillTokens: 0, imagesEncoded: 0, imagesFromCache: 0, kvBytes: 0,
+    };
+    const outputs = new Map<number, SequenceOutput>();
+    const emit = (row: Row, token: number, finish?: FinishReason) => {
+      const out = outputs.get(row.seqId) ?? { seqId: row.seqId, tokens: [] };
+      out.tokens.push(token);
+      if (finish) out.finish = finish;
+      outputs.set(row.seqId, out);
+    };
+
+    if (request.admit.length) await this.prefill(request.admit, result, emit);
+
+    if (this.batch.size) {
+      const started = performance.now();
+      result.batchSize = this.batch.size;
+      await this.decode(emit);
+      result.decodeMs = performance.now() - started;
+    }
+    // Evictions apply after this step's admissions, which may still have counted on those features.
+    for (const key of request.evict) this.features.delete(key);
+    result.outputs = [...outputs.values()];
+    result.kvBytes = this.batch.bytes;
+    return result;
+  }
+
+  /** Batched prefill of the admitted prompts (left-padded), first token of each, then join. */
+  private async prefill(admit: AdmitRequest[], result: StepResult, emit: (row: Row, token: number, finish?: FinishReason) => void) {
+    const started = performance.now();
+    const { hiddenSize } = this.graphs.info;
+    const batch = admit.length;
+    const seq = Math.max(...admit.map((a) => a.inputIds.length));
+    const ids = new BigInt64Array(batch * seq).fill(BigInt(this.folder.padTokenId));
+    const positions = new BigInt64Array(3 * batch * seq);
+    const mask = new BigInt64Array(batch * seq);
+    const pads = admit.map((a) => seq - a.inputIds.length);
+    admit.forEach((a, b) => {
+      const n = a.inputIds.length;
+      for (let i = 0; i < n; i++) ids[b * seq + pads[b] + i] = BigInt(a.inputIds[i]);
+      mask.fill(1n, b * seq + pads[b], (b + 1) * seq);
+      for (let axis = 0; axis < 3; axis++) {
+        for (let i = 0; i < n; i++) positions[(axis * batch + b) * seq + pads[b] + i] = BigInt(a.positionIds[axis * n + i]);
+      }
+    });
+    const embeds = await this.graphs.embed(ids, batch, seq);
+
+    const visionStarted = performance.now();
+    for (let b = 0; b < batch; b++) await this.spliceImages(admit[b], embeds, b * seq + pads[b], hiddenSize, result);
+    result.visionMs = performance.now() - visionStarted;
+
+    const past = KvBatch.emptyPast(this.graphs.info.layout, batch);
+    const { logits, vocab, present } = await this.graphs.decode(embeds, [batch, seq], { type: 'int64', data: mask, dims: [batch, seq] }, positions, past, true);
+    const joined = KvBatch.fromPrefill(this.graphs.info.layout, admit.map((a) => a.seqId), pads, present);
+
+    const finished: number[] = [];
+    admit.forEach((a, b) => {
+      const row: Row = {
+        seqId: a.seqId,
+        sampler: new Sampler(a.sampling),
+        history: [...a.inputIds],
+        generated: 0,
+        maxNewTokens: a.maxNewTokens,
+        vocabLimit: Math.min(a.vocabLimit, vocab),
+        nextPosition: a.nextPosition,
+        pending: -1,
+      };
+      this.rows.set(a.seqId, row);
+      const finish = this.accept(row, row.sampler.next(logits, b * vocab, row.vocabLimit, row.history));
+      emit(row, row.pending, finish);
+      if (finish) finished.push(a.seqId);
+      result.prefillTokens += a.inputIds.length;
+      result.prefilled.push(a.seqId);
+    });
+    if (finished.length) {
+      joined.remove(finished);
+      for (const id of finished) this.rows.delete(id);
+    }
+    this.batch.merge(joined);
+    result.prefillMs = performance.now() - started;
+  }
+
+  /** Write each image's vision features over its <|image_pad|> positions in the prompt's embeddings. */
+  private async spliceImages(a: AdmitRequest, embeds: Float32Array, rowStart: number, hidden: number, result: StepResult) {
+    if (!a.images.length) return;
+    const slots: number[] = [];
+    a.inputIds.forEach((id, i) => {
+      if (id === this.folder.imageTokenId) slots.push(i);
+    });
+    const expected = a.images.reduce((sum, image) => sum + image.tokens, 0);
+    if (slots.length !== expected) {
+      throw new EngineError('invalid_input', 'image_token_mismatch', `prompt has ${slots.length} image tokens but its images need ${expected}`);
+    }
+    let next = 0;
+    for (const image of a.images) {
+      let features = this.features.get(image.key);
+      if (features) {
+        result.imagesFromCache += 1;
+      } else {
+        if (!image.pixels) throw new EngineError('model_error', 'feature_cache_miss', `features of image ${image.key} were expected in the cache`);
+        features = await this.graphs.encodeImage(image.pixels, image.grid);
+        result.imagesEncoded += 1;
+        if (image.cache) this.features.set(image.key, features);
+      }
+      if (features.length !== image.tokens * hidden) {
+        throw new EngineError('model_error', 'image_feature_size', `vision encoder returned ${features.length / hidden} features for ${image.tokens} image tokens`);
+      }
+      for (let t = 0; t < image.tokens; t++) {
+        embeds.set(features.subarray(t * hidden, (t + 1) * hidden), (rowStart + slots[next++]) * hidden);
+      }
+    }
+  }
+
+  /** One decode run over every running row: feed each pending token, sample the next. */
+  private async decode(emit: (row: Row, token: number, finish?: FinishReason) => void) {
+    const rows = this.batch.seqIds.map((id) => this.rows.get(id)!);
+    const batch = rows.length;
+    const ids = BigInt64Array.from(rows.map((r) => BigInt(r.pending)));
+    const embeds = await this.graphs.embed(ids, batch, 1);
+    const positions = new BigInt64Array(3 * batch);
+    rows.forEach((r, b) => {
+      for (let axis = 0; axis < 3; axis++) positions[axis * batch + b] = BigInt(r.nextPosition);
+    });
+    const { logits, vocab, present } = await this.graphs.decode(embeds, [batch, 1], this.batch.attentionMask(1), positions, this.batch.past, true);
+    this.batch.advance(present);
+    const finished: number[] = [];
+    rows.forEach((row, b) => {
+      row.nextPosition += 1;
+      const finish = this.accept(row, row.sampler.next(logits, b * vocab, row.vocabLimit, row.history));
+      emit(row, row.pending, finish);
+      if (finish) finished.push(row.seqId);
+    });
+    if (finished.length) this.removeRows(finished);
+  }
+
+  /** Record a sampled token; say whether the sequence ends with it. */
+  private accept(row: Row, token: number): FinishReason | undefined {
+    row.pending = token;
+    row.history.push(token);
+    row.generated += 1;
+    if (this.eos.has(token)) return 'stop';
+    if (row.generated >= row.maxNewTokens) return 'length';
+    return undefined;
+  }
+
+  private removeRows(seqIds: number[]) {
+    const present = seqIds.filter((id) => this.rows.has(id));
+    for (const id of present) this.rows.delete(id);
+    this.batch.remove(present);
+  }
+
+  /** After a failed step the KV state may be half-updated: forget every sequence. */
+  reset(): number[] {
+    const dropped = [...this.rows.keys()];
+    this.rows.clear();
+    this.batch = KvBatch.empty(this.graphs.info.layout);
+    return dropped;
+  }
+
+  async dispose() {
+    this.rows.clear();
+    this.features.clear();
+    await this.graphs.dispose();
+  }
+}
+
+function serialize(error: unknown): SerializedError {
+  if (isEngineError(error)) return { kind: error.kind, code: error.code, message: error.message };
+  return { kind: 'model_error', code: 'inference_failed', message: `inference failed: ${(error as Error)?.message ?? String(error)}` };
+}
+
+async function main() {
+  const port = parentPort!;
+  const init = workerData as WorkerInit;
+  const send = (message: FromWorker) => port.postMessage(message);
+  let worker: ModelWorker;
+  try {
+    worker = new ModelWorker(init.folder, await Qwen2VLGraphs.open(init.folder, init.threads));
+  } catch (error) {
+    send({ type: 'init_error', error: serialize(error) });
+    return;
+  }
+  // Steps are strictly sequential: the next message waits for the current step to finish.
+  let queue = Promise.resolve();
+  port.on('message', (message: ToWorker) => {
+    queue = queue.then(async () => {
+      if (message.type === 'dispose') {
+        await worker.dispose();
+        send({ type: 'disposed', id: message.id });
+        port.close();
+        return;
+      }
+      try {
+        send({ type: 'stepped', id: message.id, result: await worker.step(message.request) });
+      } catch (error) {
+        send({ type: 'step_error', id: message.id, error: serialize(error), dropped: worker.reset() });
+      }
+    });
+  });
+  send({ type: 'ready', info: worker.info });
+}
+
+void main();

@@ -1,0 +1,294 @@
+// Continuous batching over one model (one worker). Requests wait in a bounded queue; at every
+// step the scheduler admits waiting requests (FIFO, within the batch size and a prefill-token
+// budget), drops cancelled or late ones, and lets the worker prefill the newcomers and decode
+// every running sequence in one batch. A request that arrives while others decode joins at the
+// next step. The scheduler knows nothing of HTTP, benchmarks or jobs.
+import { EngineError } from './errors';
+import { FeatureCachePolicy } from './feature_cache';
+import { ModelRunner, StepFailedError } from './runner/model_runner';
+import { AdmitRequest, FinishReason, ImageInput, StepResult } from './runner/protocol';
+import { SamplingParams } from './sampling';
+
+export interface SchedulerOptions {
+  /** Running sequences decoded together. */
+  maxBatchSize: number;
+  /** Requests waiting to be admitted; beyond it submissions are refused (overload). */
+  maxWaiting: number;
+  /** Prompt tokens prefilled in one step (at least one request is always admitted). */
+  maxPrefillTokens: number;
+  /** Bytes of vision features the worker keeps for repeated images. */
+  featureCacheBytes: number;
+}
+
+export interface SequenceImage {
+  key: string;
+  grid: [number, number, number];
+  tokens: number;
+  /** Needed unless the features are cached; the scheduler decides at admission. */
+  pixels?: Float32Array;
+}
+
+export interface SequenceInput {
+  inputIds: number[];
+  positionIds: number[];
+  nextPosition: number;
+  images: SequenceImage[];
+  sampling: SamplingParams;
+  maxNewTokens: number;
+  vocabLimit: number;
+  /** Epoch milliseconds after which the request fails with a timeout. */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export interface SequenceTimings {
+  queueMs: number;
+  prefillMs: number;
+  decodeMs: number;
+}
+
+export interface SequenceCallbacks {
+  onTokens(tokens: number[]): void;
+  onFinish(reason: FinishReason, timings: SequenceTimings): void;
+  onError(error: EngineError): void;
+}
+
+export interface SchedulerObserver {
+  onStep?(result: StepResult, waiting: number, running: number): void;
+}
+
+interface Sequence {
+  id: number;
+  input: SequenceInput;
+  callbacks: SequenceCallbacks;
+  submittedAt: number;
+  admittedAt?: number;
+  prefillMs: number;
+  decodeMs: number;
+  cancelled: EngineError | null;
+  onAbort?: () => void;
+}
+
+export class Scheduler {
+  private readonly waiting: Sequence[] = [];
+  private readonly running = new Map<number, Sequence>();
+  private readonly featureCache: FeatureCachePolicy;
+  private pendingEvictions: string[] = [];
+  private nextId = 1;
+  private looping = false;
+  private draining = false;
+  private idleWaiters: (() => void)[] = [];
+  /** Recent request durations, for Retry-After estimates. */
+  private recentMs = 1000;
+
+  constructor(
+    private readonly runner: ModelRunner,
+    private readonly options: SchedulerOptions,
+    private readonly observer: SchedulerObserver = {},
+  ) {
+    this.featureCache = new FeatureCachePolicy(options.featureCacheBytes);
+  }
+
+  get waitingCount(): number {
+    return this.waiting.length;
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  get featureCacheStats() {
+    return { hits: this.featureCache.hits, misses: this.featureCache.misses, entries: this.featureCache.size, bytes: this.featureCache.usedBytes };
+  }
+
+  /** Seconds a refused client should wait: roughly the time for the queue ahead to clear once. */
+  retryAfterSeconds(): number {
+    const rounds = Math.ceil((this.waiting.length + 1) / Math.max(1, this.options.maxBatchSize));
+    return Math.max(1, Math.min(60, Math.ceil((rounds * this.recentMs) / 1000)));
+  }
+
+  submit(input: SequenceInput, callbacks: SequenceCallbacks): number {
+    if (this.draining) {
+      throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
+    }
+    if (input.signal?.aborted) throw new EngineError('cancelled', 'cancelled', 'the request was cancelled');
+    if (this.waiting.length >= this.options.maxWaiting) {
+      throw new EngineError('overloaded', 'queue_full', `the request queue is full (${this.options.maxWaiting} waiting); retry later`, {
+        retryAfterSeconds: this.retryAfterSeconds(),
+      });
+    }
+    const seq: Sequence = { id: this.nextId++, input, callbacks, submittedAt: Date.now(), prefillMs: 0, decodeMs: 0, cancelled: null };
+    if (input.signal) {
+      seq.onAbort = () => this.cancel(seq, new EngineError('cancelled', 'cancelled', 'the client went away'));
+      input.signal.addEventListener('abort', seq.onAbort, { once: true });
+    }
+    this.waiting.push(seq);
+    this.kick();
+    return seq.id;
+  }
+
+  /** Stop taking requests and resolve once every accepted request has finished. */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (!this.looping && !this.waiting.length && !this.running.size) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  private cancel(seq: Sequence, reason: EngineError) {
+    const index = this.waiting.indexOf(seq);
+    if (index >= 0) {
+      this.waiting.splice(index, 1);
+      this.fail(seq, reason);
+      return;
+    }
+    // Running: dropped from the worker's batch at the next step.
+    if (this.running.has(seq.id)) seq.cancelled = reason;
+  }
+
+  private kick() {
+    if (this.looping) return;
+    this.looping = true;
+    void this.loop();
+  }
+
+  private async loop() {
+    try {
+      while (this.waiting.length || this.running.size) {
+        await this.stepOnce();
+      }
+    } finally {
+      this.looping = false;
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  private async stepOnce() {
+    const now = Date.now();
+    const drop: number[] = [];
+    for (const seq of this.running.values()) {
+      if (!seq.cancelled && seq.input.deadline !== undefined && now > seq.input.deadline) {
+        seq.cancelled = new EngineError('timeout', 'deadline_exceeded', 'the request did not finish before its deadline');
+      }
+      if (seq.cancelled) {
+        drop.push(seq.id);
+        this.running.delete(seq.id);
+        this.fail(seq, seq.cancelled);
+      }
+    }
+    for (const seq of [...this.waiting]) {
+      if (seq.input.deadline !== undefined && now > seq.input.deadline) {
+        this.waiting.splice(this.waiting.indexOf(seq), 1);
+        this.fail(seq, new EngineError('timeout', 'deadline_exceeded', 'the request waited in the queue past its deadline'));
+      }
+    }
+
+    const admit: AdmitRequest[] = [];
+    const admitted: Sequence[] = [];
+    let tokens = 0;
+    while (this.waiting.length && this.running.size + admitted.length < this.options.maxBatchSize) {
+      const next = this.waiting[0];
+      if (admitted.length && tokens + next.input.inputIds.length > this.options.maxPrefillTokens) break;
+      this.waiting.shift();
+      tokens += next.input.inputIds.length;
+      next.admittedAt = Date.now();
+      admitted.push(next);
+      admit.push(this.admitRequest(next));
+    }
+    if (!admit.length && !this.running.size) {
+      if (drop.length) await this.runStep({ admit, drop, evict: this.takeEvictions() }, []);
+      return;
+    }
+    for (const seq of admitted) this.running.set(seq.id, seq);
+    await this.runStep({ admit, drop, evict: this.takeEvictions() }, admitted);
+  }
+
+  private takeEvictions(): string[] {
+    const evict = this.pendingEvictions;
+    this.pendingEvictions = [];
+    return evict;
+  }
+
+  private admitRequest(seq: Sequence): AdmitRequest {
+    const { input } = seq;
+    const images: ImageInput[] = input.images.map((image) => {
+      if (this.featureCache.lookup(image.key)) return { key: image.key, grid: image.grid, tokens: image.tokens, cache: true };
+      if (!image.pixels) throw new EngineError('model_error', 'pixels_missing', 'an uncached image was submitted without pixels');
+      const bytes = image.tokens * this.runner.info.hiddenSize * 4;
+      const evicted = this.featureCache.admit(image.key, bytes);
+      if (evicted) this.pendingEvictions.push(...evicted);
+      return { key: image.key, grid: image.grid, tokens: image.tokens, pixels: image.pixels, cache: evicted !== null };
+    });
+    // Pixel buffers are transferred to the worker; the request keeps no reference to them.
+    for (const image of input.images) image.pixels = undefined;
+    return {
+      seqId: seq.id,
+      inputIds: input.inputIds,
+      positionIds: input.positionIds,
+      nextPosition: input.nextPosition,
+      images,
+      sampling: input.sampling,
+      maxNewTokens: input.maxNewTokens,
+      vocabLimit: input.vocabLimit,
+    };
+  }
+
+  private async runStep(request: Parameters<ModelRunner['step']>[0], admitted: Sequence[]) {
+    let result: StepResult;
+    try {
+      result = await this.runner.step(request);
+    } catch (error) {
+      const engineError = error instanceof EngineError ? error : new EngineError('model_error', 'inference_failed', String(error));
+      const dropped = error instanceof StepFailedError ? new Set(error.dropped) : new Set(this.running.keys());
+      for (const seq of [...this.running.values()]) {
+        if (dropped.has(seq.id) || admitted.includes(seq)) {
+          this.running.delete(seq.id);
+          this.fail(seq, engineError);
+        }
+      }
+      return;
+    }
+    const prefilled = new Set(result.prefilled);
+    for (const seq of this.running.values()) {
+      if (prefilled.has(seq.id)) seq.prefillMs += result.prefillMs;
+      if (result.batchSize) seq.decodeMs += result.decodeMs;
+    }
+    for (const out of result.outputs) {
+      const seq = this.running.get(out.seqId);
+      if (!seq) continue;
+      try {
+        seq.callbacks.onTokens(out.tokens);
+      } catch {
+        // A consumer's failure must not stop the batch; the sequence is dropped at the next step.
+        seq.cancelled = new EngineError('cancelled', 'consumer_failed', 'the consumer of this sequence failed');
+      }
+      if (out.finish) {
+        this.running.delete(seq.id);
+        this.finish(seq, out.finish);
+      }
+    }
+    this.observer.onStep?.(result, this.waiting.length, this.running.size);
+  }
+
+  private timings(seq: Sequence): SequenceTimings {
+    return { queueMs: (seq.admittedAt ?? Date.now()) - seq.submittedAt, prefillMs: seq.prefillMs, decodeMs: seq.decodeMs };
+  }
+
+  private detach(seq: Sequence) {
+    if (seq.onAbort) seq.input.signal?.removeEventListener('abort', seq.onAbort);
+  }
+
+  private finish(seq: Sequence, reason: FinishReason) {
+    this.detach(seq);
+    this.recentMs = 0.8 * this.recentMs + 0.2 * (Date.now() - seq.submittedAt);
+    seq.callbacks.onFinish(reason, this.timings(seq));
+  }
+
+  private fail(seq: Sequence, error: EngineError) {
+    this.detach(seq);
+    seq.callbacks.onError(error);
+  }
+}

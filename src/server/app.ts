@@ -1,0 +1,115 @@
+// Builds the HTTP app (no port opened here: tests use it directly; main.ts owns the process).
+import { randomUUID } from 'node:crypto';
+import express, { NextFunction, Request, Response } from 'express';
+import pino, { Logger } from 'pino';
+import type { Config } from '../config';
+import type { Engine } from '../engine/engine';
+import { HttpError, sendError, toHttpError } from './errors';
+import { ServiceMetrics } from './metrics';
+import { chatRouter } from './routes/chat';
+import { generateRouter } from './routes/generate';
+import { healthRouter } from './routes/health';
+import { modelsRouter } from './routes/models';
+
+export interface AppState {
+  /** Set on SIGTERM: /readyz answers 503 so load balancers stop sending traffic. */
+  draining: boolean;
+  /** Set once the default model is loaded and warmed. */
+  warmed: boolean;
+}
+
+export interface AppContext {
+  config: Config;
+  engine: Engine;
+  metrics: ServiceMetrics;
+  logger: Logger;
+  state: AppState;
+  logError(req: Request, error: unknown, http: HttpError): void;
+}
+
+export interface CreateAppOptions {
+  config: Config;
+  engine: Engine;
+  logger?: Logger;
+  state?: AppState;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    id?: string;
+  }
+}
+
+export function createApp(options: CreateAppOptions) {
+  const metrics = new ServiceMetrics();
+  const logger = options.logger ?? pino({ level: options.config.logLevel });
+  const state = options.state ?? { draining: false, warmed: false };
+  const unobserve = options.engine.observe(metrics.engineObserver());
+  const ctx: AppContext = {
+    config: options.config,
+    engine: options.engine,
+    metrics,
+    logger,
+    state,
+    logError(req, error, http) {
+      // Bodies, images and tokens are never logged: the request id, route and error only.
+      const fields = { reqId: req.id, method: req.method, path: req.path, status: http.status, code: http.code };
+      if (http.status >= 500) logger.error({ ...fields, err: error }, 'request failed');
+      else logger.info(fields, 'request rejected');
+    },
+  };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const given = req.get('x-request-id');
+    req.id = given && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+    res.setHeader('X-Request-Id', req.id);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const route = routeLabel(req);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.requests.inc({ route, status: String(res.statusCode) });
+      metrics.requestDuration.observe({ route }, seconds);
+      if (route !== '/healthz' && route !== '/readyz' && route !== '/metrics') {
+        logger.info({ reqId: req.id, method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1000) }, 'request');
+      }
+    });
+    next();
+  });
+
+  // Base64 images ride in JSON bodies: allow the image limit plus its base64 growth and the text.
+  const jsonLimit = Math.ceil((options.config.maxImageBytes * 4) / 3) + 1024 * 1024;
+  app.use(express.json({ limit: jsonLimit, type: ['application/json', 'application/*+json'] }));
+
+  app.use(healthRouter(ctx));
+  app.use(modelsRouter(ctx));
+  app.use(generateRouter(ctx));
+  app.use(chatRouter(ctx));
+
+  app.use((req: Request, _res: Response, next: NextFunction) => {
+    next(new HttpError(404, 'not_found', `no route ${req.method} ${req.path}`));
+  });
+  // Express recognises error handlers by their four parameters.
+  app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
+    void _next;
+    const http = toHttpError(error);
+    if (http.status === 499) {
+      // The client went away; nobody is listening for a response.
+      res.destroy();
+      return;
+    }
+    ctx.logError(req, error, http);
+    sendError(res, http);
+  });
+
+  return { app, ctx, dispose: () => unobserve() };
+}
+
+/** The matched route pattern (never the raw URL, which would explode the label set). */
+function routeLabel(req: Request): string {
+  const route = (req as Request & { route?: { path?: string } }).route?.path;
+  return typeof route === 'string' ? route : 'unmatched';
+}

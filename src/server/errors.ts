@@ -1,0 +1,92 @@
+// One error body shape and one function mapping errors to statuses (api.md):
+// {"error": {"code": "<snake_case>", "message": "<what was wrong and how to fix it>"}}.
+// 5xx bodies never carry internals; the full error goes to the log instead.
+import type { Response } from 'express';
+import { MulterError } from 'multer';
+import { ZodError } from 'zod';
+import { EngineError, EngineErrorKind } from '../engine/errors';
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+    this.name = 'HttpError';
+  }
+}
+
+const KIND_STATUS: Record<EngineErrorKind, number> = {
+  invalid_input: 400,
+  unsupported_media: 415,
+  too_large: 413,
+  unprocessable: 422,
+  not_found: 404,
+  overloaded: 429,
+  timeout: 503,
+  cancelled: 499,
+  model_error: 500,
+};
+
+const MAX_MESSAGE = 500;
+
+function clip(message: string): string {
+  return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}...` : message;
+}
+
+/** A readable, size-capped summary of zod issues naming each offending field. */
+export function describeZodError(error: ZodError): string {
+  const parts = error.issues.slice(0, 5).map((issue) => {
+    const field = issue.path.length ? issue.path.join('.') : 'body';
+    return `${field}: ${issue.message}`;
+  });
+  if (error.issues.length > 5) parts.push(`and ${error.issues.length - 5} more`);
+  return parts.join('; ');
+}
+
+export function toHttpError(error: unknown): HttpError {
+  if (error instanceof HttpError) return error;
+  if (error instanceof EngineError) {
+    let status = KIND_STATUS[error.kind];
+    if (error.kind === 'overloaded' && error.code === 'shutting_down') status = 503;
+    if (error.kind === 'model_error') {
+      // A broken or unloadable model is the server's problem; the message names the model and
+      // file, which the operator needs and which holds no secrets.
+      return new HttpError(500, error.code, clip(error.message));
+    }
+    const retry = error.retryAfterSeconds ?? (status === 429 || status === 503 ? 1 : undefined);
+    return new HttpError(status, error.code, clip(error.message), retry);
+  }
+  if (error instanceof ZodError) return new HttpError(400, 'invalid_request', clip(describeZodError(error)));
+  if (error instanceof MulterError) {
+    switch (error.code) {
+      case 'LIMIT_FILE_SIZE':
+        return new HttpError(413, 'image_too_large', 'the image file is larger than the configured limit (MAX_IMAGE_BYTES)');
+      case 'LIMIT_FIELD_VALUE':
+        return new HttpError(413, 'field_too_large', `form field "${error.field ?? ''}" is too long`);
+      case 'LIMIT_UNEXPECTED_FILE':
+        return new HttpError(400, 'unexpected_file', `unexpected file field "${error.field ?? ''}"; send one image in the field "image"`);
+      default:
+        return new HttpError(400, 'invalid_multipart', `invalid multipart body: ${error.message}`);
+    }
+  }
+  const e = error as { type?: string; status?: number; message?: string };
+  // body-parser errors carry a type and an HTTP status.
+  if (e?.type === 'entity.too.large') return new HttpError(413, 'body_too_large', 'the request body is larger than the configured limit');
+  if (e?.type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'the request body is not valid JSON');
+  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') return new HttpError(415, 'unsupported_encoding', clip(e.message ?? 'unsupported body encoding'));
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'bad_request', clip(e.message ?? 'bad request'));
+  return new HttpError(500, 'internal_error', 'internal server error');
+}
+
+export function errorBody(error: HttpError) {
+  return { error: { code: error.code, message: error.message } };
+}
+
+export function sendError(res: Response, error: HttpError): void {
+  if (res.headersSent) return;
+  if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
+  res.status(error.status).json(errorBody(error));
+}

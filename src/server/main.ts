@@ -1,0 +1,86 @@
+// The service process: configuration, engine, HTTP server, warm-up, and graceful shutdown
+// (SIGTERM: /readyz goes 503, no new connections, in-flight requests finish, then exit).
+import { createServer } from 'node:http';
+import pino from 'pino';
+import { loadConfig } from '../config';
+import { Engine } from '../engine/engine';
+import { createApp } from './app';
+
+export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine {
+  return new Engine({
+    modelRoots: config.modelRoots,
+    modelFolders: config.modelFolders,
+    defaultModel: config.defaultModel,
+    dtype: config.dtype,
+    threads: config.threads,
+    scheduler: {
+      maxBatchSize: config.maxBatchSize,
+      maxWaiting: config.maxQueue,
+      maxPrefillTokens: config.maxPrefillTokens,
+      featureCacheBytes: config.featureCacheBytes,
+    },
+    memoryBudgetBytes: config.memoryBudgetBytes,
+    maxPixels: config.maxPixels,
+    minPixels: config.minPixels,
+    maxInputPixels: config.maxInputPixels,
+    defaultMaxNewTokens: config.defaultMaxNewTokens,
+    maxNewTokensCap: config.maxNewTokens,
+    maxPromptTokens: config.maxPromptTokens,
+    requestTimeoutMs: config.requestTimeoutMs,
+  });
+}
+
+async function main() {
+  const config = loadConfig();
+  const logger = pino({ level: config.logLevel });
+  const engine = engineFromConfig(config);
+  const state = { draining: false, warmed: false };
+  const { app } = createApp({ config, engine, logger, state });
+  const server = createServer(app);
+  // Generation can take minutes; headers must still arrive promptly.
+  server.requestTimeout = config.requestTimeoutMs + 10_000;
+  server.headersTimeout = 60_000;
+  server.keepAliveTimeout = 65_000;
+
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
+  logger.info({ port: config.port, model: config.defaultModel, models: engine.listModels().map((m) => m.name) }, 'listening');
+
+  if (config.warmup) {
+    engine
+      .warmup()
+      .then(() => {
+        state.warmed = true;
+        logger.info({ model: config.defaultModel }, 'model loaded and warmed; ready');
+      })
+      .catch((error) => {
+        logger.fatal({ err: error }, `cannot load the default model ${config.defaultModel}`);
+        process.exit(1);
+      });
+  } else {
+    state.warmed = true;
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    state.draining = true;
+    logger.info({ signal }, 'draining: finishing in-flight requests');
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownGraceMs).unref());
+    await Promise.race([Promise.all([engine.drain(), closed]), grace]);
+    await engine.dispose();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((error) => {
+    console.error(error);
+    process.exit(1);
+  });
+}

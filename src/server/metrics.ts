@@ -1,0 +1,70 @@
+// Prometheus metrics, one registry per app instance (api.md "Metrics"). Latency buckets span what
+// LLM serving produces: milliseconds per token up to minutes per request.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { EngineObserver, RequestStats } from '../engine/engine';
+import type { StepResult } from '../engine/runner/protocol';
+
+const REQUEST_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320];
+const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
+const TPOT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+const BATCH_BUCKETS = [1, 2, 4, 8, 12, 16, 24, 32, 64, 128];
+
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'status'>;
+  readonly requestDuration: Histogram<'route'>;
+  readonly timeToFirstToken: Histogram<'model'>;
+  readonly timePerOutputToken: Histogram<'model'>;
+  readonly promptTokens: Counter<'model'>;
+  readonly generationTokens: Counter<'model'>;
+  readonly running: Gauge<'model'>;
+  readonly waiting: Gauge<'model'>;
+  readonly batchSize: Histogram<'model'>;
+  readonly imageFeatures: Counter<'model' | 'source'>;
+  readonly kvCacheBytes: Gauge<'model'>;
+  readonly stepSeconds: Histogram<'model' | 'phase'>;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({ name: 'vlm_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers });
+    this.requestDuration = new Histogram({ name: 'vlm_request_duration_seconds', help: 'HTTP request duration', labelNames: ['route'], buckets: REQUEST_BUCKETS, registers });
+    this.timeToFirstToken = new Histogram({ name: 'vlm_time_to_first_token_seconds', help: 'Time from request to first generated token', labelNames: ['model'], buckets: TTFT_BUCKETS, registers });
+    this.timePerOutputToken = new Histogram({ name: 'vlm_time_per_output_token_seconds', help: 'Decode time per generated token after the first', labelNames: ['model'], buckets: TPOT_BUCKETS, registers });
+    this.promptTokens = new Counter({ name: 'vlm_prompt_tokens_total', help: 'Prompt tokens processed (image tokens included)', labelNames: ['model'], registers });
+    this.generationTokens = new Counter({ name: 'vlm_generation_tokens_total', help: 'Tokens generated', labelNames: ['model'], registers });
+    this.running = new Gauge({ name: 'vlm_requests_running', help: 'Sequences in the running batch', labelNames: ['model'], registers });
+    this.waiting = new Gauge({ name: 'vlm_requests_waiting', help: 'Requests waiting for a batch slot', labelNames: ['model'], registers });
+    this.batchSize = new Histogram({ name: 'vlm_batch_size', help: 'Sequences per decode step', labelNames: ['model'], buckets: BATCH_BUCKETS, registers });
+    this.imageFeatures = new Counter({ name: 'vlm_image_features_total', help: 'Images by where their vision features came from', labelNames: ['model', 'source'], registers });
+    this.kvCacheBytes = new Gauge({ name: 'vlm_kv_cache_bytes', help: 'Bytes of KV cache held by the running batch', labelNames: ['model'], registers });
+    this.stepSeconds = new Histogram({ name: 'vlm_step_seconds', help: 'Duration of scheduler step phases', labelNames: ['model', 'phase'], buckets: TTFT_BUCKETS, registers });
+  }
+
+  /** The engine's observer: keeps the queue/batch gauges and token counters current. */
+  engineObserver(): EngineObserver {
+    return {
+      onStep: (model: string, result: StepResult, waiting: number, running: number) => {
+        this.waiting.set({ model }, waiting);
+        this.running.set({ model }, running);
+        this.kvCacheBytes.set({ model }, result.kvBytes);
+        if (result.batchSize) {
+          this.batchSize.observe({ model }, result.batchSize);
+          this.stepSeconds.observe({ model, phase: 'decode' }, result.decodeMs / 1000);
+        }
+        if (result.prefilled.length) {
+          this.stepSeconds.observe({ model, phase: 'prefill' }, result.prefillMs / 1000);
+          this.promptTokens.inc({ model }, result.prefillTokens);
+        }
+        if (result.visionMs) this.stepSeconds.observe({ model, phase: 'vision' }, result.visionMs / 1000);
+        if (result.imagesEncoded) this.imageFeatures.inc({ model, source: 'encoded' }, result.imagesEncoded);
+        if (result.imagesFromCache) this.imageFeatures.inc({ model, source: 'cache' }, result.imagesFromCache);
+      },
+      onRequestDone: (model: string, stats: RequestStats) => {
+        this.generationTokens.inc({ model }, stats.completionTokens);
+        if (stats.firstTokenMs !== null) this.timeToFirstToken.observe({ model }, stats.firstTokenMs / 1000);
+        if (stats.completionTokens > 1) this.timePerOutputToken.observe({ model }, stats.decodeMs / 1000 / (stats.completionTokens - 1));
+      },
+    };
+  }
+}

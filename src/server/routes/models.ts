@@ -1,0 +1,20 @@
+// GET /v1/models: every model folder under the model roots, by folder name (api.md).
+import { statSync } from 'node:fs';
+import { Request, Response, Router } from 'express';
+import type { AppContext } from '../app';
+
+export function modelsRouter(ctx: AppContext): Router {
+  const router = Router();
+  router.get('/v1/models', (_req: Request, res: Response) => {
+    const data = ctx.engine.listModels().map((m) => ({
+      id: m.name,
+      object: 'model',
+      created: Math.floor(statSync(m.dir).mtimeMs / 1000),
+      owned_by: 'visualthinker',
+      loaded: m.loaded,
+      default: m.name === ctx.config.defaultModel,
+    }));
+    res.json({ object: 'list', data });
+  });
+  return router;
+}
