@@ -39,6 +39,8 @@ const EnvSchema = z.object({
   REQUEST_TIMEOUT_MS: int(1).default(300_000),
   /** Time given to in-flight requests after SIGTERM before the process exits anyway. */
   SHUTDOWN_GRACE_MS: int(0).default(30_000),
+  /** After SIGTERM, keep answering (readyz 503, new work 503) this long so load balancers see it. */
+  SHUTDOWN_DELAY_MS: int(0).default(2_000),
   /** Comma-separated host names from which chat requests may fetch images (none by default). */
   ALLOWED_IMAGE_HOSTS: z.string().default(''),
   DATA_DIR: z.string().default('./data'),
@@ -75,6 +77,7 @@ export interface Config {
   maxPromptTokens: number;
   requestTimeoutMs: number;
   shutdownGraceMs: number;
+  shutdownDelayMs: number;
   allowedImageHosts: string[];
   dataDir: string;
   stateDir: string;
@@ -124,6 +127,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxPromptTokens: e.MAX_PROMPT_TOKENS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    shutdownDelayMs: Math.min(e.SHUTDOWN_DELAY_MS, e.SHUTDOWN_GRACE_MS),
     allowedImageHosts: e.ALLOWED_IMAGE_HOSTS.split(',').map((h) => h.trim().toLowerCase()).filter(Boolean),
     dataDir: resolve(e.DATA_DIR),
     stateDir: resolve(e.STATE_DIR),

@@ -290,12 +290,22 @@ def logits_vectors(model_dir: Path, model, images: dict) -> dict:
         ).logits
         generated = model.generate(**batch, max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
     seq = input_ids.shape[1]
+    greedy_cases = []
+    for name in ("100x150-resized", "70x98-round-half-even", "rgba-84x56", "224x224", "grayscale-56x84"):
+        case = images[name]
+        picture = Image.open(io.BytesIO(base64.b64decode(case["png_base64"])))
+        prompt = processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe it."}]}],
+            tokenize=False, add_generation_prompt=True)
+        single = processor(text=[prompt], images=[picture], return_tensors="pt")
+        greedy_cases.append({"image": name, "prompt": prompt,
+                             "greedy_tokens_in_vocab": _greedy_in_vocab(model, single, vocab_limit, 10)[0]})
     return {
         "description": "PyTorch reference logits for models/tiny-random, fp32. position_ids from get_rope_index; "
         "prefill_last_logits are the logits of the last prompt position of each row; decode_logits[k][b] are "
         "the logits after feeding forced_tokens[b][:k+1]; greedy_tokens are transformers' greedy generate "
         "(8 tokens, no vocabulary limit, no stop), greedy_tokens_in_vocab the same restricted to ids below "
-        "tokenizer_size.",
+        "tokenizer_size. greedy_cases: 10 greedy in-vocabulary tokens for single image prompts of the image vectors.",
         "model": model_dir.name,
         "tokenizer_size": vocab_limit,
         "image": image_case["name"],
@@ -312,6 +322,7 @@ def logits_vectors(model_dir: Path, model, images: dict) -> dict:
         "decode_logits": [_floats(full[:, seq + k, :]) for k in range(forced.shape[1])],
         "greedy_tokens": generated[:, seq:].tolist(),
         "greedy_tokens_in_vocab": _greedy_in_vocab(model, batch, vocab_limit, 8),
+        "greedy_cases": greedy_cases,
     }
 
 

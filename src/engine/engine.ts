@@ -78,6 +78,8 @@ export interface GenerateResult {
   answer: string | null;
   formatOk: boolean;
   finishReason: FinishReason;
+  /** The generated token ids (the stop token included). */
+  tokenIds: number[];
   usage: { promptTokens: number; completionTokens: number; imageTokens: number };
   timings: { queueMs: number; prefillMs: number; decodeMs: number; totalMs: number; firstTokenMs: number | null };
 }
@@ -97,6 +99,7 @@ interface PreparedPrompt {
 export class Engine {
   readonly registry: ModelRegistry;
   private disposed = false;
+  private draining = false;
   private readonly observers = new Set<EngineObserver>();
 
   constructor(readonly options: EngineOptions) {
@@ -138,7 +141,9 @@ export class Engine {
   }
 
   async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
-    if (this.disposed) throw new EngineError('overloaded', 'shutting_down', 'the engine is shutting down', { retryAfterSeconds: 5 });
+    if (this.disposed || this.draining) {
+      throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
+    }
     const started = Date.now();
     const name = request.model ?? this.options.defaultModel;
     const model = await this.registry.acquire(name);
@@ -221,6 +226,7 @@ export class Engine {
           answer: parsed.answer,
           formatOk: parsed.formatOk,
           finishReason: item.finish,
+          tokenIds: generated,
           usage: { promptTokens: prompt.inputIds.length, completionTokens: generated.length, imageTokens: prompt.imageTokens },
           timings: { ...item.timings, totalMs: Date.now() - started, firstTokenMs },
         };
@@ -298,7 +304,9 @@ export class Engine {
     return this.registry.loadedModels().some((m) => m.name === this.options.defaultModel);
   }
 
+  /** Refuse new requests and resolve once every accepted request has finished. */
   async drain(): Promise<void> {
+    this.draining = true;
     await this.registry.drain();
   }
 

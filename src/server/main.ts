@@ -64,12 +64,20 @@ async function main() {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
+    // Readiness fails and new generation work is refused (503) at once; in-flight requests go on.
     state.draining = true;
     logger.info({ signal }, 'draining: finishing in-flight requests');
+    const deadline = Date.now() + config.shutdownGraceMs;
+    const drained = engine.drain();
+    // Keep listening a moment so load balancers observe /readyz failing before connections close.
+    await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    const grace = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownGraceMs).unref());
-    await Promise.race([Promise.all([engine.drain(), closed]), grace]);
+    // Keep-alive connections become idle as their last response ends: close them as they do.
+    const reaper = setInterval(() => server.closeIdleConnections(), 100);
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
+    await Promise.race([Promise.all([drained, closed]), grace]);
+    clearInterval(reaper);
+    server.closeAllConnections();
     await engine.dispose();
     logger.info('stopped');
     process.exit(0);

@@ -24,6 +24,7 @@ export interface TinyLogitsVectors {
   greedy_tokens: number[][];
   greedy_tokens_in_vocab: number[][];
   image: string;
+  greedy_cases: { image: string; prompt: string; greedy_tokens_in_vocab: number[] }[];
 }
 
 export interface ImageCase {
