@@ -33,7 +33,8 @@ const EnvSchema = z.object({
   MAX_INPUT_PIXELS: int(1).default(40_000_000),
   MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),
   MAX_QUESTION_CHARS: int(1).default(20_000),
-  DEFAULT_MAX_NEW_TOKENS: int(1).default(1024),
+  /** max_new_tokens when a request gives none: 1024 (api.md), capped by MAX_NEW_TOKENS. */
+  DEFAULT_MAX_NEW_TOKENS: int(1).optional(),
   MAX_NEW_TOKENS: int(1).default(2048),
   MAX_PROMPT_TOKENS: int(1).default(8192),
   REQUEST_TIMEOUT_MS: int(1).default(300_000),
@@ -99,7 +100,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.data;
   if (e.MIN_PIXELS > e.MAX_PIXELS) throw new Error(`invalid configuration: MIN_PIXELS (${e.MIN_PIXELS}) exceeds MAX_PIXELS (${e.MAX_PIXELS})`);
-  if (e.DEFAULT_MAX_NEW_TOKENS > e.MAX_NEW_TOKENS) {
+  if (e.DEFAULT_MAX_NEW_TOKENS !== undefined && e.DEFAULT_MAX_NEW_TOKENS > e.MAX_NEW_TOKENS) {
     throw new Error(`invalid configuration: DEFAULT_MAX_NEW_TOKENS (${e.DEFAULT_MAX_NEW_TOKENS}) exceeds MAX_NEW_TOKENS (${e.MAX_NEW_TOKENS})`);
   }
   const modelFolders = e.MODEL_DIR ? [{ name: basename(resolve(e.MODEL_DIR)), dir: resolve(e.MODEL_DIR) }] : [];
@@ -122,7 +123,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxInputPixels: e.MAX_INPUT_PIXELS,
     maxImageBytes: e.MAX_IMAGE_BYTES,
     maxQuestionChars: e.MAX_QUESTION_CHARS,
-    defaultMaxNewTokens: e.DEFAULT_MAX_NEW_TOKENS,
+    defaultMaxNewTokens: e.DEFAULT_MAX_NEW_TOKENS ?? Math.min(1024, e.MAX_NEW_TOKENS),
     maxNewTokens: e.MAX_NEW_TOKENS,
     maxPromptTokens: e.MAX_PROMPT_TOKENS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

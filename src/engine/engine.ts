@@ -65,6 +65,8 @@ export interface GenerateRequest {
   images: Uint8Array[];
   sampling?: Partial<SamplingParams>;
   maxNewTokens?: number;
+  /** Generate exactly maxNewTokens without stopping at end tokens (for benchmarks). */
+  ignoreEos?: boolean;
   /** Milliseconds from now; the engine's default otherwise. */
   timeoutMs?: number;
   signal?: AbortSignal;
@@ -165,9 +167,10 @@ export class Engine {
     const { tokenizer } = model;
 
     // Tokens arrive from the scheduler through callbacks; this generator yields them in order.
-    const queue: (number[] | { finish: FinishReason; timings: SequenceTimings } | { error: EngineError })[] = [];
+    type Item = { tokens: number[]; stopped: boolean } | { finish: FinishReason; timings: SequenceTimings } | { error: EngineError };
+    const queue: Item[] = [];
     let wake: (() => void) | null = null;
-    const push = (item: (typeof queue)[number]) => {
+    const push = (item: Item) => {
       queue.push(item);
       wake?.();
       wake = null;
@@ -185,12 +188,13 @@ export class Engine {
         images: prompt.images,
         sampling,
         maxNewTokens,
+        ignoreEos: request.ignoreEos,
         vocabLimit: tokenizer.size,
         deadline: started + (request.timeoutMs ?? this.options.requestTimeoutMs),
         signal: abort.signal,
       },
       {
-        onTokens: (tokens) => push(tokens),
+        onTokens: (tokens, stopped) => push({ tokens, stopped }),
         onFinish: (finish, timings) => push({ finish, timings }),
         onError: (error) => push({ error }),
       },
@@ -203,20 +207,22 @@ export class Engine {
       for (;;) {
         if (!queue.length) await new Promise<void>((resolve) => (wake = resolve));
         const item = queue.shift()!;
-        if (Array.isArray(item)) {
+        if ('tokens' in item) {
           if (firstTokenMs === null) firstTokenMs = Date.now() - started;
           let delta = '';
-          for (const token of item) {
+          item.tokens.forEach((token, i) => {
             generated.push(token);
-            delta += decoder.push(token);
-          }
+            // The end token that stopped the sequence is counted, not shown.
+            if (!(item.stopped && i === item.tokens.length - 1)) delta += decoder.push(token);
+          });
           if (delta) yield { type: 'delta', text: delta };
           continue;
         }
         if ('error' in item) throw item.error;
         const tail = decoder.flush();
         if (tail) yield { type: 'delta', text: tail };
-        const text = tokenizer.decode(generated, { skipSpecialTokens: true });
+        const shown = item.finish === 'stop' ? generated.slice(0, -1) : generated;
+        const text = tokenizer.decode(shown, { skipSpecialTokens: true });
         const parsed = parseCompletion(text, prompt.opensThink);
         const result: GenerateResult = {
           model: model.name,

@@ -35,6 +35,7 @@ export interface SequenceInput {
   images: SequenceImage[];
   sampling: SamplingParams;
   maxNewTokens: number;
+  ignoreEos?: boolean;
   vocabLimit: number;
   /** Epoch milliseconds after which the request fails with a timeout. */
   deadline?: number;
@@ -48,7 +49,8 @@ export interface SequenceTimings {
 }
 
 export interface SequenceCallbacks {
-  onTokens(tokens: number[]): void;
+  /** New tokens; with `stopped` true the last one is the end token that stopped the sequence. */
+  onTokens(tokens: number[], stopped: boolean): void;
   onFinish(reason: FinishReason, timings: SequenceTimings): void;
   onError(error: EngineError): void;
 }
@@ -232,6 +234,7 @@ export class Scheduler {
       images,
       sampling: input.sampling,
       maxNewTokens: input.maxNewTokens,
+      ignoreEos: input.ignoreEos ?? false,
       vocabLimit: input.vocabLimit,
     };
   }
@@ -260,7 +263,7 @@ export class Scheduler {
       const seq = this.running.get(out.seqId);
       if (!seq) continue;
       try {
-        seq.callbacks.onTokens(out.tokens);
+        seq.callbacks.onTokens(out.tokens, out.finish === 'stop');
       } catch {
         // A consumer's failure must not stop the batch; the sequence is dropped at the next step.
         seq.cancelled = new EngineError('cancelled', 'consumer_failed', 'the consumer of this sequence failed');

@@ -34,6 +34,7 @@ export function generateSchemas(config: Config) {
       image: z.string().min(1).optional(),
       max_new_tokens: z.number().int().min(1).max(config.maxNewTokens).optional(),
       stream: z.boolean().default(false),
+      ignore_eos: z.boolean().default(false),
       ...samplingFields(z.number),
     })
     .strict();
@@ -42,6 +43,7 @@ export function generateSchemas(config: Config) {
       ...common,
       max_new_tokens: z.coerce.number().int().min(1).max(config.maxNewTokens).optional(),
       stream: booleanString.default(false),
+      ignore_eos: booleanString.default(false),
       ...samplingFields(z.coerce.number),
     })
     .strict();

@@ -1,12 +1,12 @@
 // The engine end to end on models/tiny-random: PyTorch and transformers.js parity, batching,
 // sampling, stopping, caching, cancellation, back-pressure, deadlines.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine, GenerateRequest } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/errors';
 import { StepResult } from '../../src/engine/runner/protocol';
 import { loadVectors, REPO_ROOT, TinyLogitsVectors } from '../helpers/vectors';
-import { noiseImage, testEngine, vectorPng } from '../helpers/service';
+import { copyTinyModel, noiseImage, testEngine, vectorPng } from '../helpers/service';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const T = require('@huggingface/transformers');
@@ -174,6 +174,28 @@ describe('engine back-pressure', () => {
       expect(results.filter((r) => r.status === 'fulfilled').length).toBeGreaterThan(0);
     } finally {
       await engine.dispose();
+    }
+  });
+});
+
+describe('stopping', () => {
+  test('generation stops at any end id of the model unless ignore_eos asks for the full length', async () => {
+    const copy = copyTinyModel('stops-early');
+    // Make the first greedy token of this prompt (611) an end token of the model.
+    const path = join(copy.dir, 'generation_config.json');
+    const generation = JSON.parse(readFileSync(path, 'utf8'));
+    writeFileSync(path, JSON.stringify({ ...generation, eos_token_id: [...generation.eos_token_id, 611] }));
+    const engine = testEngine({ modelRoots: [copy.root], defaultModel: 'stops-early' });
+    try {
+      const request: GenerateRequest = { prompt: chatWithImage(IMAGE_QUESTION), images: [vectorPng(v.image)], maxNewTokens: 8 };
+      const stopped = await engine.generateText(request);
+      expect(stopped).toMatchObject({ finishReason: 'stop', tokenIds: [611], text: '' });
+      const full = await engine.generateText({ ...request, ignoreEos: true });
+      expect(full.finishReason).toBe('length');
+      expect(full.tokenIds).toEqual(v.greedy_tokens_in_vocab[0]);
+    } finally {
+      await engine.dispose();
+      copy.cleanup();
     }
   });
 });

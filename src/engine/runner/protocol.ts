@@ -35,6 +35,8 @@ export interface AdmitRequest {
   images: ImageInput[];
   sampling: SamplingParams;
   maxNewTokens: number;
+  /** Generate exactly maxNewTokens, not stopping at end tokens (benchmarks). */
+  ignoreEos: boolean;
   /** Ids >= vocabLimit are never sampled (the tokenizer's size). */
   vocabLimit: number;
 }

@@ -17,6 +17,7 @@ interface Row {
   history: number[];
   generated: number;
   maxNewTokens: number;
+  ignoreEos: boolean;
   vocabLimit: number;
   nextPosition: number;
   /** The last sampled token, fed to the decoder at the next decode run. */
@@ -108,6 +109,7 @@ class ModelWorker {
         history: [...a.inputIds],
         generated: 0,
         maxNewTokens: a.maxNewTokens,
+        ignoreEos: a.ignoreEos,
         vocabLimit: Math.min(a.vocabLimit, vocab),
         nextPosition: a.nextPosition,
         pending: -1,
@@ -185,7 +187,7 @@ class ModelWorker {
     row.pending = token;
     row.history.push(token);
     row.generated += 1;
-    if (this.eos.has(token)) return 'stop';
+    if (!row.ignoreEos && this.eos.has(token)) return 'stop';
     if (row.generated >= row.maxNewTokens) return 'length';
     return undefined;
   }

@@ -40,6 +40,7 @@ function engineRequest(body: GenerateBody, image: Buffer | undefined, signal: Ab
     prompt: { template: body.template, question: body.question },
     images: image ? [image] : [],
     maxNewTokens: body.max_new_tokens,
+    ignoreEos: body.ignore_eos,
     sampling: {
       temperature: body.temperature,
       topP: body.top_p,

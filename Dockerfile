@@ -1,0 +1,68 @@
+# syntax=docker/dockerfile:1
+# VisualThinker service image.
+#   docker build -t visualthinker .                          CPU image (embedded model inside)
+#   docker build -t visualthinker:gpu --target gpu .         CUDA image: onnxruntime-node's CUDA
+#                                                             provider and a PyTorch runtime for trainer/
+ARG NODE_VERSION=20
+
+# --- build: compile TypeScript ----------------------------------------------------------------
+FROM node:${NODE_VERSION}-bookworm AS build
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# Node's headers live under /usr/local in these images (.npmrc's nodedir=/usr is for Debian's node).
+ENV npm_config_nodedir=/usr/local
+RUN npm ci --no-fund --no-audit
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+# --- runtime (CPU) ----------------------------------------------------------------------------
+FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+ENV NODE_ENV=production PORT=8080 STATE_DIR=/var/lib/visualthinker/state DATA_DIR=/var/lib/visualthinker/data \
+    npm_config_nodedir=/usr/local
+# tini forwards SIGTERM to node (graceful drain) and reaps children (trainer processes).
+# better-sqlite3 compiles against Node's headers; the build tools are removed in the same layer.
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini python3 make g++ \
+ && npm ci --omit=dev --no-fund --no-audit \
+ && npm cache clean --force \
+ && apt-get purge -y python3 make g++ && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+COPY --from=build /app/dist ./dist
+COPY models ./models
+RUN mkdir -p /var/lib/visualthinker/state /var/lib/visualthinker/data && chown -R node:node /var/lib/visualthinker
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/server/main.js"]
+
+# --- gpu: CUDA provider for onnxruntime-node, PyTorch for the trainer -------------------------
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
+ARG NODE_MAJOR=20
+ENV NODE_ENV=production PORT=8080 STATE_DIR=/var/lib/visualthinker/state DATA_DIR=/var/lib/visualthinker/data
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl gnupg tini python3 python3-venv python3-pip make g++ \
+ && curl -fsSL https://deb.nodesource.com/setup_${NODE_MAJOR}.x | bash - \
+ && apt-get install -y --no-install-recommends nodejs \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# The CLI flag overrides .npmrc's skip: download the CUDA 12 provider libraries at build time.
+RUN npm ci --omit=dev --no-fund --no-audit --onnxruntime-node-install=cuda12 && npm cache clean --force
+COPY requirements.txt constraints.txt ./
+RUN python3 -m venv /app/.venv \
+ && /app/.venv/bin/pip install --no-cache-dir torch==2.11.0 -r requirements.txt -c constraints.txt
+COPY --from=build /app/dist ./dist
+COPY trainer ./trainer
+COPY models ./models
+RUN useradd --create-home --uid 10001 app && mkdir -p /var/lib/visualthinker/state /var/lib/visualthinker/data \
+ && chown -R app:app /var/lib/visualthinker
+USER app
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=300s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/server/main.js"]

@@ -1,0 +1,242 @@
+// Generation benchmark: our HTTP server against transformers.js on the same model folder, in the
+// same run. Prints a markdown table (README "Measured numbers").
+//
+//   npx tsx bench/generation.ts [--model DIR[:dtype,...]]... [--tokens 32] [--rounds 2] [--no-transformersjs]
+//
+// Per model variant: single-stream time to first token for a 448x448 image and decode tokens/s,
+// aggregate tokens/s at concurrency 1, 4 and 16 through HTTP (each client sends requests one after
+// another; fixed lengths via ignore_eos), the same single-stream and concurrent workload through
+// transformers.js (concurrent generate() calls on one model), the ratios, and the decode roofline:
+// bytes read per token (decoder weights + KV cache) over this machine's measured memory bandwidth.
+import { statSync } from 'node:fs';
+import { AddressInfo } from 'node:net';
+import { createServer, Server } from 'node:http';
+import { basename, join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { loadConfig } from '../src/config';
+import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
+import { createApp } from '../src/server/app';
+import { engineFromConfig } from '../src/server/main';
+
+interface Variant {
+  dir: string;
+  dtype: Dtype;
+}
+
+interface Row {
+  model: string;
+  dtype: string;
+  engine: string;
+  ttftMs: number;
+  decodeTps: number;
+  aggregate: Record<number, number>;
+  rooflineFraction?: number;
+}
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const TOKENS = Number(flag('tokens', '32'));
+const ROUNDS = Number(flag('rounds', '2'));
+const CONCURRENCY = flag('concurrency', '1,4,16').split(',').map(Number);
+const WITH_TJS = !args.includes('--no-transformersjs');
+const variants: Variant[] = [];
+args.forEach((a, i) => {
+  if (a !== '--model') return;
+  const [dir, dtypes = 'fp32'] = args[i + 1].split(':');
+  for (const dtype of dtypes.split(',')) variants.push({ dir: resolve(dir), dtype: dtype as Dtype });
+});
+if (!variants.length) variants.push({ dir: resolve('models/tiny-random'), dtype: 'fp32' }, { dir: resolve('models/tiny-random'), dtype: 'q4' });
+
+const QUESTION = 'How many red objects are in the image? Select from the following choices.\n(A) 2\n(B) 3\n(C) 4';
+
+async function image(size: number, seed: number): Promise<Buffer> {
+  const data = Buffer.alloc(size * size * 3);
+  let x = seed >>> 0;
+  for (let i = 0; i < data.length; i++) {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    data[i] = x >>> 24;
+  }
+  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** Single-thread memcpy bandwidth, counting bytes read (a lower bound of what ORT can read). */
+function memoryBandwidth(): number {
+  const n = 64 * 1024 * 1024; // 512 MB of float64
+  const src = new Float64Array(n).fill(1);
+  const dst = new Float64Array(n);
+  dst.set(src);
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t = process.hrtime.bigint();
+    dst.set(src);
+    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
+  }
+  return (n * 8) / best;
+}
+
+function decoderBytes(v: Variant): number {
+  const file = join(v.dir, 'onnx', `decoder_model_merged${DTYPE_SUFFIX[v.dtype]}.onnx`);
+  const size = (p: string) => { try { return statSync(p).size; } catch { return 0; } };
+  return size(file) + size(`${file}_data`);
+}
+
+async function startServer(v: Variant): Promise<{ base: string; server: Server; dispose: () => Promise<void> }> {
+  const config = loadConfig({
+    ...process.env,
+    MODEL_DIR: v.dir,
+    MODEL_DTYPE: v.dtype,
+    MAX_BATCH_SIZE: '16',
+    MAX_QUEUE: '256',
+    MAX_NEW_TOKENS: String(Math.max(TOKENS, 64)),
+    LOG_LEVEL: 'silent',
+    REQUEST_TIMEOUT_MS: String(3_600_000),
+  });
+  const engine = engineFromConfig(config);
+  const { app } = createApp({ config, engine, state: { draining: false, warmed: true } });
+  const server = createServer(app);
+  server.requestTimeout = 0;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { base, server, dispose: async () => { server.close(); server.closeAllConnections(); await engine.dispose(); } };
+}
+
+async function generate(base: string, png: Buffer, tokens: number, stream: boolean): Promise<{ firstMs: number; totalMs: number; tokens: number }> {
+  const started = performance.now();
+  const res = await fetch(`${base}/generate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ question: QUESTION, image: png.toString('base64'), max_new_tokens: tokens, ignore_eos: true, stream }),
+  });
+  if (!res.ok) throw new Error(`generate answered ${res.status}: ${await res.text()}`);
+  if (!stream) {
+    const body = (await res.json()) as { usage: { completion_tokens: number } };
+    return { firstMs: NaN, totalMs: performance.now() - started, tokens: body.usage.completion_tokens };
+  }
+  let firstMs = NaN;
+  let count = 0;
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    if (Number.isNaN(firstMs)) firstMs = performance.now() - started;
+    buffer += decoder.decode(chunk, { stream: true });
+    const done = /event: done\ndata: (.*)\n/.exec(buffer);
+    if (done) count = JSON.parse(done[1]).usage.completion_tokens;
+  }
+  return { firstMs, totalMs: performance.now() - started, tokens: count };
+}
+
+async function ours(v: Variant): Promise<Row> {
+  const { base, dispose } = await startServer(v);
+  try {
+    const img448 = await image(448, 1);
+    await generate(base, img448, 2, false); // load + warm
+    const singles = [];
+    for (let r = 0; r < ROUNDS; r++) singles.push(await generate(base, await image(448, 100 + r), TOKENS, true));
+    const ttftMs = median(singles.map((s) => s.firstMs));
+    const decodeTps = median(singles.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000)));
+    const aggregate: Record<number, number> = {};
+    const small = await image(224, 7); // concurrency runs: 64 image tokens each, features cached after the first
+    for (const c of CONCURRENCY) {
+      const started = performance.now();
+      const results = await Promise.all(
+        Array.from({ length: c }, async () => {
+          let produced = 0;
+          for (let r = 0; r < ROUNDS; r++) produced += (await generate(base, small, TOKENS, false)).tokens;
+          return produced;
+        }),
+      );
+      aggregate[c] = results.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
+    }
+    return { model: basename(v.dir), dtype: v.dtype, engine: 'ours (HTTP)', ttftMs, decodeTps, aggregate };
+  } finally {
+    await dispose();
+  }
+}
+
+async function transformersJs(v: Variant): Promise<Row> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const T = require('@huggingface/transformers');
+  T.env.allowRemoteModels = false;
+  T.env.localModelPath = resolve(v.dir, '..');
+  const name = basename(v.dir);
+  const processor = await T.AutoProcessor.from_pretrained(name);
+  const model = await T.Qwen2VLForConditionalGeneration.from_pretrained(name, { dtype: v.dtype });
+  const text = processor.apply_chat_template([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }], { add_generation_prompt: true });
+  const run = async (png: Buffer, tokens: number) => {
+    const started = performance.now();
+    let firstMs = NaN;
+    const inputs = await processor(text, await T.RawImage.fromBlob(new Blob([png])));
+    const streamer = { put: () => { if (Number.isNaN(firstMs)) firstMs = performance.now() - started; }, end: () => undefined };
+    // min_new_tokens keeps the length fixed, as ignore_eos does for ours.
+    const out = await model.generate({ ...inputs, max_new_tokens: tokens, min_new_tokens: tokens, do_sample: false, streamer });
+    return { firstMs, totalMs: performance.now() - started, tokens: out.dims[1] - inputs.input_ids.dims[1] };
+  };
+  try {
+    await run(await image(448, 1), 2);
+    const singles = [];
+    for (let r = 0; r < ROUNDS; r++) singles.push(await run(await image(448, 100 + r), TOKENS));
+    const ttftMs = median(singles.map((s) => s.firstMs));
+    const decodeTps = median(singles.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000)));
+    const aggregate: Record<number, number> = {};
+    const small = await image(224, 7);
+    for (const c of CONCURRENCY) {
+      const started = performance.now();
+      const results = await Promise.all(
+        Array.from({ length: c }, async () => {
+          let produced = 0;
+          for (let r = 0; r < ROUNDS; r++) produced += (await run(small, TOKENS)).tokens;
+          return produced;
+        }),
+      );
+      aggregate[c] = results.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
+    }
+    return { model: name, dtype: v.dtype, engine: 'transformers.js', ttftMs, decodeTps, aggregate };
+  } finally {
+    await model.dispose();
+  }
+}
+
+function fmt(x: number, digits = 1): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '-';
+}
+
+async function main() {
+  const bandwidth = memoryBandwidth();
+  console.error(`memory bandwidth (single-thread memcpy, bytes read): ${(bandwidth / 1e9).toFixed(1)} GB/s`);
+  const rows: Row[] = [];
+  for (const v of variants) {
+    console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ours`);
+    const mine = await ours(v);
+    // Roofline: every decode step reads all decoder weights once; the KV cache is small here.
+    mine.rooflineFraction = decoderBytes(v) / bandwidth / (1 / mine.decodeTps);
+    rows.push(mine);
+    if (WITH_TJS) {
+      console.error(`[bench] ${basename(v.dir)} ${v.dtype}: transformers.js`);
+      rows.push(await transformersJs(v));
+    }
+  }
+  const cs = CONCURRENCY;
+  console.log(`\nGeneration benchmark: ${TOKENS} new tokens per request, ${ROUNDS} rounds, CPU threads ${loadConfig({}).threads}, memory bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
+  console.log(`| model | dtype | engine | TTFT 448x448 (ms) | decode tok/s (1 stream) | ${cs.map((c) => `tok/s c=${c}`).join(' | ')} | c=${cs.at(-1)}/c=${cs[0]} | ours/transformers.js (1 stream) | roofline fraction |`);
+  console.log(`|${'---|'.repeat(8 + cs.length)}`);
+  for (const r of rows) {
+    const peer = rows.find((p) => p.model === r.model && p.dtype === r.dtype && p.engine === 'transformers.js');
+    const ratio = r.engine.startsWith('ours') && peer ? fmt(r.decodeTps / peer.decodeTps, 2) : '';
+    console.log(
+      `| ${r.model} | ${r.dtype} | ${r.engine} | ${fmt(r.ttftMs, 0)} | ${fmt(r.decodeTps)} | ${cs.map((c) => fmt(r.aggregate[c])).join(' | ')} | ${fmt(r.aggregate[cs.at(-1)!] / r.aggregate[cs[0]], 2)} | ${ratio} | ${r.rooflineFraction === undefined ? '' : fmt(r.rooflineFraction, 2)} |`,
+    );
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
