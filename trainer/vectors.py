@@ -394,6 +394,144 @@ def rewards_vectors() -> dict:
     }
 
 
+LR = ["left", "right"]
+NUMS = ["1", "2", "3", "4"]
+TF = ["True", "False"]
+# name, response, gold letter, choices, whether the prompt opened <think> (template r1)
+SCORING_CASES = [
+    ("well-formed-letter", " The cube is left. </think>\n<answer>(A)</answer>", "A", LR, True),
+    ("well-formed-option-text", " The cube is left. </think>\n<answer>left</answer>", "A", LR, True),
+    ("tags-missing-sentence", "The answer is B", "B", LR, True),
+    ("tags-missing-option-text", "  right \n", "B", LR, True),
+    ("tags-missing-reasoning-names-two-letters", "Option A is left and option B is right, so B.", "B", LR, True),
+    ("several-answer-blocks-gold-second", " t </think><answer>B</answer><answer>A</answer>", "A", LR, True),
+    ("several-answer-blocks-gold-first", " t </think><answer>A</answer>\n<answer>A</answer>", "A", LR, True),
+    ("first-single-line-span-is-a-later-block", " t </think><answer>\nA\nor B</answer><answer>B</answer>", "B", LR, True),
+    ("answer-block-inside-think", " maybe <answer>A</answer>, no. </think><answer>B</answer>", "B", LR, True),
+    ("letter-in-parentheses-with-text", " t </think><answer>(C) 3</answer>", "C", NUMS, True),
+    ("letter-with-period", " t </think><answer>C. 3</answer>", "C", NUMS, True),
+    ("lowercase-letter", "<answer>b</answer>", "B", LR, True),
+    ("lowercase-letter-in-parentheses", " t </think><answer>(b) right</answer>", "B", LR, True),
+    ("lowercase-article-is-not-a-token", " t </think><answer>a cube</answer>", "A", ["cube", "sphere"], True),
+    ("the-answer-is-C", " Counting again. </think><answer>The answer is C.</answer>", "C", NUMS, True),
+    ("two-letters", " t </think><answer>A or B</answer>", "A", LR, True),
+    ("same-letter-twice", " t </think><answer>B, i.e. (B) right</answer>", "B", LR, True),
+    ("letters-inside-a-word", " t </think><answer>AB</answer>", "A", LR, True),
+    ("letter-next-to-digit-or-underscore", " t </think><answer>option_A or A1</answer>", "A", LR, True),
+    ("pronoun-I-is-not-an-option-letter", " t </think><answer>I think it is D</answer>", "D", NUMS, True),
+    ("capital-article-counts-as-a-letter", " t </think><answer>A cube is closer, so B</answer>", "B", LR, True),
+    ("letter-beyond-the-options", " t </think><answer>A, not E</answer>", "A", NUMS, True),
+    ("option-text-other-case", " t </think><answer>Left</answer>", "A", LR, True),
+    ("option-text-other-case-of-another-option", " t </think><answer>RIGHT</answer>", "A", LR, True),
+    ("option-text-of-another-letter", " t </think><answer>right</answer>", "A", LR, True),
+    ("other-letter-with-gold-text", " t </think><answer>(B) left</answer>", "A", LR, True),
+    ("multi-line-answer-one-line-content", " t </think>\n<answer>\nright\n</answer>", "B", LR, True),
+    ("multi-line-answer-crlf", " t </think>\r\n<answer>\r\nB\r\n</answer>", "B", LR, True),
+    ("multi-line-answer-two-lines", " Option A is left, option B is right. </think>\n<answer>\nSo\nB\n</answer>", "B", LR, True),
+    ("trailing-text-after-answer", " t </think><answer>A</answer> I hope this helps.", "A", LR, True),
+    ("trailing-newline-after-answer", " t </think><answer>A</answer>\n", "A", LR, True),
+    ("empty-answer-block", " The answer is B. </think><answer></answer>", "B", LR, True),
+    ("blank-answer-block", " t </think><answer> \n </answer>", "B", LR, True),
+    ("whitespace-only-response", "  \n\t \u3000", "A", LR, True),
+    ("empty-response", "", "A", LR, True),
+    ("unicode-option-text", " 比较 </think><answer>日本</answer>", "A", ["日本", "中国"], True),
+    ("unicode-option-text-other-case", " Der Würfel. </think><answer>ÄRGER</answer>", "A", ["ärger", "Öl"], True),
+    ("unicode-final-sigma", " t </think><answer>ΣΟΦΟΣ</answer>", "B", ["λίθος", "σοφος"], True),
+    ("unicode-no-casefold", " t </think><answer>STRASSE</answer>", "A", ["straße", "weg"], True),
+    ("unicode-neighbours-are-not-word-characters", " t </think><answer>ÉB🙂</answer>", "B", LR, True),
+    ("unicode-whitespace-is-stripped", " t </think><answer>\u3000\u0085B\u2003</answer>", "B", LR, True),
+    ("bom-is-not-whitespace", " t </think><answer>\ufeffB</answer>", "B", LR, True),
+    ("paragraph-separator-stays-on-the-line", " t </think><answer>A\u2029B</answer>", "A", LR, True),
+    ("vsr-true-false", " t </think><answer>False</answer>", "B", TF, True),
+    ("vsr-true-false-other-case", " t </think><answer>false</answer>", "B", TF, True),
+    ("gold-given-as-parenthesised", " t </think><answer>C</answer>", "(C)", NUMS, True),
+    ("no-choices-letters-A-to-F", "<answer>F</answer>", "F", [], True),
+    ("instruct-well-formed", "<think> reasoning </think>\n<answer>B</answer>", "B", LR, False),
+    ("instruct-think-not-opened", "reasoning </think><answer>B</answer>", "B", LR, False),
+    ("instruct-leading-space-before-think", " <think> reasoning </think><answer>B</answer>", "B", LR, False),
+    ("r1-response-reopens-think", "<think> x </think><answer>B</answer>", "B", LR, True),
+]
+
+
+def _prediction(task: str, source: str, correct: bool, format_ok: bool) -> dict:
+    return {"task": task, "source": source, "correct": correct, "format_ok": format_ok}
+
+
+# name, benchmark, predictions
+AGGREGATION_CASES = [
+    ("cv-bench-official-differs-from-plain", "cv-bench", [
+        _prediction("Count", "ADE20K", True, True),
+        _prediction("Count", "COCO", True, True),
+        _prediction("Relation", "COCO", False, False),
+        _prediction("Relation", "COCO", False, True),
+        _prediction("Depth", "Omni3D", True, True),
+        _prediction("Distance", "Omni3D", False, False),
+    ]),
+    ("cv-bench-missing-omni3d", "cv-bench", [
+        _prediction("Count", "ADE20K", True, True),
+        _prediction("Relation", "COCO", False, True),
+    ]),
+    ("cv-bench-unknown-source", "cv-bench", [
+        _prediction("Count", "ADE20K", True, True),
+        _prediction("Count", "COCO", True, True),
+        _prediction("Depth", "Omni3D", True, True),
+        _prediction("Depth", "KITTI", False, True),
+    ]),
+    ("blink-unweighted-subtask-mean", "blink", [
+        _prediction("Relative_Depth", "blink", True, True),
+        _prediction("Relative_Depth", "blink", True, False),
+        _prediction("Relative_Depth", "blink", True, True),
+        _prediction("Spatial_Relation", "blink", False, True),
+    ]),
+    ("vsr-plain-accuracy", "vsr", [
+        _prediction("left of", "vsr", True, True),
+        _prediction("on top of", "vsr", False, True),
+        _prediction("left of", "vsr", True, False),
+    ]),
+    ("sat-plain-accuracy", "sat", [
+        _prediction("obj_movement", "sat", False, False),
+        _prediction("ego_movement", "sat", True, True),
+    ]),
+    ("spatial-synth-plain-accuracy", "spatial-synth", [
+        _prediction("relation", "spatial-synth", True, True),
+        _prediction("count", "spatial-synth", True, True),
+        _prediction("count", "spatial-synth", False, True),
+    ]),
+]
+
+
+def scoring_vectors() -> dict:
+    from .scoring import STRATEGIES, extract_answer, is_correct, passes_format, score_predictions
+
+    cases = []
+    for name, response, gold, choices, opens_think in SCORING_CASES:
+        extracted = {s: extract_answer(response, s, opens_think) for s in STRATEGIES}
+        cases.append({
+            "name": name,
+            "response": response,
+            "gold": gold,
+            "choices": choices,
+            "prompt_opens_think": opens_think,
+            "passes_format": passes_format(response, opens_think),
+            "extracted": extracted,
+            "correct": {s: is_correct(extracted[s], gold, choices) for s in STRATEGIES},
+            "correct_case_insensitive_text": {s: is_correct(extracted[s], gold, choices, case_insensitive_text=True)
+                                              for s in STRATEGIES},
+        })
+    aggregation = [{"name": name, "benchmark": benchmark, "predictions": predictions,
+                    "expected": score_predictions(predictions, benchmark)}
+                   for name, benchmark, predictions in AGGREGATION_CASES]
+    return {
+        "description": "Evaluation scoring (reference.md 3) from trainer/scoring.py: extraction per strategy "
+        "(r1, strict; null = no answer), multiple-choice correctness per strategy, plain and with the "
+        "case-insensitive option-text variant, and score aggregation per benchmark (official score null with "
+        "a detail when it cannot be computed).",
+        "strategies": list(STRATEGIES),
+        "cases": cases,
+        "aggregation": aggregation,
+    }
+
+
 def templates_vectors(model_dir: Path) -> dict:
     from transformers import AutoTokenizer
 
@@ -436,6 +574,7 @@ def build_all(model_dir: Path) -> dict[str, dict]:
         "mrope.json": mrope_vectors(model),
         "tiny_logits.json": logits_vectors(model_dir, model, by_name),
         "rewards.json": rewards_vectors(),
+        "scoring.json": scoring_vectors(),
         "templates.json": templates_vectors(model_dir),
     }
 

@@ -6,7 +6,8 @@ export type EngineErrorKind =
   | 'unsupported_media' // an image type we do not accept (415)
   | 'too_large' // an input over a configured limit (413)
   | 'unprocessable' // well-formed but unusable, e.g. an image that decodes to nothing (422)
-  | 'not_found' // an unknown model (404)
+  | 'not_found' // an unknown model, run or data set (404)
+  | 'conflict' // the operation does not fit the current state, e.g. cancelling a finished run (409)
   | 'overloaded' // queue full or shutting down (429/503, retry later)
   | 'timeout' // the request's deadline passed
   | 'cancelled' // the caller went away

@@ -3,10 +3,12 @@ import { randomUUID } from 'node:crypto';
 import express, { NextFunction, Request, Response } from 'express';
 import pino, { Logger } from 'pino';
 import type { Config } from '../config';
+import type { EvalRuns } from '../benchmarks/runs';
 import type { Engine } from '../engine/engine';
 import { HttpError, sendError, toHttpError } from './errors';
 import { ServiceMetrics } from './metrics';
 import { chatRouter } from './routes/chat';
+import { evaluateRouter } from './routes/evaluate';
 import { generateRouter } from './routes/generate';
 import { healthRouter } from './routes/health';
 import { modelsRouter } from './routes/models';
@@ -21,6 +23,8 @@ export interface AppState {
 export interface AppContext {
   config: Config;
   engine: Engine;
+  /** Evaluation runs (absent: the evaluate routes answer 503). */
+  runs?: EvalRuns;
   metrics: ServiceMetrics;
   logger: Logger;
   state: AppState;
@@ -30,6 +34,7 @@ export interface AppContext {
 export interface CreateAppOptions {
   config: Config;
   engine: Engine;
+  runs?: EvalRuns;
   logger?: Logger;
   state?: AppState;
 }
@@ -45,9 +50,11 @@ export function createApp(options: CreateAppOptions) {
   const logger = options.logger ?? pino({ level: options.config.logLevel });
   const state = options.state ?? { draining: false, warmed: false };
   const unobserve = options.engine.observe(metrics.engineObserver());
+  const unfollowRuns = options.runs?.onItem((benchmark) => metrics.evalItems.inc({ benchmark }));
   const ctx: AppContext = {
     config: options.config,
     engine: options.engine,
+    runs: options.runs,
     metrics,
     logger,
     state,
@@ -88,6 +95,7 @@ export function createApp(options: CreateAppOptions) {
   app.use(modelsRouter(ctx));
   app.use(generateRouter(ctx));
   app.use(chatRouter(ctx));
+  app.use(evaluateRouter(ctx));
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
     next(new HttpError(404, 'not_found', `no route ${req.method} ${req.path}`));
@@ -105,7 +113,14 @@ export function createApp(options: CreateAppOptions) {
     sendError(res, http);
   });
 
-  return { app, ctx, dispose: () => unobserve() };
+  return {
+    app,
+    ctx,
+    dispose: () => {
+      unobserve();
+      unfollowRuns?.();
+    },
+  };
 }
 
 /** The matched route pattern (never the raw URL, which would explode the label set). */

@@ -24,6 +24,7 @@ const KIND_STATUS: Record<EngineErrorKind, number> = {
   too_large: 413,
   unprocessable: 422,
   not_found: 404,
+  conflict: 409,
   overloaded: 429,
   timeout: 503,
   cancelled: 499,

@@ -4,6 +4,11 @@ import { createServer } from 'node:http';
 import pino from 'pino';
 import { loadConfig } from '../config';
 import { Engine } from '../engine/engine';
+import { closeSharedParquetReader } from '../benchmarks/loaders';
+import { EvalRuns } from '../benchmarks/runs';
+import { splitLoader } from '../benchmarks/splits';
+import { RunStore } from '../benchmarks/store';
+import { openDatabase } from '../storage/database';
 import { createApp } from './app';
 
 export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine {
@@ -34,8 +39,13 @@ async function main() {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel });
   const engine = engineFromConfig(config);
+  const db = openDatabase(config.stateDir);
+  const runs = new EvalRuns(new RunStore(db), engine, splitLoader(config.dataDir), {
+    concurrency: config.maxBatchSize,
+    log: (message, fields) => logger.info(fields ?? {}, message),
+  });
   const state = { draining: false, warmed: false };
-  const { app } = createApp({ config, engine, logger, state });
+  const { app } = createApp({ config, engine, runs, logger, state });
   const server = createServer(app);
   // Generation can take minutes; headers must still arrive promptly.
   server.requestTimeout = config.requestTimeoutMs + 10_000;
@@ -51,6 +61,8 @@ async function main() {
       .then(() => {
         state.warmed = true;
         logger.info({ model: config.defaultModel }, 'model loaded and warmed; ready');
+        const resumed = runs.resumeInterrupted();
+        if (resumed.length) logger.info({ runs: resumed }, 'resumed interrupted evaluation runs');
       })
       .catch((error) => {
         logger.fatal({ err: error }, `cannot load the default model ${config.defaultModel}`);
@@ -58,6 +70,7 @@ async function main() {
       });
   } else {
     state.warmed = true;
+    runs.resumeInterrupted();
   }
 
   let stopping = false;
@@ -68,6 +81,9 @@ async function main() {
     state.draining = true;
     logger.info({ signal }, 'draining: finishing in-flight requests');
     const deadline = Date.now() + config.shutdownGraceMs;
+    // Evaluation runs stop taking items and stay "running" in the database: they resume at the
+    // next start without re-scoring what is stored.
+    const runsClosed = runs.close();
     const drained = engine.drain();
     // Keep listening a moment so load balancers observe /readyz failing before connections close.
     await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
@@ -75,10 +91,12 @@ async function main() {
     // Keep-alive connections become idle as their last response ends: close them as they do.
     const reaper = setInterval(() => server.closeIdleConnections(), 100);
     const grace = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
-    await Promise.race([Promise.all([drained, closed]), grace]);
+    await Promise.race([Promise.all([drained, closed, runsClosed]), grace]);
     clearInterval(reaper);
     server.closeAllConnections();
     await engine.dispose();
+    await closeSharedParquetReader();
+    db.close();
     logger.info('stopped');
     process.exit(0);
   };

@@ -1,0 +1,265 @@
+// Evaluation runs: a benchmark split scored through the engine's batching scheduler, stored
+// item by item in SQLite. Runs interrupted by a crash or restart resume where they stopped,
+// without re-scoring finished items; cancelled runs keep their predictions.
+import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
+import type { GenerateRequest, GenerateResult } from '../engine/engine';
+import { EngineError } from '../engine/errors';
+import { promptOpensThink, PromptTemplate } from '../engine/templates';
+import { extractAnswer, isCorrect, scorePredictions, Strategy } from './scoring';
+import { RunRow, RunStatus, RunStore, TERMINAL } from './store';
+import { BenchmarkName, BenchmarkSplit, EvalItem } from './types';
+
+export interface EvaluateParams {
+  benchmark: BenchmarkName;
+  split?: string;
+  subsets?: string[];
+  limit?: number;
+  template: PromptTemplate;
+  strategy: Strategy;
+  maxNewTokens: number;
+  model: string;
+}
+
+/** What the runs need from the engine: whole results, and overload errors to back off on. */
+export interface Generator {
+  generateText(request: GenerateRequest): Promise<GenerateResult>;
+}
+
+export type SplitLoader = (params: EvaluateParams) => Promise<BenchmarkSplit>;
+
+export interface RunsOptions {
+  /** Items of one run in flight at once: the engine batches them (its batch size is a good value). */
+  concurrency: number;
+  log?: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface RunView {
+  id: string;
+  benchmark: string;
+  split: string;
+  model: string;
+  status: RunStatus;
+  progress: { done: number; total: number };
+  result: unknown | null;
+  error?: string;
+  params: EvaluateParams;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+interface Active {
+  abort: AbortController;
+  finished: Promise<void>;
+}
+
+export class EvalRuns {
+  private readonly active = new Map<string, Active>();
+  private readonly itemListeners = new Set<(benchmark: string, correct: boolean) => void>();
+  private closed = false;
+
+  constructor(
+    private readonly store: RunStore,
+    private readonly generator: Generator,
+    private readonly loadSplit: SplitLoader,
+    private readonly options: RunsOptions,
+  ) {}
+
+  /** Validate and load the split (errors are the caller's 4xx), record the run, start it. */
+  async create(params: EvaluateParams): Promise<RunView> {
+    if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new runs', { retryAfterSeconds: 5 });
+    const split = await this.loadSplit(params);
+    if (!split.items.length) throw new EngineError('unprocessable', 'benchmark_empty', `${params.benchmark} ${split.split} has no items`);
+    const id = `eval_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    this.store.insertRun({
+      id,
+      benchmark: params.benchmark,
+      split: split.split,
+      model: params.model,
+      template: params.template,
+      strategy: params.strategy,
+      params: JSON.stringify(params),
+      status: 'queued',
+      total: split.items.length,
+    });
+    const accepted = this.view(this.store.getRun(id)!);
+    this.start(id, params, split);
+    return accepted;
+  }
+
+  /** Follow scored items (metrics); returns a function that stops it. */
+  onItem(listener: (benchmark: string, correct: boolean) => void): () => void {
+    this.itemListeners.add(listener);
+    return () => this.itemListeners.delete(listener);
+  }
+
+  get(id: string): RunView | undefined {
+    const row = this.store.getRun(id);
+    return row && this.view(row);
+  }
+
+  list(): RunView[] {
+    return this.store.listRuns().map((r) => this.view(r));
+  }
+
+  predictions(id: string) {
+    return this.store.iteratePredictions(id);
+  }
+
+  /** Stop a run; its predictions so far stay. Returns undefined for an unknown id. */
+  async cancel(id: string): Promise<RunView | undefined> {
+    const row = this.store.getRun(id);
+    if (!row) return undefined;
+    if (TERMINAL.has(row.status)) {
+      throw new EngineError('conflict', 'run_finished', `run ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
+    }
+    this.store.finish(id, 'cancelled', {});
+    const active = this.active.get(id);
+    active?.abort.abort();
+    await active?.finished;
+    return this.get(id);
+  }
+
+  /** Resolves when the run has reached a terminal status. */
+  async wait(id: string): Promise<RunView | undefined> {
+    await this.active.get(id)?.finished;
+    return this.get(id);
+  }
+
+  /** Restart every run the previous process left queued or running. */
+  resumeInterrupted(): string[] {
+    const resumed: string[] = [];
+    for (const row of this.store.unfinishedRuns()) {
+      if (this.active.has(row.id)) continue;
+      const params = JSON.parse(row.params) as EvaluateParams;
+      this.options.log?.('resuming evaluation run', { id: row.id, done: row.done, total: row.total });
+      this.start(row.id, params, null);
+      resumed.push(row.id);
+    }
+    return resumed;
+  }
+
+  /** Stop processing (shutdown): runs stay 'running' in the database and resume at next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const active of this.active.values()) active.abort.abort();
+    await Promise.all([...this.active.values()].map((a) => a.finished));
+  }
+
+  private start(id: string, params: EvaluateParams, split: BenchmarkSplit | null) {
+    const abort = new AbortController();
+    // Every in-flight item of the run listens to this one signal.
+    setMaxListeners(0, abort.signal);
+    const finished = this.process(id, params, split, abort.signal).finally(() => this.active.delete(id));
+    this.active.set(id, { abort, finished });
+  }
+
+  private async process(id: string, params: EvaluateParams, loaded: BenchmarkSplit | null, signal: AbortSignal): Promise<void> {
+    try {
+      const split = loaded ?? (await this.loadSplit(params));
+      this.store.markRunning(id, split.items.length);
+      const done = this.store.doneItemIds(id);
+      const todo = split.items.map((item, index) => ({ item, index })).filter(({ item }) => !done.has(item.record.id));
+      let next = 0;
+      const worker = async () => {
+        while (next < todo.length && !signal.aborted) {
+          const { item, index } = todo[next++];
+          await this.scoreItem(id, params, item, index, signal);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, this.options.concurrency) }, worker));
+      if (signal.aborted) return; // cancelled (status already set) or shutting down (resumes later)
+      const rows = this.store.predictions(id);
+      const score = scorePredictions(
+        rows.map((r) => ({ task: r.task, source: r.source, correct: r.correct === 1, formatOk: r.format_ok === 1 })),
+        params.benchmark,
+      );
+      // Stored as the API returns it (api.md): fractions in [0, 1], labelled with strategy and template.
+      this.store.finish(id, 'succeeded', {
+        result: {
+          n: score.n,
+          accuracy: score.accuracy,
+          format_rate: score.formatRate,
+          by_task: score.byTask,
+          official: score.official,
+          strategy: params.strategy,
+          template: params.template,
+        },
+      });
+    } catch (error) {
+      if (signal.aborted) return;
+      const message = error instanceof Error ? error.message : String(error);
+      this.options.log?.('evaluation run failed', { id, error: message });
+      this.store.finish(id, 'failed', { error: message });
+    }
+  }
+
+  private async scoreItem(id: string, params: EvaluateParams, item: EvalItem, index: number, signal: AbortSignal) {
+    const { record } = item;
+    let result: GenerateResult | null = null;
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      try {
+        const images = await item.loadImages();
+        result = await this.generator.generateText({
+          model: params.model,
+          prompt: { template: params.template, question: record.prompt },
+          images,
+          maxNewTokens: params.maxNewTokens,
+          sampling: { temperature: 0 },
+          signal,
+        });
+        break;
+      } catch (error) {
+        if (signal.aborted) return;
+        // Online traffic may fill the queue: wait and retry rather than fail the run.
+        if (error instanceof EngineError && error.kind === 'overloaded' && error.code !== 'shutting_down') {
+          await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** Math.min(attempt, 5))));
+          continue;
+        }
+        // An item whose input cannot be used (e.g. an undecodable image) counts as unanswered.
+        if (error instanceof EngineError && ['invalid_input', 'unsupported_media', 'too_large', 'unprocessable'].includes(error.kind)) {
+          this.options.log?.('evaluation item unusable', { id, item: record.id, error: error.message });
+          break;
+        }
+        throw error;
+      }
+    }
+    if (signal.aborted) return;
+    const text = result?.text ?? '';
+    const extracted = result ? extractAnswer(text, params.strategy, promptOpensThink(params.template)) : null;
+    const correct = extracted !== null && isCorrect(extracted, record.answer, record.choices);
+    this.store.addPrediction({
+      run_id: id,
+      item_index: index,
+      item_id: record.id,
+      task: record.task,
+      source: record.source,
+      gold: record.answer,
+      gold_text: record.answer_text,
+      prediction: text,
+      extracted,
+      correct: correct ? 1 : 0,
+      format_ok: result?.formatOk ? 1 : 0,
+      completion_tokens: result?.usage.completionTokens ?? 0,
+    });
+    for (const listener of this.itemListeners) listener(params.benchmark, correct);
+  }
+
+  private view(row: RunRow): RunView {
+    return {
+      id: row.id,
+      benchmark: row.benchmark,
+      split: row.split,
+      model: row.model,
+      status: row.status,
+      progress: { done: row.done, total: row.total },
+      result: row.result ? JSON.parse(row.result) : null,
+      ...(row.error ? { error: row.error } : {}),
+      params: JSON.parse(row.params),
+      created_at: row.created_at,
+      started_at: row.started_at,
+      finished_at: row.finished_at,
+    };
+  }
+}

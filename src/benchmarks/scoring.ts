@@ -1,0 +1,242 @@
+// Evaluation scoring as pure functions: answer extraction, multiple-choice matching and aggregation.
+// A shared rule with trainer/scoring.py (the reference; the full rules are in its docstring), pinned
+// by test/vectors/scoring.json. Regexes are translated as in src/engine/completion.ts: Python `.`
+// without DOTALL becomes `[^\n]`, with DOTALL `[\s\S]`; a full match is `^...$` without the `m`
+// flag; Python `\s` is `str.isspace`, whose class is derived here from `isPySpace` (not JS `\s`);
+// word boundaries are spelled out with ASCII classes (no `u` flag, no `\b`).
+import { formatReward, isPySpace, pyStrip } from '../engine/completion';
+import { BENCHMARKS, type BenchmarkName } from './types';
+
+export type ExtractionStrategy = 'r1' | 'strict';
+/** Alias of ExtractionStrategy (the name src/benchmarks/runs.ts imports). */
+export type Strategy = ExtractionStrategy;
+export const EXTRACTION_STRATEGIES: readonly ExtractionStrategy[] = ['r1', 'strict'];
+export const CV_BENCH_SOURCES = ['ADE20K', 'COCO', 'Omni3D'] as const;
+const DEFAULT_OPTION_LETTERS = 'ABCDEF';
+const THINK_OPEN = '<think>';
+
+/** The character class body of Python's `\s` (= `str.isspace`, BMP; there is none above it), built from `isPySpace`. */
+function pySpaceClass(): string {
+  const hex = (code: number) => `\\u${code.toString(16).padStart(4, '0')}`;
+  const parts: string[] = [];
+  let code = 0;
+  while (code <= 0xffff) {
+    if (!isPySpace(String.fromCharCode(code))) {
+      code++;
+      continue;
+    }
+    const start = code;
+    while (code + 1 <= 0xffff && isPySpace(String.fromCharCode(code + 1))) code++;
+    parts.push(start === code ? hex(start) : `${hex(start)}-${hex(code)}`);
+    code++;
+  }
+  return parts.join('');
+}
+const S = `[${pySpaceClass()}]`;
+
+// reference.md 3 (`r1`): Python `<answer>\s*(.*?)\s*</answer>` without DOTALL, as the paper's script.
+const R1_ANSWER = new RegExp(`<answer>${S}*([^\\n]*?)${S}*</answer>`);
+// reference.md 3 (`strict`): the answer block of the format pattern (reference.md 1.2), DOTALL, full match.
+const STRICT_LAYOUT = new RegExp(`^<think>[\\s\\S]*?</think>${S}*<answer>([\\s\\S]*?)</answer>$`);
+const ANSWER_TAG = /<\/?answer>/;
+// reference.md 3: a letter as a whole word (ASCII word characters), or a lowercase letter in parentheses.
+const UPPER_TOKEN = /(?<![A-Za-z0-9_])([A-Z])(?![A-Za-z0-9_])/g;
+const LOWER_PAREN_TOKEN = /\(([a-z])\)/g;
+const GOLD_LETTER = /^(?:([A-Za-z])|\(([A-Za-z])\))$/;
+
+// ---------------------------------------------------------------------------------------------
+// Extraction
+
+/** The training format rule (reference.md 1.2); without the prompt's `<think>` the response must open it. */
+export function passesFormat(response: string, promptOpensThink: boolean): boolean {
+  if (promptOpensThink) return formatReward(response) === 1;
+  return response.startsWith(THINK_OPEN) && formatReward(response.slice(THINK_OPEN.length)) === 1;
+}
+
+/** reference.md 3 `r1`: the first single-line answer span, else (none or empty) the whole response stripped. */
+export function extractR1(response: string): string {
+  const match = R1_ANSWER.exec(response);
+  const answer = match ? pyStrip(match[1]) : '';
+  return answer !== '' ? answer : pyStrip(response);
+}
+
+/** reference.md 3 `strict`: the single answer block of a well-formed response, stripped; else null. */
+export function extractStrict(response: string, promptOpensThink: boolean): string | null {
+  if (!passesFormat(response, promptOpensThink)) return null;
+  const body = promptOpensThink ? response : response.slice(THINK_OPEN.length);
+  const match = STRICT_LAYOUT.exec(THINK_OPEN + body);
+  if (match === null) return null; // cannot happen once the format passed; kept as a guard
+  if (ANSWER_TAG.test(match[1])) return null;
+  const answer = pyStrip(match[1]);
+  return answer !== '' ? answer : null;
+}
+
+/** Dispatch to the named strategy. `r1` ignores `promptOpensThink`. */
+export function extractAnswer(response: string, strategy: ExtractionStrategy, promptOpensThink: boolean): string | null {
+  switch (strategy) {
+    case 'r1':
+      return extractR1(response);
+    case 'strict':
+      return extractStrict(response, promptOpensThink);
+    default:
+      throw new Error(`unknown extraction strategy ${JSON.stringify(strategy)}; choose one of ${EXTRACTION_STRATEGIES.join(', ')}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matching
+
+/** `A`, `a`, `(A)` or `(a)` (surrounding whitespace allowed) -> `A`; anything else throws. */
+export function normalizeGoldLetter(goldLetter: string): string {
+  const match = GOLD_LETTER.exec(pyStrip(goldLetter));
+  if (match === null) throw new Error(`gold answer ${JSON.stringify(goldLetter)} is not an option letter`);
+  return (match[1] ?? match[2]).toUpperCase();
+}
+
+/** The letters of the options (A, B, ... one per choice); A-F when the choices are unknown. */
+export function optionLetters(choices: readonly string[]): string {
+  if (choices.length === 0) return DEFAULT_OPTION_LETTERS;
+  if (choices.length > 26) throw new Error(`${choices.length} choices: at most 26 can be lettered`);
+  return choices.map((_c, i) => String.fromCharCode(65 + i)).join('');
+}
+
+/** Option letters standing alone in `text` (reference.md 3: "matches as a standalone token"). */
+export function letterTokens(text: string, letters: string): Set<string> {
+  const found = new Set<string>();
+  for (const m of text.matchAll(UPPER_TOKEN)) if (letters.includes(m[1])) found.add(m[1]);
+  for (const m of text.matchAll(LOWER_PAREN_TOKEN)) {
+    const letter = m[1].toUpperCase();
+    if (letters.includes(letter)) found.add(letter);
+  }
+  return found;
+}
+
+/** Whether an extracted answer names the gold option (rules: trainer/scoring.py's docstring). */
+export function isCorrect(extracted: string | null, goldLetter: string, choices: readonly string[], caseInsensitiveText = false): boolean {
+  const gold = normalizeGoldLetter(goldLetter);
+  const letters = optionLetters(choices);
+  if (!letters.includes(gold)) throw new Error(`gold letter ${gold} is not one of the options ${letters}`);
+  if (extracted === null) return false;
+  const answer = pyStrip(extracted);
+  const lower = gold.toLowerCase();
+  // reference.md 3: the gold letter in any of the forms A, a, (A), (a).
+  if (answer === gold || answer === lower || answer === `(${gold})` || answer === `(${lower})`) return true;
+  // reference.md 3: "for letters, matches as a standalone token"; a second distinct letter voids it.
+  const tokens = letterTokens(answer, letters);
+  if (tokens.size === 1 && tokens.has(gold)) return true;
+  if (choices.length === 0) return false;
+  const goldText = pyStrip(choices[gold.charCodeAt(0) - 65]);
+  // reference.md 3: "or the gold option text" (exact, case-sensitive).
+  if (answer === goldText) return true;
+  // reference.md 3: "case-insensitive text match is an allowed, labelled variant" (Python str.lower()).
+  return caseInsensitiveText && answer.toLowerCase() === goldText.toLowerCase();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregation
+
+/** One scored item. */
+export interface Prediction {
+  task: string;
+  source: string;
+  correct: boolean;
+  formatOk: boolean;
+}
+
+export interface TaskScore {
+  n: number;
+  accuracy: number;
+}
+
+export interface OfficialScore {
+  /** What the score is, e.g. "((acc_ADE20K + acc_COCO)/2 + acc_Omni3D)/2". */
+  name: string;
+  /** null when it cannot be computed from these predictions (see `detail`). */
+  score: number | null;
+  /** The reason, present only when `score` is null. */
+  detail?: string;
+}
+
+/** What `scorePredictions` computes. */
+export interface ScoreSummary {
+  n: number;
+  /** Plain accuracy: correct / n. */
+  accuracy: number;
+  /** Share of responses that pass the format check. */
+  formatRate: number;
+  byTask: Record<string, TaskScore>;
+  official: OfficialScore;
+}
+
+/** A labelled score as reported: the summary plus the labels the caller fills in. */
+export interface EvalScore extends ScoreSummary {
+  strategy: ExtractionStrategy;
+  /** true: option text was compared ignoring case (the labelled variant of reference.md 3); absent or false: exact. */
+  caseInsensitiveText?: boolean;
+  /** The prompt template used (a PromptTemplate, or "chat"). */
+  template: string;
+}
+
+/** Python's `sorted()` order for strings: by code point (JS's default sort compares UTF-16 units). */
+function byCodePoint(a: string, b: string): number {
+  const x = Array.from(a);
+  const y = Array.from(b);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const d = (x[i].codePointAt(0) as number) - (y[i].codePointAt(0) as number);
+    if (d !== 0) return d;
+  }
+  return x.length - y.length;
+}
+
+function accuracyOf(rows: readonly Prediction[]): number {
+  return rows.filter((r) => r.correct).length / rows.length;
+}
+
+function groupBy(predictions: readonly Prediction[], key: 'task' | 'source'): Map<string, Prediction[]> {
+  const groups = new Map<string, Prediction[]>();
+  for (const p of predictions) {
+    const rows = groups.get(p[key]);
+    if (rows) rows.push(p);
+    else groups.set(p[key], [p]);
+  }
+  return new Map([...groups.keys()].sort(byCodePoint).map((k) => [k, groups.get(k) as Prediction[]]));
+}
+
+function cvBenchOfficial(predictions: readonly Prediction[]): OfficialScore {
+  const name = '((acc_ADE20K + acc_COCO)/2 + acc_Omni3D)/2';
+  const bySource = groupBy(predictions, 'source');
+  const known: readonly string[] = CV_BENCH_SOURCES;
+  const unknown = [...bySource.keys()].filter((s) => !known.includes(s));
+  if (unknown.length > 0) return { name, score: null, detail: `unknown source(s): ${unknown.join(', ')}` };
+  const missing = known.filter((s) => !bySource.has(s));
+  if (missing.length > 0) return { name, score: null, detail: `no predictions from source(s): ${missing.join(', ')}` };
+  const acc = (s: string) => accuracyOf(bySource.get(s) as Prediction[]);
+  return { name, score: ((acc('ADE20K') + acc('COCO')) / 2 + acc('Omni3D')) / 2 };
+}
+
+/** Scores of one evaluation run (reference.md 3); throws on an unknown benchmark or no predictions. */
+export function scorePredictions(predictions: readonly Prediction[], benchmark: BenchmarkName): ScoreSummary {
+  if (!BENCHMARKS.includes(benchmark)) throw new Error(`unknown benchmark ${JSON.stringify(benchmark)}; choose one of ${BENCHMARKS.join(', ')}`);
+  if (predictions.length === 0) throw new Error('no predictions to score');
+  // Sorted by code point like Python's dict; summed in that order (a JS object would put integer-like keys first).
+  const tasks = [...groupBy(predictions, 'task')].map(([task, rows]) => [task, { n: rows.length, accuracy: accuracyOf(rows) }] as const);
+  const byTask: Record<string, TaskScore> = Object.fromEntries(tasks);
+  const accuracy = accuracyOf(predictions);
+  let official: OfficialScore;
+  if (benchmark === 'cv-bench') {
+    official = cvBenchOfficial(predictions);
+  } else if (benchmark === 'blink') {
+    let total = 0;
+    for (const [, t] of tasks) total += t.accuracy;
+    official = { name: 'mean of subtask accuracies', score: total / tasks.length };
+  } else {
+    official = { name: 'accuracy', score: accuracy };
+  }
+  return {
+    n: predictions.length,
+    accuracy,
+    formatRate: predictions.filter((p) => p.formatOk).length / predictions.length,
+    byTask,
+    official,
+  };
+}

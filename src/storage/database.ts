@@ -1,0 +1,77 @@
+// The service's SQLite database (design.md: STATE_DIR/service.db, WAL): one connection, schema
+// migrations in order, and a clear error when the state directory cannot be written.
+import Database from 'better-sqlite3';
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type Db = Database.Database;
+
+// Each entry migrates the schema from version i to i + 1. Never edit a released entry: append.
+const MIGRATIONS: string[] = [
+  `CREATE TABLE eval_runs (
+     id TEXT PRIMARY KEY,
+     benchmark TEXT NOT NULL,
+     split TEXT NOT NULL,
+     model TEXT NOT NULL,
+     template TEXT NOT NULL,
+     strategy TEXT NOT NULL,
+     params TEXT NOT NULL,           -- the request as resolved (JSON)
+     status TEXT NOT NULL,           -- queued | running | succeeded | failed | cancelled
+     total INTEGER NOT NULL DEFAULT 0,
+     done INTEGER NOT NULL DEFAULT 0,
+     result TEXT,                    -- JSON score once finished
+     error TEXT,
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT
+   );
+   CREATE TABLE eval_predictions (
+     run_id TEXT NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+     item_index INTEGER NOT NULL,
+     item_id TEXT NOT NULL,
+     task TEXT NOT NULL,
+     source TEXT NOT NULL,
+     gold TEXT NOT NULL,
+     gold_text TEXT NOT NULL,
+     prediction TEXT NOT NULL,
+     extracted TEXT,
+     correct INTEGER NOT NULL,
+     format_ok INTEGER NOT NULL,
+     completion_tokens INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (run_id, item_id)
+   );
+   CREATE INDEX eval_predictions_order ON eval_predictions(run_id, item_index);`,
+];
+
+export class StateDirError extends Error {}
+
+/** Open (creating and migrating as needed) STATE_DIR/service.db. */
+export function openDatabase(stateDir: string, file = 'service.db'): Db {
+  try {
+    mkdirSync(stateDir, { recursive: true });
+    accessSync(stateDir, constants.W_OK);
+  } catch (error) {
+    throw new StateDirError(`the state directory ${stateDir} cannot be created or written (${(error as Error).message}); set STATE_DIR to a writable folder`);
+  }
+  const db = new Database(join(stateDir, file));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+function migrate(db: Db): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new StateDirError(`service.db has schema version ${version}, newer than this service knows (${MIGRATIONS.length}); upgrade the service`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
