@@ -13,6 +13,7 @@ import { AddressInfo } from 'node:net';
 import { createServer, Server } from 'node:http';
 import { basename, join, resolve } from 'node:path';
 import sharp from 'sharp';
+import { Agent, fetch } from 'undici';
 import { loadConfig } from '../src/config';
 import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
 import { createApp } from '../src/server/app';
@@ -108,9 +109,13 @@ async function startServer(v: Variant): Promise<{ base: string; server: Server; 
   return { base, server, dispose: async () => { server.close(); server.closeAllConnections(); await engine.dispose(); } };
 }
 
+// A 2B model on a CPU can take minutes to answer the first request: no client-side timeouts.
+const agent = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
+
 async function generate(base: string, png: Buffer, tokens: number, stream: boolean): Promise<{ firstMs: number; totalMs: number; tokens: number }> {
   const started = performance.now();
   const res = await fetch(`${base}/generate`, {
+    dispatcher: agent,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ question: QUESTION, image: png.toString('base64'), max_new_tokens: tokens, ignore_eos: true, stream }),
@@ -218,9 +223,12 @@ async function main() {
     // Roofline: every decode step reads all decoder weights once; the KV cache is small here.
     mine.rooflineFraction = decoderBytes(v) / bandwidth / (1 / mine.decodeTps);
     rows.push(mine);
+    console.error(`[bench] ${JSON.stringify(mine)}`);
     if (WITH_TJS) {
       console.error(`[bench] ${basename(v.dir)} ${v.dtype}: transformers.js`);
-      rows.push(await transformersJs(v));
+      const theirs = await transformersJs(v);
+      rows.push(theirs);
+      console.error(`[bench] ${JSON.stringify(theirs)}`);
     }
   }
   const cs = CONCURRENCY;

@@ -23,6 +23,8 @@ const EnvSchema = z.object({
   MAX_BATCH_SIZE: int(1, 256).default(16),
   MAX_QUEUE: int(0, 100000).default(64),
   MAX_PREFILL_TOKENS: int(1).default(8192),
+  /** Decode runs per worker call while no request waits to join (fewer thread round trips). */
+  DECODE_STEPS_PER_CALL: int(1, 64).default(4),
   FEATURE_CACHE_MB: int(0).default(256),
   /** Unload least recently used models beyond this many MB of weights (0 = never unload). */
   MODEL_MEMORY_BUDGET_MB: int(0).default(0),
@@ -47,6 +49,20 @@ const EnvSchema = z.object({
   DATA_DIR: z.string().default('./data'),
   STATE_DIR: z.string().default('./state'),
   ADMIN_TOKEN: z.string().optional(),
+  /** Where training jobs run: a local trainer process, or Kubernetes Jobs (docs/training.md). */
+  TRAIN_BACKEND: z.enum(['local', 'kubernetes']).default('local'),
+  /** Python of the local trainer (default: the repository's .venv). */
+  TRAINER_PYTHON: z.string().optional(),
+  /** Training jobs running at once; the rest wait queued (one job per GPU). */
+  TRAIN_MAX_CONCURRENT: int(1, 1024).default(1),
+  /** After a cancel's SIGTERM, the trainer gets this long to checkpoint before SIGKILL. */
+  TRAIN_CANCEL_GRACE_MS: int(0).default(30_000),
+  /** Kubernetes backend: namespace of the trainer Jobs (default: the service's own, else "default"). */
+  K8S_NAMESPACE: z.string().optional(),
+  /** Kubernetes backend: the trainer image (the Dockerfile's gpu target). */
+  K8S_TRAINER_IMAGE: z.string().optional(),
+  /** Kubernetes backend: the PersistentVolumeClaim holding STATE_DIR, mounted at the same path in trainer pods. */
+  K8S_STATE_PVC: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Load and warm the default model at start (readiness waits for it). */
   WARMUP: z.enum(['true', 'false']).default('true'),
@@ -66,6 +82,7 @@ export interface Config {
   maxBatchSize: number;
   maxQueue: number;
   maxPrefillTokens: number;
+  decodeStepsPerCall: number;
   featureCacheBytes: number;
   memoryBudgetBytes: number;
   maxPixels: number;
@@ -83,6 +100,14 @@ export interface Config {
   dataDir: string;
   stateDir: string;
   adminToken?: string;
+  trainBackend: Env['TRAIN_BACKEND'];
+  /** The trainer's Python interpreter (local backend). */
+  trainerPython: string;
+  trainMaxConcurrent: number;
+  trainCancelGraceMs: number;
+  k8sNamespace?: string;
+  k8sTrainerImage?: string;
+  k8sStatePvc?: string;
   logLevel: Env['LOG_LEVEL'];
   warmup: boolean;
 }
@@ -104,7 +129,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`invalid configuration: DEFAULT_MAX_NEW_TOKENS (${e.DEFAULT_MAX_NEW_TOKENS}) exceeds MAX_NEW_TOKENS (${e.MAX_NEW_TOKENS})`);
   }
   const modelFolders = e.MODEL_DIR ? [{ name: basename(resolve(e.MODEL_DIR)), dir: resolve(e.MODEL_DIR) }] : [];
-  const modelRoots = [resolve(REPO_ROOT, 'models'), ...(e.MODELS_DIR ? [resolve(e.MODELS_DIR)] : [])];
+  if (e.TRAIN_BACKEND === 'kubernetes') {
+    const missing = (['K8S_TRAINER_IMAGE', 'K8S_STATE_PVC'] as const).filter((name) => !e[name]);
+    if (missing.length) throw new Error(`invalid configuration: TRAIN_BACKEND=kubernetes needs ${missing.join(' and ')}`);
+  }
+  // Models exported by training jobs (STATE_DIR/models) come last: they never shadow shipped ones.
+  const modelRoots = [resolve(REPO_ROOT, 'models'), ...(e.MODELS_DIR ? [resolve(e.MODELS_DIR)] : []), resolve(e.STATE_DIR, 'models')];
   return {
     port: e.PORT,
     host: e.HOST,
@@ -116,6 +146,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBatchSize: e.MAX_BATCH_SIZE,
     maxQueue: e.MAX_QUEUE,
     maxPrefillTokens: e.MAX_PREFILL_TOKENS,
+    decodeStepsPerCall: e.DECODE_STEPS_PER_CALL,
     featureCacheBytes: e.FEATURE_CACHE_MB * 1024 * 1024,
     memoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB * 1024 * 1024,
     maxPixels: e.MAX_PIXELS,
@@ -133,6 +164,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: resolve(e.DATA_DIR),
     stateDir: resolve(e.STATE_DIR),
     adminToken: e.ADMIN_TOKEN || undefined,
+    trainBackend: e.TRAIN_BACKEND,
+    // A bare command name (python3) is looked up on PATH; a path is made absolute.
+    trainerPython: !e.TRAINER_PYTHON ? resolve(REPO_ROOT, '.venv', 'bin', 'python') : e.TRAINER_PYTHON.includes('/') ? resolve(e.TRAINER_PYTHON) : e.TRAINER_PYTHON,
+    trainMaxConcurrent: e.TRAIN_MAX_CONCURRENT,
+    trainCancelGraceMs: e.TRAIN_CANCEL_GRACE_MS,
+    k8sNamespace: e.K8S_NAMESPACE || undefined,
+    k8sTrainerImage: e.K8S_TRAINER_IMAGE || undefined,
+    k8sStatePvc: e.K8S_STATE_PVC || undefined,
     logLevel: e.LOG_LEVEL,
     warmup: e.WARMUP === 'true',
   };

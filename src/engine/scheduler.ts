@@ -18,6 +18,11 @@ export interface SchedulerOptions {
   maxPrefillTokens: number;
   /** Bytes of vision features the worker keeps for repeated images. */
   featureCacheBytes: number;
+  /**
+   * Decode runs per worker call while nobody waits to join (default 4): fewer thread round trips
+   * per token; a newcomer waits at most this many decode runs for its prefill.
+   */
+  decodeStepsPerCall?: number;
 }
 
 export interface SequenceImage {
@@ -201,11 +206,14 @@ export class Scheduler {
       admit.push(this.admitRequest(next));
     }
     if (!admit.length && !this.running.size) {
-      if (drop.length) await this.runStep({ admit, drop, evict: this.takeEvictions() }, []);
+      if (drop.length) await this.runStep({ admit, drop, evict: this.takeEvictions(), decodeSteps: 1 }, []);
       return;
     }
     for (const seq of admitted) this.running.set(seq.id, seq);
-    await this.runStep({ admit, drop, evict: this.takeEvictions() }, admitted);
+    // One decode run when sequences were just admitted (their first token should not wait) or others
+    // wait to join; several when the batch just decodes.
+    const decodeSteps = admit.length || this.waiting.length ? 1 : Math.max(1, this.options.decodeStepsPerCall ?? 4);
+    await this.runStep({ admit, drop, evict: this.takeEvictions(), decodeSteps }, admitted);
   }
 
   private takeEvictions(): string[] {

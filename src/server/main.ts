@@ -1,14 +1,22 @@
 // The service process: configuration, engine, HTTP server, warm-up, and graceful shutdown
 // (SIGTERM: /readyz goes 503, no new connections, in-flight requests finish, then exit).
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { join } from 'node:path';
 import pino from 'pino';
-import { loadConfig } from '../config';
+import { loadConfig, REPO_ROOT } from '../config';
 import { Engine } from '../engine/engine';
 import { closeSharedParquetReader } from '../benchmarks/loaders';
 import { EvalRuns } from '../benchmarks/runs';
 import { splitLoader } from '../benchmarks/splits';
 import { RunStore } from '../benchmarks/store';
 import { openDatabase } from '../storage/database';
+import type { TrainerBackend } from '../training/backend';
+import { kubeApiFromDefaultConfig, defaultNamespace } from '../training/backends/kube_api';
+import { KubernetesBackend } from '../training/backends/kubernetes';
+import { LocalBackend } from '../training/backends/local';
+import { JobManager } from '../training/manager';
+import { JobStore } from '../training/store';
 import { createApp } from './app';
 
 export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine {
@@ -22,6 +30,7 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
       maxBatchSize: config.maxBatchSize,
       maxWaiting: config.maxQueue,
       maxPrefillTokens: config.maxPrefillTokens,
+      decodeStepsPerCall: config.decodeStepsPerCall,
       featureCacheBytes: config.featureCacheBytes,
     },
     memoryBudgetBytes: config.memoryBudgetBytes,
@@ -35,6 +44,23 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
   });
 }
 
+/** Where trainers run: `python -m trainer.grpo` beside the service, or Kubernetes Jobs. */
+export function trainerBackendFromConfig(config: ReturnType<typeof loadConfig>, log?: (message: string, fields?: Record<string, unknown>) => void): TrainerBackend {
+  if (config.trainBackend === 'kubernetes') {
+    return new KubernetesBackend({
+      api: kubeApiFromDefaultConfig(),
+      namespace: defaultNamespace(config.k8sNamespace),
+      image: config.k8sTrainerImage!,
+      statePvc: config.k8sStatePvc!,
+      stateDir: config.stateDir,
+      template: readFileSync(join(REPO_ROOT, 'k8s', 'training-job.yaml'), 'utf8'),
+      cancelGraceMs: config.trainCancelGraceMs,
+      log,
+    });
+  }
+  return new LocalBackend({ command: [config.trainerPython, '-m', 'trainer.grpo'], cwd: REPO_ROOT });
+}
+
 async function main() {
   const config = loadConfig();
   const logger = pino({ level: config.logLevel });
@@ -44,8 +70,22 @@ async function main() {
     concurrency: config.maxBatchSize,
     log: (message, fields) => logger.info(fields ?? {}, message),
   });
+  const jobs = new JobManager({
+    store: new JobStore(db),
+    backend: trainerBackendFromConfig(config, (message, fields) => logger.warn(fields ?? {}, message)),
+    stateDir: config.stateDir,
+    dataDir: config.dataDir,
+    modelRoots: config.modelRoots,
+    listModels: () => engine.listModels(),
+    defaultModel: config.defaultModel,
+    maxConcurrent: config.trainMaxConcurrent,
+    cancelGraceMs: config.trainCancelGraceMs,
+    log: (level, message, fields) => logger[level](fields ?? {}, message),
+  });
+  // Jobs the previous process left running: re-attached, resumed from a checkpoint, or failed.
+  await jobs.recover();
   const state = { draining: false, warmed: false };
-  const { app } = createApp({ config, engine, runs, logger, state });
+  const { app } = createApp({ config, engine, runs, jobs, logger, state });
   const server = createServer(app);
   // Generation can take minutes; headers must still arrive promptly.
   server.requestTimeout = config.requestTimeoutMs + 10_000;
@@ -84,6 +124,8 @@ async function main() {
     // Evaluation runs stop taking items and stay "running" in the database: they resume at the
     // next start without re-scoring what is stored.
     const runsClosed = runs.close();
+    // Trainers run in their own process groups and keep going; the next start re-attaches them.
+    const jobsClosed = jobs.close();
     const drained = engine.drain();
     // Keep listening a moment so load balancers observe /readyz failing before connections close.
     await new Promise((resolve) => setTimeout(resolve, config.shutdownDelayMs));
@@ -91,7 +133,7 @@ async function main() {
     // Keep-alive connections become idle as their last response ends: close them as they do.
     const reaper = setInterval(() => server.closeIdleConnections(), 100);
     const grace = new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - Date.now())).unref());
-    await Promise.race([Promise.all([drained, closed, runsClosed]), grace]);
+    await Promise.race([Promise.all([drained, closed, runsClosed, jobsClosed]), grace]);
     clearInterval(reaper);
     server.closeAllConnections();
     await engine.dispose();

@@ -3,6 +3,15 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EngineObserver, RequestStats } from '../engine/engine';
 import type { StepResult } from '../engine/runner/protocol';
+import type { JobEvent } from '../training/manager';
+import { JOB_STATUSES, JobStatus } from '../training/store';
+
+/** What the training gauges read: job counts on each scrape, per-step metrics as they come. */
+export interface TrainingSource {
+  counts(): Record<JobStatus, number>;
+  list(): { id: string; metrics: Record<string, unknown> | null }[];
+  onEvent(listener: (event: JobEvent) => void): () => void;
+}
 
 const REQUEST_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320];
 const TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40];
@@ -24,6 +33,10 @@ export class ServiceMetrics {
   readonly kvCacheBytes: Gauge<'model'>;
   readonly stepSeconds: Histogram<'model' | 'phase'>;
   readonly evalItems: Counter<'benchmark'>;
+  readonly trainJobs: Gauge<'status'>;
+  readonly trainReward: Gauge<'job'>;
+  readonly trainCompletionLength: Gauge<'job'>;
+  private trainingCounts?: () => Record<JobStatus, number>;
 
   constructor() {
     const registers = [this.registry];
@@ -41,6 +54,37 @@ export class ServiceMetrics {
     this.kvCacheBytes = new Gauge({ name: 'vlm_kv_cache_bytes', help: 'Bytes of KV cache held by the running batch', labelNames: ['model'], registers });
     this.evalItems = new Counter({ name: 'vlm_eval_items_total', help: 'Evaluation items scored', labelNames: ['benchmark'], registers });
     this.stepSeconds = new Histogram({ name: 'vlm_step_seconds', help: 'Duration of scheduler step phases', labelNames: ['model', 'phase'], buckets: TTFT_BUCKETS, registers });
+    const trainingCounts = () => this.trainingCounts?.();
+    this.trainJobs = new Gauge({
+      name: 'vlm_train_jobs',
+      help: 'Training jobs by status',
+      labelNames: ['status'],
+      registers,
+      // Counted from the database at each scrape, so it is right after restarts too.
+      collect() {
+        const counts = trainingCounts();
+        if (counts) for (const status of JOB_STATUSES) this.set({ status }, counts[status]);
+      },
+    });
+    this.trainReward = new Gauge({ name: 'vlm_train_reward', help: 'Mean reward of the latest training step', labelNames: ['job'], registers });
+    this.trainCompletionLength = new Gauge({ name: 'vlm_train_completion_length', help: 'Mean completion length (tokens) of the latest training step', labelNames: ['job'], registers });
+  }
+
+  /** Keep the training gauges current from the job manager; returns a function that stops it. */
+  followTraining(source: TrainingSource): () => void {
+    this.trainingCounts = () => source.counts();
+    const record = (job: string, metrics: Record<string, unknown>) => {
+      if (typeof metrics.reward === 'number') this.trainReward.set({ job }, metrics.reward);
+      if (typeof metrics.completion_length === 'number') this.trainCompletionLength.set({ job }, metrics.completion_length);
+    };
+    for (const job of source.list()) if (job.metrics) record(job.id, job.metrics);
+    const unfollow = source.onEvent((event) => {
+      if (event.type === 'metrics') record(event.jobId, event.metrics);
+    });
+    return () => {
+      unfollow();
+      this.trainingCounts = undefined;
+    };
   }
 
   /** The engine's observer: keeps the queue/batch gauges and token counters current. */
@@ -52,7 +96,7 @@ export class ServiceMetrics {
         this.kvCacheBytes.set({ model }, result.kvBytes);
         if (result.batchSize) {
           this.batchSize.observe({ model }, result.batchSize);
-          this.stepSeconds.observe({ model, phase: 'decode' }, result.decodeMs / 1000);
+          this.stepSeconds.observe({ model, phase: 'decode' }, result.decodeMs / 1000 / Math.max(1, result.decodeSteps));
         }
         if (result.prefilled.length) {
           this.stepSeconds.observe({ model, phase: 'prefill' }, result.prefillMs / 1000);

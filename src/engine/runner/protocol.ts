@@ -47,6 +47,11 @@ export interface StepRequest {
   drop: number[];
   /** Image features the worker may forget once this step's admissions have used them. */
   evict: string[];
+  /**
+   * Decode runs to do in this call (at least 1). More than one saves a thread round trip per token
+   * when nothing is waiting to join; rows that finish stop taking part.
+   */
+  decodeSteps: number;
 }
 
 export type FinishReason = 'stop' | 'length';
@@ -65,8 +70,10 @@ export interface StepResult {
   prefillMs: number;
   visionMs: number;
   decodeMs: number;
-  /** Rows in the decode run (the running batch). */
+  /** Rows in the first decode run of this call (the running batch). */
   batchSize: number;
+  /** Decode runs done in this call. */
+  decodeSteps: number;
   prefillTokens: number;
   imagesEncoded: number;
   imagesFromCache: number;

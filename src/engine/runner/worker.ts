@@ -47,7 +47,7 @@ class ModelWorker {
     if (request.drop.length) this.removeRows(request.drop);
 
     const result: StepResult = {
-      outputs: [], prefilled: [], prefillMs: 0, visionMs: 0, decodeMs: 0, batchSize: 0,
+      outputs: [], prefilled: [], prefillMs: 0, visionMs: 0, decodeMs: 0, batchSize: 0, decodeSteps: 0,
       prefillTokens: 0, imagesEncoded: 0, imagesFromCache: 0, kvBytes: 0,
     };
     const outputs = new Map<number, SequenceOutput>();
@@ -63,7 +63,10 @@ class ModelWorker {
     if (this.batch.size) {
       const started = performance.now();
       result.batchSize = this.batch.size;
-      await this.decode(emit);
+      for (let i = 0; i < Math.max(1, request.decodeSteps) && this.batch.size; i++) {
+        await this.decode(emit);
+        result.decodeSteps += 1;
+      }
       result.decodeMs = performance.now() - started;
     }
     // Evictions apply after this step's admissions, which may still have counted on those features.
