@@ -31,6 +31,8 @@ RUN apt-get update \
  && apt-get purge -y python3 make g++ && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 COPY --from=build /app/dist ./dist
 COPY models ./models
+# Template of the trainer Jobs (TRAIN_BACKEND=kubernetes).
+COPY k8s/training-job.yaml ./k8s/training-job.yaml
 RUN mkdir -p /var/lib/visualthinker/state /var/lib/visualthinker/data && chown -R node:node /var/lib/visualthinker
 USER node
 EXPOSE 8080
@@ -58,6 +60,7 @@ RUN python3 -m venv /app/.venv \
 COPY --from=build /app/dist ./dist
 COPY trainer ./trainer
 COPY models ./models
+COPY k8s/training-job.yaml ./k8s/training-job.yaml
 RUN useradd --create-home --uid 10001 app && mkdir -p /var/lib/visualthinker/state /var/lib/visualthinker/data \
  && chown -R app:app /var/lib/visualthinker
 USER app

@@ -5,8 +5,10 @@ import pino, { Logger } from 'pino';
 import type { Config } from '../config';
 import type { EvalRuns } from '../benchmarks/runs';
 import type { Engine } from '../engine/engine';
+import type { JobManager } from '../training/manager';
 import { HttpError, sendError, toHttpError } from './errors';
 import { ServiceMetrics } from './metrics';
+import { adminRouter } from './routes/admin';
 import { chatRouter } from './routes/chat';
 import { evaluateRouter } from './routes/evaluate';
 import { generateRouter } from './routes/generate';
@@ -25,6 +27,8 @@ export interface AppContext {
   engine: Engine;
   /** Evaluation runs (absent: the evaluate routes answer 503). */
   runs?: EvalRuns;
+  /** Training jobs (absent: the training routes answer 503). */
+  jobs?: JobManager;
   metrics: ServiceMetrics;
   logger: Logger;
   state: AppState;
@@ -35,6 +39,7 @@ export interface CreateAppOptions {
   config: Config;
   engine: Engine;
   runs?: EvalRuns;
+  jobs?: JobManager;
   logger?: Logger;
   state?: AppState;
 }
@@ -51,10 +56,12 @@ export function createApp(options: CreateAppOptions) {
   const state = options.state ?? { draining: false, warmed: false };
   const unobserve = options.engine.observe(metrics.engineObserver());
   const unfollowRuns = options.runs?.onItem((benchmark) => metrics.evalItems.inc({ benchmark }));
+  const unfollowJobs = options.jobs && metrics.followTraining(options.jobs);
   const ctx: AppContext = {
     config: options.config,
     engine: options.engine,
     runs: options.runs,
+    jobs: options.jobs,
     metrics,
     logger,
     state,
@@ -96,6 +103,7 @@ export function createApp(options: CreateAppOptions) {
   app.use(generateRouter(ctx));
   app.use(chatRouter(ctx));
   app.use(evaluateRouter(ctx));
+  app.use(adminRouter(ctx));
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
     next(new HttpError(404, 'not_found', `no route ${req.method} ${req.path}`));
@@ -119,6 +127,7 @@ export function createApp(options: CreateAppOptions) {
     dispose: () => {
       unobserve();
       unfollowRuns?.();
+      unfollowJobs?.();
     },
   };
 }

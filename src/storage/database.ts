@@ -42,6 +42,32 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (run_id, item_id)
    );
    CREATE INDEX eval_predictions_order ON eval_predictions(run_id, item_index);`,
+  // 1 -> 2: training jobs (src/training/store.ts) and their per-step metrics.
+  `CREATE TABLE train_jobs (
+     id TEXT PRIMARY KEY,
+     status TEXT NOT NULL,           -- queued | running | succeeded | failed | cancelled
+     request TEXT NOT NULL,          -- the request as accepted (JSON)
+     job_dir TEXT NOT NULL,          -- STATE_DIR/jobs/<id>
+     backend TEXT NOT NULL,          -- local | kubernetes
+     backend_ref TEXT,               -- pid (local) or object name (kubernetes) of the current trainer
+     attempts INTEGER NOT NULL DEFAULT 0, -- trainer starts (a resume adds one)
+     step INTEGER NOT NULL DEFAULT 0,
+     total_steps INTEGER,
+     metrics TEXT,                   -- latest metrics line (JSON)
+     model_name TEXT,                -- the exported model, once succeeded
+     error TEXT,
+     cancel_requested_at TEXT,
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT
+   );
+   CREATE INDEX train_jobs_status ON train_jobs(status, created_at);
+   CREATE TABLE train_metrics (
+     job_id TEXT NOT NULL REFERENCES train_jobs(id) ON DELETE CASCADE,
+     step INTEGER NOT NULL,
+     metrics TEXT NOT NULL,          -- the metrics.jsonl line (JSON)
+     PRIMARY KEY (job_id, step)
+   );`,
 ];
 
 export class StateDirError extends Error {}

@@ -1,0 +1,139 @@
+// Admin routes (api.md "Admin: training jobs"), all behind the admin token: training jobs (create,
+// list, status, per-step metrics as server-sent events or JSON lines, cancel) and loading a
+// model folder (an exported job's model, for instance) into the engine.
+import { Request, Response, Router } from 'express';
+import { z } from 'zod';
+import type { JobManager, JobView } from '../../training/manager';
+import { StepMetrics, TERMINAL } from '../../training/store';
+import type { AppContext } from '../app';
+import { adminAuth } from '../auth';
+import { HttpError } from '../errors';
+import { openSse } from '../sse';
+
+const noControlChars = (s: string) => ![...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+const location = (field: string) => z.string().min(1).max(1024).refine(noControlChars, `${field} must not contain control characters`);
+
+/** POST /admin/train. Defaults are the trainer's (docs/training.md), except base_model and dataset. */
+export const trainSchema = z
+  .object({
+    base_model: location('base_model').optional(),
+    dataset: location('dataset').optional(),
+    split: z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only').optional(),
+    steps: z.number().int().min(1).max(10_000_000).optional(),
+    num_generations: z.number().int().min(2).max(256).optional(),
+    prompts_per_step: z.number().int().min(1).max(100_000).optional(),
+    learning_rate: z.number().gt(0).max(1).optional(),
+    beta: z.number().min(0).max(100).optional(),
+    temperature: z.number().gt(0).max(10).optional(),
+    max_completion_length: z.number().int().min(1).max(65_536).optional(),
+    // Qwen2-VL's own bounds: at least one 28x28 patch group, at most its 12,845,056 default.
+    max_pixels: z.number().int().min(3136).max(12_845_056).optional(),
+    device: z.enum(['auto', 'cpu', 'cuda']).optional(),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
+    save_steps: z.number().int().min(1).max(10_000_000).optional(),
+    template: z.enum(['r1', 'instruct']).optional(),
+    freeze_vision: z.boolean().optional(),
+    freeze_llm: z.boolean().optional(),
+    nodes: z.number().int().min(1).max(64).optional(),
+    gpus: z.number().int().min(1).max(16).optional(),
+  })
+  .strict();
+
+function jobs(ctx: AppContext): JobManager {
+  if (!ctx.jobs) throw new HttpError(503, 'training_unavailable', 'training jobs are not enabled on this server', 5);
+  return ctx.jobs;
+}
+
+function found<T>(value: T | undefined, id: string): T {
+  if (value === undefined) throw new HttpError(404, 'job_not_found', `no training job ${id}`);
+  return value;
+}
+
+const wantsWait = (req: Request) => req.query.wait === 'true' || req.query.wait === '1';
+
+export function adminRouter(ctx: AppContext): Router {
+  const router = Router();
+  router.use('/admin', adminAuth(ctx.config.adminToken));
+
+  router.post('/admin/train', (req: Request, res: Response) => {
+    if (!req.is('application/json')) throw new HttpError(415, 'unsupported_content_type', 'send application/json');
+    const body = trainSchema.parse(req.body ?? {});
+    const job = jobs(ctx).create(body);
+    res.status(202).location(`/admin/train/${job.id}`).json({ id: job.id, status: job.status });
+  });
+
+  router.get('/admin/train', (_req: Request, res: Response) => {
+    res.json({ object: 'list', data: jobs(ctx).list() });
+  });
+
+  router.get('/admin/train/:id', (req: Request, res: Response) => {
+    const id = String(req.params.id);
+    res.json(found(jobs(ctx).get(id), id));
+  });
+
+  // Every stored step first, then live ones, then `done` with the job's final status. Reading
+  // the stored steps and subscribing happen in one synchronous stretch: no step is missed or
+  // sent twice between the two.
+  router.get('/admin/train/:id/events', (req: Request, res: Response) => {
+    const manager = jobs(ctx);
+    const id = String(req.params.id);
+    found(manager.get(id), id);
+    const format = req.query.format ?? 'sse';
+    if (format !== 'sse' && format !== 'jsonl') throw new HttpError(400, 'invalid_request', 'format: "sse" (default) or "jsonl"');
+    let send: (metrics: StepMetrics) => void;
+    let done: (job: JobView | undefined) => void;
+    if (format === 'jsonl') {
+      res.status(200).setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
+      res.setHeader('Cache-Control', 'no-cache');
+      res.flushHeaders();
+      send = (metrics) => res.write(`${JSON.stringify(metrics)}\n`);
+      done = (job) => res.end(`${JSON.stringify({ event: 'done', status: job?.status, job })}\n`);
+    } else {
+      const sse = openSse(res);
+      send = (metrics) => sse.send('metrics', metrics);
+      done = (job) => {
+        sse.send('done', { status: job?.status, job });
+        sse.end();
+      };
+    }
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      unsubscribe();
+      done(manager.get(id));
+    };
+    const unsubscribe = manager.onEvent((event) => {
+      if (event.jobId !== id || finished) return;
+      if (event.type === 'metrics') send(event.metrics);
+      else if (TERMINAL.has(event.status)) finish();
+    });
+    res.on('close', () => {
+      finished = true;
+      unsubscribe();
+    });
+    for (const metrics of manager.history(id)) send(metrics);
+    const now = manager.get(id);
+    if (!now || TERMINAL.has(now.status)) finish();
+  });
+
+  router.post('/admin/train/:id/cancel', async (req: Request, res: Response) => {
+    const manager = jobs(ctx);
+    const id = String(req.params.id);
+    const job = found(manager.cancel(id), id);
+    res.json(wantsWait(req) ? await manager.wait(id) : job);
+  });
+
+  router.post('/admin/models/:name/load', async (req: Request, res: Response) => {
+    const name = String(req.params.name);
+    const entry = ctx.engine.listModels().find((m) => m.name === name);
+    if (!entry) throw new HttpError(404, 'model_not_found', `no model folder "${name}" under the model roots; see GET /v1/models`);
+    const started = Date.now();
+    // Loading is on first use; one tiny request loads the model and warms it.
+    await ctx.engine.generateText({ model: name, prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 });
+    const loaded = ctx.engine.listModels().find((m) => m.name === name);
+    res.json({ id: name, object: 'model', loaded: loaded?.loaded ?? true, load_ms: Date.now() - started });
+  });
+
+  return router;
+}

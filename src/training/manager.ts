@@ -1,0 +1,523 @@
+// The training-job manager: accepts jobs, writes their job.json, runs at most `maxConcurrent`
+// trainers at a time through a backend (a local process or Kubernetes), follows each trainer's
+// metrics.jsonl into the database, and decides how each job ended (docs/training.md).
+//
+// The database is the queue: a job is `queued` until a slot is free, then `running` while a
+// trainer runs for it. A service restart never leaves a job `running` with nothing behind it:
+// recover() re-attaches to trainers that are still alive, restarts lost ones from their newest
+// checkpoint (the trainer resumes from checkpoints/), and fails those that had none.
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EngineError } from '../engine/errors';
+import type { TrainerBackend, TrainerExit, TrainerHandle, TrainerSpec } from './backend';
+import { MetricsFollower } from './follower';
+import { buildJobConfig, TrainRequest } from './job_spec';
+import { resolveBaseModel, resolveDataset } from './paths';
+import { BackendName, JobRow, JobStatus, JobStore, StepMetrics, TERMINAL } from './store';
+
+export interface JobManagerOptions {
+  store: JobStore;
+  backend: TrainerBackend;
+  /** STATE_DIR: jobs go to STATE_DIR/jobs/<id>, exported models to STATE_DIR/models/<name>. */
+  stateDir: string;
+  /** DATA_DIR: data sets are confined to it. */
+  dataDir: string;
+  /** The model roots: base models are confined to them. */
+  modelRoots: string[];
+  /** The models the engine lists (base_model may name one). */
+  listModels: () => { name: string; dir: string }[];
+  /** base_model when a request gives none. */
+  defaultModel: string;
+  /** Trainers running at once (TRAIN_MAX_CONCURRENT). */
+  maxConcurrent: number;
+  /** Time between a cancel's SIGTERM and SIGKILL (TRAIN_CANCEL_GRACE_MS). */
+  cancelGraceMs: number;
+  /** How often metrics.jsonl is read, in ms. */
+  pollMs?: number;
+  log?: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface JobView {
+  id: string;
+  status: JobStatus;
+  backend: BackendName;
+  progress: { step: number; total_steps: number | null };
+  /** The latest metrics line. */
+  metrics: StepMetrics | null;
+  /** Checkpoints found in the job folder, oldest first. */
+  checkpoints: { step: number; path: string }[];
+  /** The exported model (servable with POST /admin/models/<name>/load), once succeeded. */
+  model_name: string | null;
+  error?: string;
+  /** A cancel was asked for; the status turns `cancelled` when the trainer has stopped. */
+  cancel_requested: boolean;
+  request: TrainRequest;
+  job_dir: string;
+  /** Trainer starts so far (a resume after a restart adds one). */
+  attempts: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+}
+
+export type JobEvent = { type: 'metrics'; jobId: string; metrics: StepMetrics } | { type: 'status'; jobId: string; status: JobStatus };
+
+interface Active {
+  follower: MetricsFollower;
+  /** The stored lines by step (JSON text): only new or changed lines are stored and announced. */
+  known: Map<number, string>;
+  handle?: TrainerHandle;
+  /** Settles once the backend's start has returned (close() waits for it to record the ref). */
+  started: Promise<void>;
+  timer?: NodeJS.Timeout;
+  killTimer?: NodeJS.Timeout;
+  cancelRequested: boolean;
+  signalled: boolean;
+  detached: boolean;
+  totalStepsKnown: boolean;
+}
+
+const ID_PREFIX = 'train_';
+/** Lines of trainer.log kept in a failed job's error. */
+const ERROR_TAIL_LINES = 20;
+const MAX_ERROR_CHARS = 4000;
+
+/** The exported model's folder name: grpo-<first 8 hex digits of the job id>. */
+export function modelNameFor(id: string): string {
+  return `grpo-${id.slice(ID_PREFIX.length, ID_PREFIX.length + 8)}`;
+}
+
+export class JobManager {
+  private readonly active = new Map<string, Active>();
+  private readonly listeners = new Set<(event: JobEvent) => void>();
+  private readonly retries = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(private readonly options: JobManagerOptions) {}
+
+  /** Check and record a job, write its job.json and queue it. Errors are the caller's 4xx. */
+  create(request: TrainRequest): JobView {
+    if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new jobs', { retryAfterSeconds: 5 });
+    const { backend } = this.options;
+    const nodes = request.nodes ?? 1;
+    const gpus = request.gpus ?? 1;
+    if (backend.name === 'local' && (nodes > 1 || gpus > 1)) {
+      throw new EngineError('invalid_input', 'backend_unsupported', 'nodes and gpus above 1 need TRAIN_BACKEND=kubernetes; the local backend runs one trainer process on one device');
+    }
+    if (request.device === 'cpu' && request.gpus !== undefined && request.gpus > 1) {
+      throw new EngineError('invalid_input', 'invalid_request', 'gpus: a device "cpu" job uses no GPUs');
+    }
+    if (request.freeze_vision && request.freeze_llm) {
+      throw new EngineError('invalid_input', 'invalid_request', 'freeze_vision and freeze_llm are both true: nothing would be trained');
+    }
+    const baseModel = request.base_model ?? this.options.defaultModel;
+    const dataset = request.dataset ?? 'spatial-synth';
+    const baseModelDir = resolveBaseModel(baseModel, this.options.listModels(), this.options.modelRoots);
+    const datasetDir = resolveDataset(dataset, this.options.dataDir, request.split ?? 'train');
+
+    const modelsDir = join(this.options.stateDir, 'models');
+    let id: string;
+    do id = `${ID_PREFIX}${randomBytes(10).toString('hex')}`;
+    while (existsSync(this.jobDir(id)) || existsSync(join(modelsDir, modelNameFor(id))));
+    const jobDir = this.jobDir(id);
+    mkdirSync(jobDir, { recursive: true });
+    mkdirSync(modelsDir, { recursive: true });
+    const config = buildJobConfig(request, { jobId: id, baseModelDir, datasetDir, jobDir, exportDir: join(modelsDir, modelNameFor(id)) });
+    // Written whole or not at all: the trainer may be started (or re-attached) at any moment after.
+    const jobFile = join(jobDir, 'job.json');
+    writeFileSync(`${jobFile}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
+    renameSync(`${jobFile}.tmp`, jobFile);
+
+    const accepted: TrainRequest = { ...request, base_model: baseModel, dataset };
+    const row = this.options.store.insert({ id, request: JSON.stringify(accepted), job_dir: jobDir, backend: backend.name, total_steps: request.steps ?? null });
+    this.log('info', 'training job queued', { id, base_model: baseModelDir, dataset: datasetDir });
+    this.emit({ type: 'status', jobId: id, status: 'queued' });
+    setImmediate(() => this.schedule());
+    return this.view(row);
+  }
+
+  get(id: string): JobView | undefined {
+    const row = this.options.store.get(id);
+    return row && this.view(row);
+  }
+
+  list(): JobView[] {
+    return this.options.store.list().map((row) => this.view(row));
+  }
+
+  /** Jobs per status (the vlm_train_jobs gauge). */
+  counts(): Record<JobStatus, number> {
+    return this.options.store.countByStatus();
+  }
+
+  /** Every stored metrics line of a job, in step order. */
+  history(id: string): IterableIterator<StepMetrics> {
+    return this.options.store.iterateMetrics(id);
+  }
+
+  /** Follow metrics lines and status changes of every job; returns a function that stops it. */
+  onEvent(listener: (event: JobEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves with the job once it has reached a terminal status (undefined: unknown id). */
+  wait(id: string): Promise<JobView | undefined> {
+    return new Promise((resolve) => {
+      const check = () => {
+        const row = this.options.store.get(id);
+        if (row && !TERMINAL.has(row.status)) return;
+        off();
+        resolve(row && this.view(row));
+      };
+      const off = this.onEvent((event) => {
+        if (event.jobId === id && event.type === 'status') check();
+      });
+      check();
+    });
+  }
+
+  /**
+   * Stop a job, keeping its checkpoints: a queued job is cancelled at once; a running trainer gets
+   * SIGTERM (it checkpoints and exits) and SIGKILL after the grace period. Returns undefined for
+   * an unknown id; a finished job is a conflict.
+   */
+  cancel(id: string): JobView | undefined {
+    const { store } = this.options;
+    const row = store.get(id);
+    if (!row) return undefined;
+    if (TERMINAL.has(row.status)) throw new EngineError('conflict', 'job_finished', `job ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
+    store.requestCancel(id);
+    const active = this.active.get(id);
+    if (row.status === 'queued' && !active) {
+      store.finish(id, 'cancelled');
+      this.log('info', 'training job cancelled while queued', { id });
+      this.emit({ type: 'status', jobId: id, status: 'cancelled' });
+    } else if (active) {
+      active.cancelRequested = true;
+      this.signalCancel(id, active);
+    }
+    return this.get(id);
+  }
+
+  /**
+   * At service start: re-attach to trainers still running, restart lost ones from their newest
+   * checkpoint (queued again), fail those without one; then start queued jobs.
+   */
+  async recover(): Promise<void> {
+    for (const row of this.options.store.withStatus('running')) {
+      if (!this.active.has(row.id)) await this.recoverJob(row);
+    }
+    this.schedule();
+  }
+
+  /** Shutdown: stop following; trainers keep running and are re-attached at the next start. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const timer of this.retries) clearTimeout(timer);
+    const starting = [...this.active.values()].map((a) => a.started);
+    for (const active of this.active.values()) {
+      active.detached = true;
+      clearInterval(active.timer);
+      clearTimeout(active.killTimer);
+      active.handle?.detach();
+    }
+    // A trainer being started still gets its pid or object name recorded (for re-attaching).
+    await Promise.allSettled(starting);
+    this.active.clear();
+    this.listeners.clear();
+  }
+
+  private jobDir(id: string): string {
+    return join(this.options.stateDir, 'jobs', id);
+  }
+
+  private emit(event: JobEvent) {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.log('error', 'training event listener failed', { error: String(error) });
+      }
+    }
+  }
+
+  private log(level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) {
+    this.options.log?.(level, message, fields);
+  }
+
+  private spec(row: JobRow): TrainerSpec {
+    const request = JSON.parse(row.request) as TrainRequest;
+    return {
+      jobId: row.id,
+      jobDir: row.job_dir,
+      jobFile: join(row.job_dir, 'job.json'),
+      logFile: join(row.job_dir, 'trainer.log'),
+      attempt: row.attempts,
+      nodes: request.nodes ?? 1,
+      gpusPerNode: request.gpus ?? 1,
+      device: request.device ?? 'auto',
+    };
+  }
+
+  /** Start queued jobs, oldest first, while slots are free. Rows still `running` hold a slot. */
+  private schedule() {
+    if (this.closed) return;
+    const { store, maxConcurrent } = this.options;
+    while (store.withStatus('running').length < maxConcurrent) {
+      const next = store.withStatus('queued')[0];
+      if (!next) return;
+      this.launch(next);
+    }
+  }
+
+  private launch(queued: JobRow) {
+    const { store, backend } = this.options;
+    store.markRunning(queued.id);
+    const row = store.get(queued.id)!;
+    const active = this.track(row);
+    this.emit({ type: 'status', jobId: row.id, status: 'running' });
+    active.started = (async () => {
+      let handle: TrainerHandle;
+      try {
+        handle = await backend.start(this.spec(row));
+      } catch (error) {
+        if (active.detached) return;
+        this.conclude(row.id, active, 'failed', { error: this.withLogTail(row, error instanceof Error ? error.message : String(error)) });
+        return;
+      }
+      store.setBackendRef(row.id, handle.ref);
+      this.log('info', 'training job started', { id: row.id, backend: backend.name, ref: handle.ref, attempt: row.attempts });
+      if (active.detached) handle.detach();
+      else void this.follow(row.id, active, handle);
+    })();
+  }
+
+  private track(row: JobRow): Active {
+    const active: Active = {
+      follower: new MetricsFollower(join(row.job_dir, 'metrics.jsonl')),
+      known: this.options.store.storedMetrics(row.id),
+      started: Promise.resolve(),
+      cancelRequested: row.cancel_requested_at !== null,
+      signalled: false,
+      detached: false,
+      totalStepsKnown: row.total_steps !== null,
+    };
+    this.active.set(row.id, active);
+    return active;
+  }
+
+  private async follow(id: string, active: Active, handle: TrainerHandle) {
+    active.handle = handle;
+    active.timer = setInterval(() => this.readMetrics(id, active), this.options.pollMs ?? 1000);
+    active.timer.unref();
+    if (active.cancelRequested) this.signalCancel(id, active);
+    const exit = await handle.exited;
+    if (!active.detached) this.judge(id, active, exit);
+  }
+
+  private signalCancel(id: string, active: Active) {
+    const handle = active.handle;
+    if (!handle || active.signalled) return;
+    active.signalled = true;
+    this.log('info', 'cancelling training job: SIGTERM', { id, grace_ms: this.options.cancelGraceMs });
+    handle.kill('SIGTERM').catch((error) => this.log('warn', 'cannot signal the trainer', { id, error: String(error) }));
+    active.killTimer = setTimeout(() => {
+      this.log('warn', 'the trainer outlived the cancel grace period: SIGKILL', { id });
+      handle.kill('SIGKILL').catch((error) => this.log('warn', 'cannot kill the trainer', { id, error: String(error) }));
+    }, this.options.cancelGraceMs);
+    active.killTimer.unref();
+  }
+
+  /**
+   * Store the metrics lines written since the last read and tell the listeners. Following always
+   * starts from the file's first byte (after a restart too): lines already stored are recognised
+   * and neither stored nor announced again; steps the file no longer holds (dropped by a resuming
+   * trainer) are forgotten.
+   */
+  private readMetrics(id: string, active: Pick<Active, 'follower' | 'known' | 'totalStepsKnown'>) {
+    try {
+      const { lines, fromStart, skipped } = active.follower.poll();
+      if (skipped) this.log('warn', 'metrics.jsonl lines without an integer step were skipped', { id, skipped });
+      const changed = lines.filter((line) => active.known.get(line.step) !== JSON.stringify(line));
+      let forgetAfter: number | undefined;
+      if (fromStart) {
+        forgetAfter = lines.reduce((most, line) => Math.max(most, line.step), -1);
+        for (const step of active.known.keys()) if (step > forgetAfter) active.known.delete(step);
+      }
+      if (changed.length || forgetAfter !== undefined) this.options.store.syncMetrics(id, { changed, latest: lines.at(-1), forgetAfter });
+      for (const metrics of changed) {
+        active.known.set(metrics.step, JSON.stringify(metrics));
+        this.emit({ type: 'metrics', jobId: id, metrics });
+      }
+      if (!active.totalStepsKnown) active.totalStepsKnown = this.readTotalSteps(id);
+    } catch (error) {
+      this.log('error', 'cannot read training metrics', { id, error: String(error) });
+    }
+  }
+
+  /** The trainer's resolved step count (config.resolved.json), once it has written it. */
+  private readTotalSteps(id: string): boolean {
+    try {
+      const resolved = JSON.parse(readFileSync(join(this.jobDir(id), 'config.resolved.json'), 'utf8')) as { steps?: unknown };
+      if (typeof resolved.steps === 'number' && Number.isSafeInteger(resolved.steps)) this.options.store.setTotalSteps(id, resolved.steps);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The trainer has ended: succeeded (exit 0 and result.json), cancelled (by us), or failed. */
+  private judge(id: string, active: Active, exit: TrainerExit) {
+    clearInterval(active.timer);
+    clearTimeout(active.killTimer);
+    this.readMetrics(id, active);
+    const row = this.options.store.get(id);
+    if (!row) return;
+    const result = readResult(row.job_dir);
+    // A re-attached trainer's exit code is unknown (null): result.json alone tells success.
+    if (result && (exit.code === 0 || (exit.code === null && exit.signal === null))) {
+      this.conclude(id, active, 'succeeded', { modelName: modelNameFor(id) });
+    } else if (row.cancel_requested_at) {
+      this.conclude(id, active, 'cancelled');
+    } else {
+      const how = exit.code === 0 ? 'the trainer exited with code 0 without writing result.json' : describeExit(exit);
+      this.conclude(id, active, 'failed', { error: this.withLogTail(row, how) });
+    }
+  }
+
+  private conclude(id: string, active: Active | null, status: JobStatus, fields: { modelName?: string; error?: string } = {}) {
+    if (active) {
+      clearInterval(active.timer);
+      clearTimeout(active.killTimer);
+      if (this.active.get(id) === active) this.active.delete(id);
+    }
+    this.options.store.finish(id, status, fields);
+    this.log(status === 'failed' ? 'warn' : 'info', `training job ${status}`, { id, ...(fields.modelName ? { model: fields.modelName } : {}), ...(fields.error ? { error: fields.error.split('\n')[0] } : {}) });
+    this.emit({ type: 'status', jobId: id, status });
+    this.schedule();
+  }
+
+  private withLogTail(row: JobRow, message: string): string {
+    const tail = readTail(join(row.job_dir, 'trainer.log'), ERROR_TAIL_LINES);
+    const text = tail ? `${message}; last lines of trainer.log:\n${tail}` : message;
+    return text.length > MAX_ERROR_CHARS ? `${text.slice(0, 200)}\n...\n${text.slice(-(MAX_ERROR_CHARS - 210))}` : text;
+  }
+
+  private async recoverJob(row: JobRow) {
+    const { backend, store } = this.options;
+    const spec = this.spec(row);
+    let handle: TrainerHandle | null = null;
+    if (row.backend_ref && row.backend === backend.name) {
+      try {
+        handle = await backend.attach(spec, row.backend_ref);
+      } catch (error) {
+        // Unknown is not gone: starting a second trainer on the same folder would be worse.
+        this.log('warn', 'cannot check a training job left running; retrying', { id: row.id, error: String(error) });
+        const retry = setTimeout(() => {
+          this.retries.delete(retry);
+          if (this.closed) return;
+          const current = store.get(row.id);
+          if (current?.status === 'running' && !this.active.has(row.id)) void this.recoverJob(current).then(() => this.schedule());
+        }, Math.max(1000, (this.options.pollMs ?? 1000) * 5));
+        retry.unref();
+        this.retries.add(retry);
+        return;
+      }
+    }
+    if (handle) {
+      const active = this.track(row);
+      this.log('info', 'training job re-attached', { id: row.id, ref: row.backend_ref });
+      void this.follow(row.id, active, handle);
+      return;
+    }
+    // Nothing behind the row any more: collect what the trainer wrote, then decide.
+    this.readMetrics(row.id, { follower: new MetricsFollower(join(row.job_dir, 'metrics.jsonl')), known: store.storedMetrics(row.id), totalStepsKnown: true });
+    const checkpoint = listCheckpoints(row.job_dir).at(-1);
+    if (readResult(row.job_dir)) {
+      this.conclude(row.id, null, 'succeeded', { modelName: modelNameFor(row.id) });
+    } else if (row.cancel_requested_at) {
+      this.conclude(row.id, null, 'cancelled');
+    } else if (checkpoint) {
+      store.requeue(row.id);
+      this.log('info', 'training job lost with the service; resuming from its checkpoint', { id: row.id, step: checkpoint.step });
+      this.emit({ type: 'status', jobId: row.id, status: 'queued' });
+    } else {
+      this.conclude(row.id, null, 'failed', { error: this.withLogTail(row, 'interrupted: the service stopped before the first checkpoint') });
+    }
+  }
+
+  private view(row: JobRow): JobView {
+    return {
+      id: row.id,
+      status: row.status,
+      backend: row.backend,
+      progress: { step: row.step, total_steps: row.total_steps },
+      metrics: row.metrics ? (JSON.parse(row.metrics) as StepMetrics) : null,
+      checkpoints: listCheckpoints(row.job_dir),
+      model_name: row.model_name,
+      ...(row.error ? { error: row.error } : {}),
+      cancel_requested: row.cancel_requested_at !== null,
+      request: JSON.parse(row.request) as TrainRequest,
+      job_dir: row.job_dir,
+      attempts: row.attempts,
+      created_at: row.created_at,
+      started_at: row.started_at,
+      finished_at: row.finished_at,
+    };
+  }
+}
+
+/**
+ * The complete checkpoints of a job, by step: checkpoints/checkpoint-N folders holding
+ * trainer_state.json (the trainer resumes only from those; one cut short by a kill has none).
+ */
+export function listCheckpoints(jobDir: string): { step: number; path: string }[] {
+  const dir = join(jobDir, 'checkpoints');
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .map((name) => ({ name, match: /^checkpoint-(\d+)$/.exec(name) }))
+    .filter(({ name, match }) => match && existsSync(join(dir, name, 'trainer_state.json')))
+    .map(({ name, match }) => ({ step: Number(match![1]), path: join(dir, name) }))
+    .sort((a, b) => a.step - b.step);
+}
+
+/** result.json when the trainer wrote it for a success (docs/training.md). */
+function readResult(jobDir: string): Record<string, unknown> | null {
+  try {
+    const result = JSON.parse(readFileSync(join(jobDir, 'result.json'), 'utf8')) as Record<string, unknown>;
+    return result?.status === 'succeeded' ? result : null;
+  } catch {
+    return null;
+  }
+}
+
+function describeExit(exit: TrainerExit): string {
+  const how = exit.signal ? `the trainer was killed by ${exit.signal}` : exit.code !== null ? `the trainer exited with code ${exit.code}` : 'the trainer ended';
+  return exit.detail ? `${how}: ${exit.detail}` : how;
+}
+
+/** The last `lines` lines of a file (reading at most its last 64 KiB). */
+export function readTail(file: string, lines: number): string {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return '';
+  }
+  try {
+    const size = statSync(file).size;
+    const length = Math.min(size, 64 * 1024);
+    const buffer = Buffer.alloc(length);
+    readSync(fd, buffer, 0, length, size - length);
+    return buffer.toString('utf8').split('\n').map((l) => l.trimEnd()).filter(Boolean).slice(-lines).join('\n');
+  } finally {
+    closeSync(fd);
+  }
+}
