@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.venv/**', 'coverage/**', 'models/**', 'test-output/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.venv/**', 'coverage/**', 'models/**', 'test-output/**', 'build/**', 'state/**', 'data/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
