@@ -1,6 +1,5 @@
 // Next-token sampling: transformers' processors (repetition penalty, temperature, top-k, top-p) in
 // its order, greedy decoding, the vocabulary limit, the seeded PRNG and parameter validation.
-import { EngineError } from '../../src/engine/errors';
 import {
   applyRepetitionPenalty,
   argmax,
@@ -16,19 +15,8 @@ import {
   selectTopP,
   validateSamplingParams,
 } from '../../src/engine/sampling';
+import { expectEngineError } from '../helpers/errors';
 
-function expectEngineError(fn: () => unknown, kind: string, code: string): EngineError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(EngineError);
-  expect((caught as EngineError).kind).toBe(kind);
-  expect((caught as EngineError).code).toBe(code);
-  return caught as EngineError;
-}
 
 const softmax = (xs: number[]): number[] => {
   const max = Math.max(...xs);

@@ -1,6 +1,5 @@
 // M-RoPE position ids against transformers' Qwen2VLModel.get_rope_index (test/vectors/mrope.json,
 // written by `python -m trainer.vectors`) and the worked example of reference.md 2.2.
-import { EngineError } from '../../../src/engine/errors';
 import {
   decodePosition,
   decodePositionIds,
@@ -13,6 +12,7 @@ import {
   toBigInt64,
 } from '../../../src/engine/qwen2_vl/mrope';
 import { loadVectors, TinyLogitsVectors } from '../../helpers/vectors';
+import { expectEngineError } from '../../helpers/errors';
 
 interface MropeCase {
   name: string;
@@ -45,17 +45,6 @@ const caseNamed = (name: string): MropeCase => {
 };
 const unpaddedLength = (mask: number[]): number => mask.reduce((a, b) => a + b, 0);
 
-function expectEngineError(fn: () => unknown, kind: string, code: string): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  expect(caught).toBeInstanceOf(EngineError);
-  expect((caught as EngineError).kind).toBe(kind);
-  expect((caught as EngineError).code).toBe(code);
-}
 
 describe('ropeIndex reproduces transformers get_rope_index', () => {
   test('the vectors cover the expected cases', () => {
