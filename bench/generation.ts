@@ -12,12 +12,14 @@ import { statSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { createServer, Server } from 'node:http';
 import { basename, join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
 import { loadConfig } from '../src/config';
 import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
 import { createApp } from '../src/server/app';
 import { engineFromConfig } from '../src/server/main';
+import { Engine } from '../src/engine/engine';
 
 interface Variant {
   dir: string;
@@ -68,19 +70,30 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)];
 }
 
-/** Single-thread memcpy bandwidth, counting bytes read (a lower bound of what ORT can read). */
-function memoryBandwidth(): number {
-  const n = 64 * 1024 * 1024; // 512 MB of float64
-  const src = new Float64Array(n).fill(1);
-  const dst = new Float64Array(n);
-  dst.set(src);
-  let best = Infinity;
-  for (let i = 0; i < 5; i++) {
-    const t = process.hrtime.bigint();
+/**
+ * Memory bandwidth with as many threads as ORT uses, each copying its own 256 MB buffer (memcpy);
+ * counts bytes read, so it is a lower bound of the read bandwidth ORT can reach.
+ */
+async function memoryBandwidth(threads: number): Promise<number> {
+  const code = `
+    const { parentPort } = require('node:worker_threads');
+    const n = 32 * 1024 * 1024;
+    const src = new Float64Array(n).fill(1), dst = new Float64Array(n);
     dst.set(src);
-    best = Math.min(best, Number(process.hrtime.bigint() - t) / 1e9);
-  }
-  return (n * 8) / best;
+    parentPort.on('message', (rounds) => {
+      const t = process.hrtime.bigint();
+      for (let i = 0; i < rounds; i++) dst.set(src);
+      parentPort.postMessage(Number(process.hrtime.bigint() - t) / 1e9);
+    });
+    parentPort.postMessage('ready');`;
+  const workers = Array.from({ length: threads }, () => new Worker(code, { eval: true }));
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
+  const rounds = 8;
+  const started = performance.now();
+  await Promise.all(workers.map((w) => new Promise((r) => { w.once('message', r); w.postMessage(rounds); })));
+  const seconds = (performance.now() - started) / 1000;
+  await Promise.all(workers.map((w) => w.terminate()));
+  return (threads * rounds * 32 * 1024 * 1024 * 8) / seconds;
 }
 
 function decoderBytes(v: Variant): number {
@@ -89,7 +102,7 @@ function decoderBytes(v: Variant): number {
   return size(file) + size(`${file}_data`);
 }
 
-async function startServer(v: Variant): Promise<{ base: string; server: Server; dispose: () => Promise<void> }> {
+async function startServer(v: Variant): Promise<{ base: string; server: Server; engine: Engine; dispose: () => Promise<void> }> {
   const config = loadConfig({
     ...process.env,
     MODEL_DIR: v.dir,
@@ -106,7 +119,7 @@ async function startServer(v: Variant): Promise<{ base: string; server: Server; 
   server.requestTimeout = 0;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { base, server, dispose: async () => { server.close(); server.closeAllConnections(); await engine.dispose(); } };
+  return { base, server, engine, dispose: async () => { server.close(); server.closeAllConnections(); await engine.dispose(); } };
 }
 
 // A 2B model on a CPU can take minutes to answer the first request: no client-side timeouts.
@@ -138,8 +151,20 @@ async function generate(base: string, png: Buffer, tokens: number, stream: boole
   return { firstMs, totalMs: performance.now() - started, tokens: count };
 }
 
-async function ours(v: Variant): Promise<Row> {
-  const { base, dispose } = await startServer(v);
+/** The same single-stream request through the engine API in-process, as transformers.js is measured. */
+async function inProcess(engine: Engine, png: Buffer, tokens: number): Promise<{ firstMs: number; totalMs: number; tokens: number }> {
+  const started = performance.now();
+  let firstMs = NaN;
+  let count = 0;
+  for await (const event of engine.generate({ prompt: { template: 'chat', messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }] }, images: [png], maxNewTokens: tokens, ignoreEos: true })) {
+    if (Number.isNaN(firstMs)) firstMs = performance.now() - started;
+    if (event.type === 'done') count = event.result.usage.completionTokens;
+  }
+  return { firstMs, totalMs: performance.now() - started, tokens: count };
+}
+
+async function ours(v: Variant): Promise<Row[]> {
+  const { base, engine, dispose } = await startServer(v);
   try {
     const img448 = await image(448, 1);
     await generate(base, img448, 2, false); // load + warm
@@ -147,6 +172,14 @@ async function ours(v: Variant): Promise<Row> {
     for (let r = 0; r < ROUNDS; r++) singles.push(await generate(base, await image(448, 100 + r), TOKENS, true));
     const ttftMs = median(singles.map((s) => s.firstMs));
     const decodeTps = median(singles.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000)));
+    const local = [];
+    for (let r = 0; r < ROUNDS; r++) local.push(await inProcess(engine, await image(448, 200 + r), TOKENS));
+    const engineRow: Row = {
+      model: basename(v.dir), dtype: v.dtype, engine: 'ours (engine API, in-process)',
+      ttftMs: median(local.map((s) => s.firstMs)),
+      decodeTps: median(local.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000))),
+      aggregate: {},
+    };
     const aggregate: Record<number, number> = {};
     const small = await image(224, 7); // concurrency runs: 64 image tokens each, features cached after the first
     for (const c of CONCURRENCY) {
@@ -160,7 +193,7 @@ async function ours(v: Variant): Promise<Row> {
       );
       aggregate[c] = results.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
     }
-    return { model: basename(v.dir), dtype: v.dtype, engine: 'ours (HTTP)', ttftMs, decodeTps, aggregate };
+    return [{ model: basename(v.dir), dtype: v.dtype, engine: 'ours (HTTP)', ttftMs, decodeTps, aggregate }, engineRow];
   } finally {
     await dispose();
   }
@@ -179,7 +212,15 @@ async function transformersJs(v: Variant): Promise<Row> {
     const started = performance.now();
     let firstMs = NaN;
     const inputs = await processor(text, await T.RawImage.fromBlob(new Blob([png])));
-    const streamer = { put: () => { if (Number.isNaN(firstMs)) firstMs = performance.now() - started; }, end: () => undefined };
+    // transformers.js puts the prompt ids first, then each generated token.
+    let puts = 0;
+    const streamer = {
+      put: () => {
+        puts += 1;
+        if (puts === 2) firstMs = performance.now() - started;
+      },
+      end: () => undefined,
+    };
     // min_new_tokens keeps the length fixed, as ignore_eos does for ours.
     const out = await model.generate({ ...inputs, max_new_tokens: tokens, min_new_tokens: tokens, do_sample: false, streamer });
     return { firstMs, totalMs: performance.now() - started, tokens: out.dims[1] - inputs.input_ids.dims[1] };
@@ -214,16 +255,19 @@ function fmt(x: number, digits = 1): string {
 }
 
 async function main() {
-  const bandwidth = memoryBandwidth();
-  console.error(`memory bandwidth (single-thread memcpy, bytes read): ${(bandwidth / 1e9).toFixed(1)} GB/s`);
+  const threads = loadConfig({}).threads;
+  const bandwidth = await memoryBandwidth(threads);
+  console.error(`memory bandwidth (${threads} threads of memcpy, bytes read): ${(bandwidth / 1e9).toFixed(1)} GB/s`);
   const rows: Row[] = [];
   for (const v of variants) {
     console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ours`);
     const mine = await ours(v);
     // Roofline: every decode step reads all decoder weights once; the KV cache is small here.
-    mine.rooflineFraction = decoderBytes(v) / bandwidth / (1 / mine.decodeTps);
-    rows.push(mine);
-    console.error(`[bench] ${JSON.stringify(mine)}`);
+    for (const row of mine) {
+      row.rooflineFraction = decoderBytes(v) / bandwidth / (1 / row.decodeTps);
+      rows.push(row);
+      console.error(`[bench] ${JSON.stringify(row)}`);
+    }
     if (WITH_TJS) {
       console.error(`[bench] ${basename(v.dir)} ${v.dtype}: transformers.js`);
       const theirs = await transformersJs(v);
@@ -232,14 +276,15 @@ async function main() {
     }
   }
   const cs = CONCURRENCY;
-  console.log(`\nGeneration benchmark: ${TOKENS} new tokens per request, ${ROUNDS} rounds, CPU threads ${loadConfig({}).threads}, memory bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s\n`);
+  console.log(`\nGeneration benchmark: ${TOKENS} new tokens per request, ${ROUNDS} rounds, CPU threads ${threads}, memory bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s (${threads} threads of memcpy)\n`);
   console.log(`| model | dtype | engine | TTFT 448x448 (ms) | decode tok/s (1 stream) | ${cs.map((c) => `tok/s c=${c}`).join(' | ')} | c=${cs.at(-1)}/c=${cs[0]} | ours/transformers.js (1 stream) | roofline fraction |`);
   console.log(`|${'---|'.repeat(8 + cs.length)}`);
   for (const r of rows) {
     const peer = rows.find((p) => p.model === r.model && p.dtype === r.dtype && p.engine === 'transformers.js');
     const ratio = r.engine.startsWith('ours') && peer ? fmt(r.decodeTps / peer.decodeTps, 2) : '';
+    const agg = (c: number) => (r.aggregate[c] === undefined ? '' : fmt(r.aggregate[c]));
     console.log(
-      `| ${r.model} | ${r.dtype} | ${r.engine} | ${fmt(r.ttftMs, 0)} | ${fmt(r.decodeTps)} | ${cs.map((c) => fmt(r.aggregate[c])).join(' | ')} | ${fmt(r.aggregate[cs.at(-1)!] / r.aggregate[cs[0]], 2)} | ${ratio} | ${r.rooflineFraction === undefined ? '' : fmt(r.rooflineFraction, 2)} |`,
+      `| ${r.model} | ${r.dtype} | ${r.engine} | ${fmt(r.ttftMs, 0)} | ${fmt(r.decodeTps)} | ${cs.map(agg).join(' | ')} | ${r.aggregate[cs[0]] === undefined ? '' : fmt(r.aggregate[cs.at(-1)!] / r.aggregate[cs[0]], 2)} | ${ratio} | ${r.rooflineFraction === undefined ? '' : fmt(r.rooflineFraction, 2)} |`,
     );
   }
 }
