@@ -23,8 +23,10 @@ const EnvSchema = z.object({
   MAX_BATCH_SIZE: int(1, 256).default(16),
   MAX_QUEUE: int(0, 100000).default(64),
   MAX_PREFILL_TOKENS: int(1).default(8192),
-  /** Decode runs per worker call while no request waits to join (fewer thread round trips). */
-  DECODE_STEPS_PER_CALL: int(1, 64).default(4),
+  /** Time budget of one worker call of decode steps while no request waits to join (ms). */
+  DECODE_CALL_BUDGET_MS: int(1, 10_000).default(20),
+  /** Most decode steps in one worker call (cheap models: fewer thread round trips per token). */
+  MAX_DECODE_STEPS_PER_CALL: int(1, 256).default(32),
   FEATURE_CACHE_MB: int(0).default(256),
   /** Unload least recently used models beyond this many MB of weights (0 = never unload). */
   MODEL_MEMORY_BUDGET_MB: int(0).default(0),
@@ -82,7 +84,8 @@ export interface Config {
   maxBatchSize: number;
   maxQueue: number;
   maxPrefillTokens: number;
-  decodeStepsPerCall: number;
+  decodeCallBudgetMs: number;
+  maxDecodeStepsPerCall: number;
   featureCacheBytes: number;
   memoryBudgetBytes: number;
   maxPixels: number;
@@ -146,7 +149,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxBatchSize: e.MAX_BATCH_SIZE,
     maxQueue: e.MAX_QUEUE,
     maxPrefillTokens: e.MAX_PREFILL_TOKENS,
-    decodeStepsPerCall: e.DECODE_STEPS_PER_CALL,
+    decodeCallBudgetMs: e.DECODE_CALL_BUDGET_MS,
+    maxDecodeStepsPerCall: e.MAX_DECODE_STEPS_PER_CALL,
     featureCacheBytes: e.FEATURE_CACHE_MB * 1024 * 1024,
     memoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB * 1024 * 1024,
     maxPixels: e.MAX_PIXELS,

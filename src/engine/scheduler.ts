@@ -19,10 +19,13 @@ export interface SchedulerOptions {
   /** Bytes of vision features the worker keeps for repeated images. */
   featureCacheBytes: number;
   /**
-   * Decode runs per worker call while nobody waits to join (default 4): fewer thread round trips
-   * per token; a newcomer waits at most this many decode runs for its prefill.
+   * While nobody waits to join, one worker call runs as many decode steps as fit in this many
+   * milliseconds (default 20), up to `maxDecodeStepsPerCall` (default 32): a cheap model saves a
+   * thread round trip per token, an expensive one still decodes one step per call, and a
+   * newcomer never waits much longer than this for its prefill.
    */
-  decodeStepsPerCall?: number;
+  decodeCallBudgetMs?: number;
+  maxDecodeStepsPerCall?: number;
 }
 
 export interface SequenceImage {
@@ -87,6 +90,8 @@ export class Scheduler {
   private idleWaiters: (() => void)[] = [];
   /** Recent request durations, for Retry-After estimates. */
   private recentMs = 1000;
+  /** Recent cost of one decode step (ms), for sizing worker calls. */
+  private stepMs = 0;
 
   constructor(
     private readonly runner: ModelRunner,
@@ -212,8 +217,16 @@ export class Scheduler {
     for (const seq of admitted) this.running.set(seq.id, seq);
     // One decode run when sequences were just admitted (their first token should not wait) or others
     // wait to join; several when the batch just decodes.
-    const decodeSteps = admit.length || this.waiting.length ? 1 : Math.max(1, this.options.decodeStepsPerCall ?? 4);
+    const decodeSteps = admit.length || this.waiting.length ? 1 : this.decodeStepsForBudget();
     await this.runStep({ admit, drop, evict: this.takeEvictions(), decodeSteps }, admitted);
+  }
+
+  /** Decode steps that fit the call budget, from the recent cost of one step. */
+  private decodeStepsForBudget(): number {
+    const budget = this.options.decodeCallBudgetMs ?? 20;
+    const most = Math.max(1, this.options.maxDecodeStepsPerCall ?? 32);
+    if (this.stepMs <= 0) return 1;
+    return Math.max(1, Math.min(most, Math.floor(budget / this.stepMs)));
   }
 
   private takeEvictions(): string[] {
@@ -261,6 +274,10 @@ export class Scheduler {
         }
       }
       return;
+    }
+    if (result.decodeSteps) {
+      const perStep = result.decodeMs / result.decodeSteps;
+      this.stepMs = this.stepMs ? 0.8 * this.stepMs + 0.2 * perStep : perStep;
     }
     const prefilled = new Set(result.prefilled);
     for (const seq of this.running.values()) {
