@@ -132,18 +132,35 @@ describe('engine on models/tiny-random', () => {
   });
 
   test('cancelling one request leaves the others running', async () => {
-    const controller = new AbortController();
-    const cancelled = engine.generateText({ prompt: { template: 'raw', question: 'cancel me' }, images: [], maxNewTokens: 60, signal: controller.signal });
-    const other = engine.generateText({ prompt: { template: 'raw', question: 'keep me' }, images: [], maxNewTokens: 20 });
-    setTimeout(() => controller.abort(), 10);
-    await expect(cancelled).rejects.toMatchObject({ kind: 'cancelled' });
-    await expect(other).resolves.toMatchObject({ finishReason: 'length' });
+    // A long generation that ignores end tokens, aborted as soon as its first text streams out:
+    // it cannot finish first however fast the machine is.
+    const long = testEngine({ maxNewTokensCap: 2000 });
+    try {
+      const controller = new AbortController();
+      const other = long.generateText({ prompt: { template: 'raw', question: 'keep me' }, images: [], maxNewTokens: 20 });
+      const cancelled = (async () => {
+        for await (const event of long.generate({
+          prompt: { template: 'raw', question: 'cancel me' }, images: [], maxNewTokens: 2000, ignoreEos: true, signal: controller.signal,
+        })) {
+          if (event.type === 'delta') controller.abort();
+        }
+      })();
+      await expect(cancelled).rejects.toMatchObject({ kind: 'cancelled' });
+      await expect(other).resolves.toMatchObject({ finishReason: 'length' });
+    } finally {
+      await long.dispose();
+    }
   });
 
   test('a request past its deadline fails with a timeout', async () => {
-    await expect(
-      engine.generateText({ prompt: { template: 'raw', question: 'slow' }, images: [], maxNewTokens: 60, timeoutMs: 1 }),
-    ).rejects.toMatchObject({ kind: 'timeout', code: 'deadline_exceeded' });
+    const long = testEngine({ maxNewTokensCap: 2000 });
+    try {
+      await expect(
+        long.generateText({ prompt: { template: 'raw', question: 'slow' }, images: [], maxNewTokens: 2000, ignoreEos: true, timeoutMs: 5 }),
+      ).rejects.toMatchObject({ kind: 'timeout', code: 'deadline_exceeded' });
+    } finally {
+      await long.dispose();
+    }
   });
 
   test('bad inputs are refused before reaching the model', async () => {

@@ -2,7 +2,7 @@
 // multipart in, JSON or server-sent events out.
 import { randomUUID } from 'node:crypto';
 import { NextFunction, Request, Response, Router } from 'express';
-import multer from 'multer';
+import multer, { MulterError } from 'multer';
 import type { GenerateRequest, GenerateResult } from '../../engine/engine';
 import type { AppContext } from '../app';
 import { HttpError, toHttpError, errorBody } from '../errors';
@@ -60,7 +60,16 @@ export function generateRouter(ctx: AppContext): Router {
     limits: { fileSize: config.maxImageBytes, files: 1, fields: 16, parts: 17, fieldSize: config.maxQuestionChars * 4 },
   }).single('image');
 
-  const parseMultipart = (req: Request, res: Response, next: NextFunction) => (req.is('multipart/form-data') ? upload(req, res, next) : next());
+  // busboy reports a malformed body (no boundary, a part cut off or garbled) with plain Errors:
+  // those are the client's 400, not a 500. MulterErrors (limits) keep their own statuses.
+  const parseMultipart = (req: Request, res: Response, next: NextFunction) => {
+    if (!req.is('multipart/form-data')) return next();
+    upload(req, res, (error?: unknown) => {
+      if (error instanceof Error && !(error instanceof MulterError)) {
+        next(new HttpError(400, 'invalid_multipart', `invalid multipart/form-data body: ${error.message.slice(0, 200)}`));
+      } else next(error);
+    });
+  };
 
   const router = Router();
   router.post('/generate', parseMultipart, async (req: Request, res: Response) => {
