@@ -4,7 +4,7 @@ import { isEngineError } from '../engine/errors';
 import { MAX_ITEMS_PER_SPLIT, SPLITS, writeDataset } from '../benchmarks/spatial_synth';
 import { progressBar, ProgressBar } from './progress';
 
-export const USAGE = `Usage: npm run synth -- --out DIR [--train N] [--val N] [--test N] [--seed N] [--size N|WxH] [--concurrency N]
+export const USAGE = `Usage: npm run synth -- --out DIR [--train N] [--val N] [--test N] [--seed N] [--size N|WxH] [--concurrency N] [--describe]
 
 Writes the spatial-synth data set: DIR/{train,val,test}.jsonl, DIR/images/<split>/<index>.png, DIR/dataset.json.
 
@@ -15,6 +15,7 @@ Writes the spatial-synth data set: DIR/{train,val,test}.jsonl, DIR/images/<split
   --seed N           generator seed, a non-negative integer (default 1)
   --size N|WxH       image size in pixels, 64 to 4096 (default 448, i.e. 448x448)
   --concurrency N    images rendered at once (default: 2 per CPU, at least 4)
+  --describe         add a scene description to each record (meta.description: facts and text)
   -h, --help         show this text`;
 
 export class UsageError extends Error {
@@ -33,6 +34,7 @@ export interface SynthArgs {
   width: number;
   height: number;
   concurrency?: number;
+  describe: boolean;
   help: boolean;
 }
 
@@ -52,10 +54,15 @@ function wholeNumber(flag: string, text: string, min: number, max: number): numb
 export function parseSynthArgs(argv: string[]): SynthArgs {
   const given: Partial<Record<Flag, string>> = {};
   let help = false;
+  let describe = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '-h' || arg === '--help') {
       help = true;
+      continue;
+    }
+    if (arg === '--describe') {
+      describe = true;
       continue;
     }
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(arg)} (options start with --)`);
@@ -70,7 +77,7 @@ export function parseSynthArgs(argv: string[]): SynthArgs {
     if (given[flag] !== undefined) throw new UsageError(`--${flag} is given twice`);
     given[flag] = value;
   }
-  if (help) return { out: given.out ?? '', ...DEFAULTS, width: DEFAULTS.size, height: DEFAULTS.size, help };
+  if (help) return { out: given.out ?? '', ...DEFAULTS, width: DEFAULTS.size, height: DEFAULTS.size, describe, help };
   if (given.out === undefined) throw new UsageError('--out is required (the folder to write the data set to)');
   const counts = Object.fromEntries(
     SPLITS.map((split) => [split, given[split] === undefined ? DEFAULTS[split] : wholeNumber(split, given[split]!, 0, MAX_ITEMS_PER_SPLIT)]),
@@ -91,6 +98,7 @@ export function parseSynthArgs(argv: string[]): SynthArgs {
     width,
     height,
     concurrency: given.concurrency === undefined ? undefined : wholeNumber('concurrency', given.concurrency, 1, 256),
+    describe,
     help,
   };
 }
@@ -125,6 +133,7 @@ export async function main(argv: string[], io: { stdout: Output; stderr: Output 
       width: args.width,
       height: args.height,
       concurrency: args.concurrency,
+      describe: args.describe,
       onProgress: (p) => {
         bar ??= progressBar('synth', p.total, io.stderr as NodeJS.WriteStream);
         bar.update(p.done, p.split);

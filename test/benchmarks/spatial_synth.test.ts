@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { choicesPrompt, DatasetRecord, optionLetter } from '../../src/benchmarks/types';
 import {
   CHOICE_COUNT,
+  DESCRIBE_LIMITS,
   DatasetInfo,
   SPLITS,
   TASKS,
@@ -19,7 +20,7 @@ import {
   syntheticSplit,
   writeDataset,
 } from '../../src/benchmarks/spatial_synth';
-import type { Scene, SceneObject } from '../../src/benchmarks/spatial_synth';
+import type { Scene, SceneDescription, SceneObject } from '../../src/benchmarks/spatial_synth';
 import { main, parseSynthArgs } from '../../src/cli/synth';
 
 const SEED = 7;
@@ -325,11 +326,94 @@ describe('writeDataset', () => {
   });
 });
 
+describe('scene descriptions', () => {
+  interface DescribedMeta extends Meta {
+    description: SceneDescription;
+    objects: (ObjectMeta & { name: string | null })[];
+  }
+  const described = generateItems('train', 60, SEED, { describe: true }).map((i) => i.record);
+  const dmeta = (r: DatasetRecord) => r.meta as unknown as DescribedMeta;
+  const byName = (r: DatasetRecord, name: string) => {
+    const i = dmeta(r).objects.findIndex((o) => o.name === name);
+    expect(i).toBeGreaterThanOrEqual(0);
+    return i;
+  };
+
+  test('describing changes nothing but meta.description, and is deterministic', () => {
+    const plain = generateItems('train', 60, SEED).map((i) => i.record);
+    described.forEach((r, k) => {
+      const { description, ...rest } = r.meta;
+      expect(description).toBeDefined();
+      expect({ ...r, meta: rest }).toEqual(plain[k]);
+    });
+    expect(generateItem('train', 17, SEED, { describe: true }).record).toEqual(described[17]);
+    expect(plain[0].meta.description).toBeUndefined();
+  });
+
+  test('statements only: no questions, no markup, the object list first, limits kept', () => {
+    for (const r of described) {
+      const d = dmeta(r).description;
+      expect(d.text).toBe(d.facts.map((f) => f.text).join(' '));
+      expect(d.text).not.toMatch(/[?<>]/);
+      expect(d.text).not.toMatch(/\b(answer|think|question)\b/i);
+      expect(d.facts[0]).toMatchObject({ kind: 'objects', value: String(dmeta(r).scene.objects.length) });
+      for (const kind of Object.keys(DESCRIBE_LIMITS) as (keyof typeof DESCRIBE_LIMITS)[]) {
+        expect(d.facts.filter((f) => f.kind === kind).length).toBeLessThanOrEqual(DESCRIBE_LIMITS[kind]);
+      }
+    }
+  });
+
+  test('every fact agrees with the scene geometry', () => {
+    let checked = 0;
+    for (const r of described) {
+      const m = dmeta(r);
+      const objs = m.scene.objects;
+      for (const f of m.description.facts) {
+        let match: RegExpMatchArray | null;
+        if (f.kind === 'count' && (match = /^There (?:is|are) (\d+) (.+)\.$/.exec(f.text))) {
+          const words = match[2].replace(/s$/, '').replace(/ objects?$/, '').split(' ');
+          const n = objs.filter((o) => words.every((w) => o.color === w || o.shape === w || o.shape === w.replace(/s$/, ''))).length;
+          expect([f.text, n]).toEqual([f.text, Number(match[1])]);
+          expect(f.value).toBe(match[1]);
+        } else if ((f.kind === 'horizontal' || f.kind === 'vertical') && (match = /^The (.+) is (?:on the |to the )?(left|right|above|below) (?:of )?the (.+)\.$/.exec(f.text))) {
+          const axis = f.kind === 'horizontal' ? 0 : 1;
+          const [a, b] = [byName(r, match[1]), byName(r, match[3])];
+          const before = m.objects[a].center_2d[axis] < m.objects[b].center_2d[axis];
+          expect(match[2]).toBe(axis === 0 ? (before ? 'left' : 'right') : before ? 'above' : 'below');
+          expect(f.value).toBe(match[2]);
+        } else if (f.kind === 'depth' && (match = /^The (.+) is (closer to|farther from) the camera than the (.+)\.$/.exec(f.text))) {
+          const [a, b] = [byName(r, match[1]), byName(r, match[3])];
+          const closer = m.objects[a].camera_distance < m.objects[b].camera_distance;
+          expect(match[2]).toBe(closer ? 'closer to' : 'farther from');
+          expect(f.value).toBe(closer ? match[1] : match[3]);
+        } else if (f.kind === 'closest') {
+          const name = /is the (.+)\.$/.exec(f.text)![1];
+          const i = byName(r, name);
+          m.objects.forEach((o, k) => {
+            if (k !== i && o.name !== null) expect(o.camera_distance).toBeGreaterThan(m.objects[i].camera_distance);
+          });
+        } else if (f.kind === 'distance' && (match = /^The (.+) is closer to the (.+) than the (.+) is\.$/.exec(f.text))) {
+          const [a, ref, b] = [byName(r, match[1]), byName(r, match[2]), byName(r, match[3])];
+          const d = (k: number) => Math.hypot(objs[k].x - objs[ref].x, objs[k].z - objs[ref].z);
+          expect(d(a)).toBeLessThan(d(b));
+          expect(f.value).toBe(match[1]);
+        } else {
+          expect(f.kind).toBe('objects');
+          continue;
+        }
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(300);
+  });
+});
+
 describe('synth CLI', () => {
   test('parses the documented command, with defaults', () => {
     expect(parseSynthArgs(['--out', 'data/spatial-synth', '--train', '20000', '--val', '500', '--test', '1000', '--seed', '1', '--size', '448'])).toEqual({
-      out: 'data/spatial-synth', train: 20000, val: 500, test: 1000, seed: 1, width: 448, height: 448, concurrency: undefined, help: false,
+      out: 'data/spatial-synth', train: 20000, val: 500, test: 1000, seed: 1, width: 448, height: 448, concurrency: undefined, describe: false, help: false,
     });
+    expect(parseSynthArgs(['--out', 'x', '--describe', '--seed', '2'])).toMatchObject({ out: 'x', seed: 2, describe: true });
     expect(parseSynthArgs(['--out=x', '--size=640x480', '--train', '0'])).toMatchObject({ out: 'x', train: 0, val: 500, test: 1000, seed: 1, width: 640, height: 480 });
   });
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { EngineError } from '../../engine/errors';
 import { DatasetRecord, EvalItem, choicesPrompt, optionLetter } from '../types';
+import { describeScene } from './describe';
 import { CHOICE_COUNT, Question, TASKS, TaskName, makeQuestion, objectNames, planCount } from './questions';
 import { Rng } from './random';
 import { renderScene, sceneSvg } from './render';
@@ -38,6 +39,8 @@ export interface SynthOptions {
   minVisible?: number;
   /** Tasks in turn order. Default Count, Relation, Depth, Distance. */
   tasks?: readonly TaskName[];
+  /** Add a scene description (describe.ts) to each record's meta. Default false. */
+  describe?: boolean;
 }
 
 export interface ResolvedSynthOptions {
@@ -47,6 +50,7 @@ export interface ResolvedSynthOptions {
   maxObjects: number;
   minVisible: number;
   tasks: TaskName[];
+  describe: boolean;
 }
 
 export const DEFAULT_SYNTH_OPTIONS: Readonly<ResolvedSynthOptions> = Object.freeze({
@@ -56,6 +60,7 @@ export const DEFAULT_SYNTH_OPTIONS: Readonly<ResolvedSynthOptions> = Object.free
   maxObjects: 8,
   minVisible: 0.6,
   tasks: [...TASKS],
+  describe: false,
 });
 
 function invalid(message: string): EngineError {
@@ -78,6 +83,7 @@ export function resolveSynthOptions(options: SynthOptions = {}): ResolvedSynthOp
     maxObjects: options.maxObjects ?? d.maxObjects,
     minVisible: options.minVisible ?? d.minVisible,
     tasks: [...(options.tasks ?? d.tasks)],
+    describe: options.describe ?? d.describe,
   };
   checkInt('width', resolved.width, 64, 4096);
   checkInt('height', resolved.height, 64, 4096);
@@ -192,6 +198,10 @@ export function generateItem(split: SplitName, index: number, seed: number, opti
     const q = makeQuestion(task, scene, layout, { rng, gold, minVisible: opts.minVisible, count });
     if (!q) continue;
     const record = buildRecord(split, index, seed, attempt, scene, layout, q);
+    if (opts.describe) {
+      // Its own random stream: describing a scene never changes the scene, question or picture.
+      record.meta.description = describeScene(scene, layout, new Rng(`${DATASET_NAME}|${seed}|${split}|describe|${index}`), opts.minVisible);
+    }
     return { record, scene, layout, svg: () => sceneSvg(scene, layout), render: () => renderScene(scene, layout) };
   }
   throw new EngineError('unprocessable', 'synth_failed', `no scene with a clear ${task} question in ${MAX_ATTEMPTS} tries (${itemId(split, index)}); relax the options`);
@@ -313,6 +323,7 @@ export async function writeDataset(outDir: string, options: WriteDatasetOptions)
       max_objects: opts.maxObjects,
       min_visible: opts.minVisible,
       tasks: opts.tasks,
+      ...(opts.describe ? { describe: true } : {}),
       camera: DEFAULT_CAMERA,
       // PNG bytes are reproducible for the same renderer build.
       renderer: { sharp: sharp.versions.sharp, vips: sharp.versions.vips, rsvg: sharp.versions.rsvg },

@@ -16,6 +16,8 @@ export {
   writeDataset,
 } from './generate';
 export type { DatasetInfo, ResolvedSynthOptions, SplitName, SynthItem, SynthOptions, SynthProgress, WriteDatasetOptions } from './generate';
+export { DESCRIBE_LIMITS, describeScene } from './describe';
+export type { Fact, FactKind, SceneDescription } from './describe';
 export { CHOICE_COUNT, MARGINS, TASKS } from './questions';
 export type { TaskName } from './questions';
 export { renderScene, sceneSvg } from './render';
