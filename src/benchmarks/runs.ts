@@ -54,9 +54,14 @@ interface Active {
   finished: Promise<void>;
 }
 
+/** Runs whose split is kept loaded for item look-ups (the dashboard's predictions browser). */
+const ITEM_CACHE_RUNS = 4;
+
 export class EvalRuns {
   private readonly active = new Map<string, Active>();
   private readonly itemListeners = new Set<(benchmark: string, correct: boolean) => void>();
+  /** Loaded splits by run id, for item(); the oldest is dropped past ITEM_CACHE_RUNS. */
+  private readonly itemCache = new Map<string, Promise<Map<string, EvalItem>>>();
   private closed = false;
 
   constructor(
@@ -105,6 +110,26 @@ export class EvalRuns {
 
   predictions(id: string) {
     return this.store.iteratePredictions(id);
+  }
+
+  /**
+   * One item of a run's split (its question, choices and images), looked up by item id: only the
+   * items the run's own parameters select can be reached. The split is loaded again from the
+   * benchmark data (generated, for spatial-synth) and kept for the next look-ups. Undefined for
+   * an unknown run or an item id the split does not hold.
+   */
+  async item(runId: string, itemId: string): Promise<EvalItem | undefined> {
+    const row = this.store.getRun(runId);
+    if (!row) return undefined;
+    let items = this.itemCache.get(runId);
+    if (!items) {
+      const params = JSON.parse(row.params) as EvaluateParams;
+      items = this.loadSplit(params).then((split) => new Map(split.items.map((item) => [item.record.id, item])));
+      this.itemCache.set(runId, items);
+      items.catch(() => this.itemCache.delete(runId));
+      while (this.itemCache.size > ITEM_CACHE_RUNS) this.itemCache.delete(this.itemCache.keys().next().value!);
+    }
+    return (await items).get(itemId);
   }
 
   /** Stop a run; its predictions so far stay. Returns undefined for an unknown id. */

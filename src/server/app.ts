@@ -7,6 +7,7 @@ import type { EvalRuns } from '../benchmarks/runs';
 import type { Engine } from '../engine/engine';
 import type { JobManager } from '../training/manager';
 import { HttpError, sendError, toHttpError } from './errors';
+import { dashboardRouter } from './dashboard';
 import { ServiceMetrics } from './metrics';
 import { adminRouter } from './routes/admin';
 import { chatRouter } from './routes/chat';
@@ -104,6 +105,7 @@ export function createApp(options: CreateAppOptions) {
   app.use(chatRouter(ctx));
   app.use(evaluateRouter(ctx));
   app.use(adminRouter(ctx));
+  app.use(dashboardRouter());
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
     next(new HttpError(404, 'not_found', `no route ${req.method} ${req.path}`));
@@ -135,5 +137,7 @@ export function createApp(options: CreateAppOptions) {
 /** The matched route pattern (never the raw URL, which would explode the label set). */
 function routeLabel(req: Request): string {
   const route = (req as Request & { route?: { path?: string } }).route?.path;
-  return typeof route === 'string' ? route : 'unmatched';
+  if (typeof route === 'string') return route;
+  // The dashboard's static files are served by middleware, not routes: one label for them all.
+  return req.originalUrl === '/dashboard' || req.originalUrl.startsWith('/dashboard/') ? '/dashboard/*' : 'unmatched';
 }

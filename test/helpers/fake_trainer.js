@@ -14,6 +14,7 @@
 //   FAKE_EXPORT_FROM   a model folder copied to export_dir on success (default: a README only)
 //   FAKE_SPLIT_WRITES  1: write each metrics line in two parts, a pause between (partial lines)
 //   FAKE_VARIANT       reward_std of every line (default 0.25): tells one run's lines from another's
+//   FAKE_ROLLOUTS      rollouts.jsonl lines written per step (default 0), in trainer/grpo.py's shape
 /* global setTimeout, setInterval */
 const fs = require('node:fs');
 const path = require('node:path');
@@ -84,6 +85,34 @@ function metricsLine(step) {
   };
 }
 
+const ROLLOUT_TEXTS = [
+  'There are two red cubes on the left. Wait, let me check the back row again.</think> <answer>3</answer>',
+  'The sphere is closer to the camera than the cylinder.</think> <answer>sphere</answer>',
+  'I think the answer is B',
+];
+
+/** FAKE_ROLLOUTS lines for `step` (docs/training.md "rollouts.jsonl"). */
+function appendRollouts(step) {
+  const count = Number(env.FAKE_ROLLOUTS || 0);
+  let text = '';
+  for (let i = 0; i < count; i++) {
+    const completion = ROLLOUT_TEXTS[(step + i) % ROLLOUT_TEXTS.length];
+    const answer = /<answer>([^\n]*?)<\/answer>/.exec(completion);
+    const extracted = (answer ? answer[1] : completion).trim();
+    text += `${JSON.stringify({
+      step,
+      item_id: `spatial-synth/train/${String(step * 10 + i).padStart(6, '0')}`,
+      prompt: `<|vision_start|><|image_pad|><|vision_end|>How many red cubes are there? (step ${step}, sample ${i})`,
+      completion,
+      answer: extracted,
+      gold: '3',
+      rewards: { accuracy: extracted === '3' ? 1 : 0, format: completion.includes('</answer>') ? 1 : 0 },
+      reflection: /\b(?:wait|check\w*)\b/i.test(completion),
+    })}\n`;
+  }
+  if (text) fs.appendFileSync(path.join(out, 'rollouts.jsonl'), text);
+}
+
 async function appendMetrics(line) {
   const text = `${JSON.stringify(line)}\n`;
   const file = path.join(out, 'metrics.jsonl');
@@ -129,6 +158,7 @@ async function main() {
     await sleep(stepMs);
     current += 1;
     const line = metricsLine(current);
+    appendRollouts(current);
     await appendMetrics(line);
     process.stderr.write(`[grpo] step ${current}/${totalSteps} reward ${line.reward.toFixed(3)} completion_length ${line.completion_length}\n`);
     if (saveSteps && current % saveSteps === 0) checkpoint(current);

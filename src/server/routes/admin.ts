@@ -1,9 +1,12 @@
 // Admin routes (api.md "Admin: training jobs"), all behind the admin token: training jobs (create,
 // list, status, per-step metrics as server-sent events or JSON lines, cancel) and loading a
-// model folder (an exported job's model, for instance) into the engine.
+// model folder (an exported job's model, for instance) into the engine. Also the sampled rollouts
+// of a step (rollouts.jsonl), which the dashboard shows beside the curves.
+import { join } from 'node:path';
 import { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import type { JobManager, JobView } from '../../training/manager';
+import { readRollouts } from '../../training/rollouts';
 import { StepMetrics, TERMINAL } from '../../training/store';
 import type { AppContext } from '../app';
 import { adminAuth } from '../auth';
@@ -50,6 +53,14 @@ function found<T>(value: T | undefined, id: string): T {
 }
 
 const wantsWait = (req: Request) => req.query.wait === 'true' || req.query.wait === '1';
+
+/** GET /admin/train/<id>/rollouts query: a step (the newest when omitted) and how many lines. */
+const rolloutsQuery = z
+  .object({
+    step: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    limit: z.coerce.number().int().min(1).max(256).default(32),
+  })
+  .strict();
 
 export function adminRouter(ctx: AppContext): Router {
   const router = Router();
@@ -115,6 +126,15 @@ export function adminRouter(ctx: AppContext): Router {
     for (const metrics of manager.history(id)) send(metrics);
     const now = manager.get(id);
     if (!now || TERMINAL.has(now.status)) finish();
+  });
+
+  // The sampled completions of one step (rollouts.jsonl), for the dashboard's rollouts panel.
+  router.get('/admin/train/:id/rollouts', async (req: Request, res: Response) => {
+    const id = String(req.params.id);
+    const job = found(jobs(ctx).get(id), id);
+    const query = rolloutsQuery.parse(req.query);
+    const page = await readRollouts(join(job.job_dir, 'rollouts.jsonl'), { step: query.step, limit: query.limit });
+    res.json({ object: 'list', job_id: id, ...page });
   });
 
   router.post('/admin/train/:id/cancel', async (req: Request, res: Response) => {

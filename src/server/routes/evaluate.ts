@@ -1,5 +1,6 @@
 // Evaluation runs over HTTP (api.md "POST /evaluate"): create (202 + Location, or ?wait=true for
-// the finished run), status, predictions as JSON lines, cancel, list.
+// the finished run), status, predictions as JSON lines, cancel, list; and a run's items with
+// their images (the dashboard's predictions browser).
 import { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import type { EvalRuns } from '../../benchmarks/runs';
@@ -30,6 +31,24 @@ function runs(ctx: AppContext): EvalRuns {
 function found<T>(value: T | undefined, id: string): T {
   if (value === undefined) throw new HttpError(404, 'run_not_found', `no evaluation run ${id}`);
   return value;
+}
+
+async function runItem(ctx: AppContext, req: Request) {
+  const id = String(req.params.id);
+  const itemId = String(req.params.item);
+  found(runs(ctx).get(id), id);
+  const item = await runs(ctx).item(id, itemId);
+  if (!item) throw new HttpError(404, 'item_not_found', `run ${id} has no item ${JSON.stringify(itemId.slice(0, 200))}`);
+  return { id, itemId, item };
+}
+
+/** The media type of encoded image bytes by their signature (what the loaders accept). */
+export function imageType(bytes: Buffer): string {
+  if (bytes.length >= 8 && bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'image/png';
+  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'image/jpeg';
+  if (bytes.length >= 12 && bytes.toString('latin1', 0, 4) === 'RIFF' && bytes.toString('latin1', 8, 12) === 'WEBP') return 'image/webp';
+  if (bytes.length >= 6 && /^GIF8[79]a$/.test(bytes.toString('latin1', 0, 6))) return 'image/gif';
+  return 'application/octet-stream';
 }
 
 export function evaluateRouter(ctx: AppContext): Router {
@@ -87,6 +106,39 @@ export function evaluateRouter(ctx: AppContext): Router {
       );
     }
     res.end();
+  });
+
+  // One item of the run's split: what the predictions lines leave out (question, choices, images).
+  // The item id is URL-encoded in the path (ids hold slashes: "spatial-synth/test/000123").
+  router.get('/evaluate/:id/items/:item', async (req: Request, res: Response) => {
+    const { id, itemId, item } = await runItem(ctx, req);
+    const { record } = item;
+    res.json({
+      id: record.id,
+      task: record.task,
+      source: record.source,
+      question: record.question,
+      prompt: record.prompt,
+      choices: record.choices,
+      answer: record.answer,
+      answer_text: record.answer_text,
+      images: record.images.map((_path, n) => `/evaluate/${encodeURIComponent(id)}/items/${encodeURIComponent(itemId)}/images/${n}`),
+    });
+  });
+
+  // The n-th image of an item, as its encoded bytes. Only the files the run's own items name can
+  // be reached, and those are confined to their data set folder by the loaders.
+  router.get('/evaluate/:id/items/:item/images/:n', async (req: Request, res: Response) => {
+    const nText = String(req.params.n);
+    if (!/^\d{1,3}$/.test(nText)) throw new HttpError(400, 'invalid_request', 'the image number is a non-negative integer');
+    const n = Number(nText);
+    const { itemId, item } = await runItem(ctx, req);
+    if (n >= item.record.images.length) throw new HttpError(404, 'image_not_found', `item ${itemId} has ${item.record.images.length} image(s)`);
+    const bytes = (await item.loadImages())[n];
+    res.setHeader('Content-Type', imageType(bytes));
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+    res.setHeader('Cache-Control', 'private, max-age=3600');
+    res.send(bytes);
   });
 
   router.post('/evaluate/:id/cancel', async (req: Request, res: Response) => {
