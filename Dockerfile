@@ -16,31 +16,6 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# --- runtime (CPU) ----------------------------------------------------------------------------
-FROM node:${NODE_VERSION}-bookworm-slim AS runtime
-ENV NODE_ENV=production PORT=8080 STATE_DIR=/var/lib/visualthinker/state DATA_DIR=/var/lib/visualthinker/data \
-    npm_config_nodedir=/usr/local
-# tini forwards SIGTERM to node (graceful drain) and reaps children (trainer processes).
-# better-sqlite3 compiles against Node's headers; the build tools are removed in the same layer.
-WORKDIR /app
-COPY package.json package-lock.json .npmrc ./
-RUN apt-get update \
- && apt-get install -y --no-install-recommends tini python3 make g++ \
- && npm ci --omit=dev --no-fund --no-audit \
- && npm cache clean --force \
- && apt-get purge -y python3 make g++ && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
-COPY --from=build /app/dist ./dist
-COPY models ./models
-# Template of the trainer Jobs (TRAIN_BACKEND=kubernetes).
-COPY k8s/training-job.yaml ./k8s/training-job.yaml
-RUN mkdir -p /var/lib/visualthinker/state /var/lib/visualthinker/data && chown -R node:node /var/lib/visualthinker
-USER node
-EXPOSE 8080
-HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["node", "dist/server/main.js"]
-
 # --- gpu: CUDA provider for onnxruntime-node, PyTorch for the trainer -------------------------
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
 ARG NODE_MAJOR=20
@@ -66,6 +41,32 @@ RUN useradd --create-home --uid 10001 app && mkdir -p /var/lib/visualthinker/sta
 USER app
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=300s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/server/main.js"]
+
+# --- runtime (CPU) ----------------------------------------------------------------------------
+# The last stage: what `docker build .` without --target produces.
+FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+ENV NODE_ENV=production PORT=8080 STATE_DIR=/var/lib/visualthinker/state DATA_DIR=/var/lib/visualthinker/data \
+    npm_config_nodedir=/usr/local
+# tini forwards SIGTERM to node (graceful drain) and reaps children (trainer processes).
+# better-sqlite3 compiles against Node's headers; the build tools are removed in the same layer.
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini python3 make g++ \
+ && npm ci --omit=dev --no-fund --no-audit \
+ && npm cache clean --force \
+ && apt-get purge -y python3 make g++ && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+COPY --from=build /app/dist ./dist
+COPY models ./models
+# Template of the trainer Jobs (TRAIN_BACKEND=kubernetes).
+COPY k8s/training-job.yaml ./k8s/training-job.yaml
+RUN mkdir -p /var/lib/visualthinker/state /var/lib/visualthinker/data && chown -R node:node /var/lib/visualthinker
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=120s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "dist/server/main.js"]

@@ -187,14 +187,22 @@ export class EvalRuns {
       const done = this.store.doneItemIds(id);
       const todo = split.items.map((item, index) => ({ item, index })).filter(({ item }) => !done.has(item.record.id));
       let next = 0;
+      // The first error stops every worker; the run fails once none has an item in flight (no
+      // prediction is stored after its failure).
+      let failure: { error: unknown } | undefined;
       const worker = async () => {
-        while (next < todo.length && !signal.aborted) {
+        while (next < todo.length && !signal.aborted && !failure) {
           const { item, index } = todo[next++];
-          await this.scoreItem(id, params, item, index, signal);
+          try {
+            await this.scoreItem(id, params, item, index, signal);
+          } catch (error) {
+            failure ??= { error };
+          }
         }
       };
       await Promise.all(Array.from({ length: Math.max(1, this.options.concurrency) }, worker));
       if (signal.aborted) return; // cancelled (status already set) or shutting down (resumes later)
+      if (failure) throw failure.error;
       const rows = this.store.predictions(id);
       const score = scorePredictions(
         rows.map((r) => ({ task: r.task, source: r.source, correct: r.correct === 1, formatOk: r.format_ok === 1 })),
@@ -216,7 +224,13 @@ export class EvalRuns {
       if (signal.aborted) return;
       const message = error instanceof Error ? error.message : String(error);
       this.options.log?.('evaluation run failed', { id, error: message });
-      this.store.finish(id, 'failed', { error: message });
+      try {
+        this.store.finish(id, 'failed', { error: message });
+      } catch (storeError) {
+        // The database takes no writes (a full disk, say): the run stays unfinished there and is
+        // resumed at the next start, its stored predictions kept.
+        this.options.log?.('cannot store that an evaluation run failed', { id, error: String(storeError) });
+      }
     }
   }
 

@@ -33,6 +33,10 @@ const KIND_STATUS: Record<EngineErrorKind, number> = {
 
 const MAX_MESSAGE = 500;
 
+// Error codes of SQLite (better-sqlite3's SqliteError, extended codes included) and of Node's fs.
+const STORAGE_FULL = /^(SQLITE_FULL|ENOSPC|EDQUOT)$/;
+const STORAGE_UNAVAILABLE = /^(SQLITE_(READONLY|IOERR|CANTOPEN|BUSY|LOCKED)(_\w+)?|EROFS|EIO|EACCES|EPERM|ENOTDIR)$/;
+
 function clip(message: string): string {
   return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}...` : message;
 }
@@ -73,7 +77,13 @@ export function toHttpError(error: unknown): HttpError {
         return new HttpError(400, 'invalid_multipart', `invalid multipart body: ${error.message}`);
     }
   }
-  const e = error as { type?: string; status?: number; message?: string };
+  const e = error as { type?: string; status?: number; message?: string; code?: unknown };
+  // The server's own storage failing (a full disk, a read-only or broken volume) is neither the
+  // client's fault nor a bug: 503 with Retry-After. The message names no paths; the log has them.
+  if (typeof e?.code === 'string') {
+    if (STORAGE_FULL.test(e.code)) return new HttpError(503, 'storage_full', 'the server has no storage space left for this request; try again later', 30);
+    if (STORAGE_UNAVAILABLE.test(e.code)) return new HttpError(503, 'storage_unavailable', 'the server cannot use its storage at the moment; try again later', 30);
+  }
   // body-parser errors carry a type and an HTTP status.
   if (e?.type === 'entity.too.large') return new HttpError(413, 'body_too_large', 'the request body is larger than the configured limit');
   if (e?.type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'the request body is not valid JSON');

@@ -1,8 +1,10 @@
 // Turning the image references of a request into bytes: base64 strings, data: URLs, and remote
 // URLs when (and only when) their host is on the configured allow-list. The engine checks the
 // bytes themselves (real format, pixel limits) when it decodes them.
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { lookup as dnsLookup, LookupAddress } from 'node:dns';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
+import { BlockList, isIP, LookupFunction } from 'node:net';
 import { HttpError } from './errors';
 
 const DATA_URL = /^data:([^;,]*)((?:;[^;,]*)*?),(.*)$/s;
@@ -34,14 +36,19 @@ export function decodeInlineImage(value: string, maxBytes: number, field: string
   return bytes;
 }
 
-function isPrivateAddress(address: string): boolean {
-  if (isIP(address) === 4) {
-    const [a, b] = address.split('.').map(Number);
-    return a === 10 || a === 127 || a === 0 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127) || a >= 224;
-  }
-  const lower = address.toLowerCase();
-  if (lower.startsWith('::ffff:')) return isPrivateAddress(lower.slice(7));
-  return lower === '::1' || lower === '::' || lower.startsWith('fc') || lower.startsWith('fd') || lower.startsWith('fe80') || lower.startsWith('ff');
+// Addresses a fetch must never reach: loopback, private, link-local, shared (CGNAT), special and
+// multicast ranges. A BlockList also matches IPv4 rules against IPv4-mapped IPv6 addresses
+// (::ffff:127.0.0.1 and ::ffff:7f00:1 alike).
+const BLOCKED = new BlockList();
+for (const [net, prefix] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.0.0.0', 24], ['192.168.0.0', 16], ['198.18.0.0', 15], ['224.0.0.0', 3]] as const) {
+  BLOCKED.addSubnet(net, prefix, 'ipv4');
+}
+// ::/96 holds ::, ::1 and the deprecated IPv4-compatible addresses (::127.0.0.1).
+for (const [net, prefix] of [['::', 96], ['fc00::', 7], ['fe80::', 10], ['ff00::', 8]] as const) BLOCKED.addSubnet(net, prefix, 'ipv6');
+
+export function isPrivateAddress(address: string): boolean {
+  const family = isIP(address);
+  return family === 0 || BLOCKED.check(address, family === 4 ? 'ipv4' : 'ipv6');
 }
 
 export interface RemoteImagePolicy {
@@ -49,6 +56,22 @@ export interface RemoteImagePolicy {
   maxBytes: number;
   timeoutMs?: number;
 }
+
+class PrivateAddressError extends Error {}
+
+/**
+ * dns.lookup for the connection itself: every address it resolves is checked before any is
+ * connected to, so no second resolution (DNS rebinding) can slip a private address in between.
+ */
+const publicOnlyLookup: LookupFunction = (hostname, options, callback) => {
+  dnsLookup(hostname, { ...options, all: true }, (error: NodeJS.ErrnoException | null, list: LookupAddress[]) => {
+    if (error) return callback(error, '');
+    const blocked = list.find((a) => isPrivateAddress(a.address));
+    if (blocked || !list.length) return callback(new PrivateAddressError(blocked?.address ?? 'no address'), '');
+    if (options.all) callback(null, list);
+    else callback(null, list[0].address, list[0].family);
+  });
+};
 
 /** Fetch an http(s) image from an allow-listed public host; everything else is refused. */
 export async function fetchRemoteImage(url: string, policy: RemoteImagePolicy, field: string): Promise<Buffer> {
@@ -65,26 +88,48 @@ export async function fetchRemoteImage(url: string, policy: RemoteImagePolicy, f
   if (!policy.allowedHosts.includes(host)) {
     throw new HttpError(400, 'remote_image_not_allowed', `${field}: fetching images from ${host} is not allowed; send the image inline as a base64 data: URL (operators can allow hosts with ALLOWED_IMAGE_HOSTS)`);
   }
-  const addresses = isIP(host) ? [host] : (await lookup(host, { all: true }).catch(() => [])).map((a) => a.address);
-  if (!addresses.length) throw new HttpError(422, 'image_host_unresolved', `${field}: cannot resolve ${host}`);
-  if (addresses.some(isPrivateAddress)) {
-    throw new HttpError(400, 'remote_image_not_allowed', `${field}: ${host} resolves to a private or loopback address`);
-  }
-  let response: Response;
-  try {
-    response = await fetch(parsed, { redirect: 'error', signal: AbortSignal.timeout(policy.timeoutMs ?? 10_000) });
-  } catch (error) {
-    throw new HttpError(422, 'image_fetch_failed', `${field}: fetching the image failed (${(error as Error).message})`);
-  }
-  if (!response.ok || !response.body) throw new HttpError(422, 'image_fetch_failed', `${field}: the image URL answered ${response.status}`);
-  const declared = Number(response.headers.get('content-length') ?? 0);
-  if (declared > policy.maxBytes) throw new HttpError(413, 'image_too_large', `${field}: the image is larger than ${policy.maxBytes} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.length;
-    if (size > policy.maxBytes) throw new HttpError(413, 'image_too_large', `${field}: the image is larger than ${policy.maxBytes} bytes`);
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
+  const privateHost = () => new HttpError(400, 'remote_image_not_allowed', `${field}: ${host} resolves to a private or loopback address`);
+  // IP literals are connected to without a lookup: checked here.
+  if (isIP(host) && isPrivateAddress(host)) throw privateHost();
+  const tooLarge = () => new HttpError(413, 'image_too_large', `${field}: the image is larger than ${policy.maxBytes} bytes`);
+  const failed = (why: string) => new HttpError(422, 'image_fetch_failed', `${field}: fetching the image failed (${why})`);
+  const get = parsed.protocol === 'https:' ? httpsGet : httpGet;
+  return new Promise<Buffer>((resolve, reject) => {
+    // Redirects are not followed (a 3xx is a failure): each hop would need the same checks.
+    const req = get(parsed, { lookup: publicOnlyLookup, headers: { accept: 'image/*' } }, (res) => {
+      const status = res.statusCode ?? 0;
+      if (status < 200 || status > 299) {
+        res.resume();
+        reject(new HttpError(422, 'image_fetch_failed', `${field}: the image URL answered ${status}`));
+        return;
+      }
+      // Settling first, then dropping the connection: the promise keeps the first outcome.
+      const refuse = (error: HttpError) => {
+        reject(error);
+        req.destroy();
+      };
+      if (Number(res.headers['content-length'] ?? 0) > policy.maxBytes) return refuse(tooLarge());
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > policy.maxBytes) refuse(tooLarge());
+        else chunks.push(chunk);
+      });
+      res.on('end', () => resolve(Buffer.concat(chunks)));
+      res.on('close', () => {
+        if (!res.complete) refuse(failed('the connection closed before the whole image arrived'));
+      });
+    });
+    const timer = setTimeout(() => {
+      reject(failed('no complete answer in time'));
+      req.destroy();
+    }, policy.timeoutMs ?? 10_000);
+    req.on('close', () => clearTimeout(timer));
+    req.on('error', (error: Error & { code?: string }) => {
+      if (error instanceof PrivateAddressError) reject(privateHost());
+      else if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') reject(new HttpError(422, 'image_host_unresolved', `${field}: cannot resolve ${host}`));
+      else reject(failed(error.message));
+    });
+  });
 }

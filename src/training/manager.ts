@@ -7,7 +7,7 @@
 // recover() re-attaches to trainers that are still alive, restarts lost ones from their newest
 // checkpoint (the trainer resumes from checkpoints/), and fails those that had none.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EngineError } from '../engine/errors';
 import type { TrainerBackend, TrainerExit, TrainerHandle, TrainerSpec } from './backend';
@@ -92,6 +92,7 @@ export class JobManager {
   private readonly active = new Map<string, Active>();
   private readonly listeners = new Set<(event: JobEvent) => void>();
   private readonly retries = new Set<NodeJS.Timeout>();
+  private scheduleRetryPending = false;
   private closed = false;
 
   constructor(private readonly options: JobManagerOptions) {}
@@ -130,7 +131,14 @@ export class JobManager {
     renameSync(`${jobFile}.tmp`, jobFile);
 
     const accepted: TrainRequest = { ...request, base_model: baseModel, dataset };
-    const row = this.options.store.insert({ id, request: JSON.stringify(accepted), job_dir: jobDir, backend: backend.name, total_steps: request.steps ?? null });
+    let row: JobRow;
+    try {
+      row = this.options.store.insert({ id, request: JSON.stringify(accepted), job_dir: jobDir, backend: backend.name, total_steps: request.steps ?? null });
+    } catch (error) {
+      // Not recorded (a full disk, say): no folder of a job that does not exist stays behind.
+      rmSync(jobDir, { recursive: true, force: true });
+      throw error;
+    }
     this.log('info', 'training job queued', { id, base_model: baseModelDir, dataset: datasetDir });
     this.emit({ type: 'status', jobId: id, status: 'queued' });
     setImmediate(() => this.schedule());
@@ -265,11 +273,33 @@ export class JobManager {
   private schedule() {
     if (this.closed) return;
     const { store, maxConcurrent } = this.options;
-    while (store.withStatus('running').length < maxConcurrent) {
-      const next = store.withStatus('queued')[0];
-      if (!next) return;
-      this.launch(next);
+    try {
+      while (store.withStatus('running').length < maxConcurrent) {
+        const next = store.withStatus('queued')[0];
+        if (!next) return;
+        this.launch(next);
+      }
+    } catch (error) {
+      // The database refused a read or write: the queue stays as stored and is tried again.
+      this.log('error', 'cannot start queued training jobs; retrying', { error: String(error) });
+      if (this.scheduleRetryPending) return;
+      this.scheduleRetryPending = true;
+      this.retryLater(() => {
+        this.scheduleRetryPending = false;
+        this.schedule();
+      });
     }
+  }
+
+  /** Run `fn` again after a while (a database write failed); close() cancels it. */
+  private retryLater(fn: () => void) {
+    if (this.closed) return;
+    const retry = setTimeout(() => {
+      this.retries.delete(retry);
+      if (!this.closed) fn();
+    }, Math.max(1000, (this.options.pollMs ?? 1000) * 5));
+    retry.unref();
+    this.retries.add(retry);
   }
 
   private launch(queued: JobRow) {
@@ -287,7 +317,12 @@ export class JobManager {
         this.conclude(row.id, active, 'failed', { error: this.withLogTail(row, error instanceof Error ? error.message : String(error)) });
         return;
       }
-      store.setBackendRef(row.id, handle.ref);
+      try {
+        store.setBackendRef(row.id, handle.ref);
+      } catch (error) {
+        // Only a restart of the service needs the ref (to re-attach); the job itself goes on.
+        this.log('error', 'cannot record the trainer of a training job', { id: row.id, ref: handle.ref, error: String(error) });
+      }
       this.log('info', 'training job started', { id: row.id, backend: backend.name, ref: handle.ref, attempt: row.attempts });
       if (active.detached) handle.detach();
       else void this.follow(row.id, active, handle);
@@ -393,7 +428,15 @@ export class JobManager {
       clearTimeout(active.killTimer);
       if (this.active.get(id) === active) this.active.delete(id);
     }
-    this.options.store.finish(id, status, fields);
+    try {
+      this.options.store.finish(id, status, fields);
+    } catch (error) {
+      // The database refused the write (a full disk, say): the job stays `running` there, holding
+      // its slot, and its outcome is stored once the database takes writes again.
+      this.log('error', `cannot store that a training job ${status}; retrying`, { id, error: String(error) });
+      this.retryLater(() => this.conclude(id, null, status, fields));
+      return;
+    }
     this.log(status === 'failed' ? 'warn' : 'info', `training job ${status}`, { id, ...(fields.modelName ? { model: fields.modelName } : {}), ...(fields.error ? { error: fields.error.split('\n')[0] } : {}) });
     this.emit({ type: 'status', jobId: id, status });
     this.schedule();
@@ -415,14 +458,10 @@ export class JobManager {
       } catch (error) {
         // Unknown is not gone: starting a second trainer on the same folder would be worse.
         this.log('warn', 'cannot check a training job left running; retrying', { id: row.id, error: String(error) });
-        const retry = setTimeout(() => {
-          this.retries.delete(retry);
-          if (this.closed) return;
+        this.retryLater(() => {
           const current = store.get(row.id);
           if (current?.status === 'running' && !this.active.has(row.id)) void this.recoverJob(current).then(() => this.schedule());
-        }, Math.max(1000, (this.options.pollMs ?? 1000) * 5));
-        retry.unref();
-        this.retries.add(retry);
+        });
         return;
       }
     }

@@ -1,8 +1,9 @@
 // Where a job's base model and data set live. Requests name them; only folders under the model
 // roots and DATA_DIR can be reached: anything else (`..`, an absolute path elsewhere) is refused
-// before the filesystem is touched. Confinement is lexical: symbolic links inside the roots are
-// the operator's to place, and requests cannot create any.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+// before the filesystem is touched, and a folder a request names that is a symbolic link (or lies
+// under one) leading out of its root is refused too. The service's own names (the models the engine
+// lists, the named data sets) are the operator's to place wherever their links point.
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { EngineError } from '../engine/errors';
 
@@ -10,6 +11,24 @@ import { EngineError } from '../engine/errors';
 export function isInside(root: string, target: string): boolean {
   const rel = relative(root, target);
   return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/**
+ * Whether an existing `target` is inside `root` once symbolic links are followed (the root's own
+ * links included: a DATA_DIR that is itself a link is fine). A missing target is not judged here.
+ */
+function reallyInside(root: string, target: string): boolean {
+  let real: string;
+  try {
+    real = realpathSync(target);
+  } catch {
+    return true;
+  }
+  try {
+    return isInside(realpathSync(root), real);
+  } catch {
+    return false;
+  }
 }
 
 /** A plain folder name: no separators, not `.` or `..`. */
@@ -39,17 +58,17 @@ function isTrainable(dir: string): boolean {
  */
 export function resolveBaseModel(value: string, known: { name: string; dir: string }[], roots: string[]): string {
   const where = `the model roots (${roots.join(', ')})`;
-  let dir: string | undefined;
-  if (NAME.test(value)) {
-    dir = known.find((m) => m.name === value)?.dir ?? roots.map((root) => join(root, value)).find(isDir);
-  } else if (isAbsolute(value)) {
-    const target = resolve(value);
-    if (!roots.some((root) => isInside(root, target))) throw outside('base_model', value, where);
-    dir = isDir(target) ? target : undefined;
-  } else {
-    const candidates = roots.map((root) => ({ root, target: resolve(root, value) }));
-    if (!candidates.some(({ root, target }) => isInside(root, target))) throw outside('base_model', value, where);
-    dir = candidates.filter(({ root, target }) => isInside(root, target)).map((c) => c.target).find(isDir);
+  const listed = NAME.test(value) ? known.find((m) => m.name === value)?.dir : undefined;
+  let dir: string | undefined = listed;
+  if (!listed) {
+    // Each root with the folder the value means in it (lexically inside, or refused).
+    const candidates = NAME.test(value)
+      ? roots.map((root) => ({ root, target: join(root, value) }))
+      : roots.map((root) => ({ root, target: resolve(root, value) })).filter(({ root, target }) => isInside(root, target));
+    if (!candidates.length) throw outside('base_model', value, where);
+    const found = candidates.find(({ target }) => isDir(target));
+    if (found && !reallyInside(found.root, found.target)) throw outside('base_model', value, `${where} once symbolic links are followed`);
+    dir = found?.target;
   }
   if (!dir) throw new EngineError('not_found', 'model_not_found', `no model folder "${value}" under ${where}; see GET /v1/models`);
   if (!isTrainable(dir)) {
@@ -74,13 +93,12 @@ export const NAMED_DATASETS: Record<string, { folder: string; make: (dir: string
  */
 export function resolveDataset(value: string, dataDir: string, split: string): string {
   const named = Object.hasOwn(NAMED_DATASETS, value) ? NAMED_DATASETS[value] : undefined;
-  let dir: string;
-  if (named) dir = join(dataDir, named.folder);
-  else {
-    dir = resolve(dataDir, value);
-    if (!isInside(dataDir, dir)) throw outside('dataset', value, `DATA_DIR (${dataDir})`);
-  }
+  const dir = named ? join(dataDir, named.folder) : resolve(dataDir, value);
   const file = join(dir, `${split}.jsonl`);
+  if (!named) {
+    if (!isInside(dataDir, dir)) throw outside('dataset', value, `DATA_DIR (${dataDir})`);
+    if (!reallyInside(dataDir, dir) || !reallyInside(dataDir, file)) throw outside('dataset', value, `DATA_DIR (${dataDir}) once symbolic links are followed`);
+  }
   if (!existsSync(file)) {
     const how = named ? `; make it with: ${named.make(dir)}` : ' (data set format: design.md "A data set on disk")';
     throw new EngineError('not_found', 'dataset_not_found', `no ${split} split for dataset "${value}": ${file} is missing${how}`);

@@ -159,6 +159,9 @@ async function load(options: BenchmarkLoadOptions): Promise<LoadedBenchmarkSplit
   const onDisk = await subtasksOnDisk(dir);
   const requested = options.subsets && options.subsets.length ? options.subsets : BLINK_DEFAULT_SUBTASKS;
   const subtasks = [...new Set(requested.map((s) => canonical(s, onDisk)))];
+  // A subtask is a folder (or file stem) directly in the BLINK folder: `.` and `..` are neither.
+  const notNames = subtasks.filter((s) => !/^(?!\.{1,2}$)[\w.-]+$/.test(s));
+  if (notNames.length) throw invalidInput('benchmark_subset_unknown', `BLINK subsets are subtask names (${BLINK_SUBTASKS.join(', ')}); not ${notNames.map((s) => `"${s}"`).join(', ')}`);
 
   const info: SplitInfo = { layout: 'parquet', files: [], rows: 0, skipped: {}, messages: [] };
   // Every requested subtask must be present before anything is read.
