@@ -97,10 +97,13 @@ def generation_config(ids: dict[str, int]) -> dict:
     }
 
 
-def init_model(preset_name: str, out: Path, seed: int = 0, dtype: str = "fp32") -> Path:
+def init_model(preset_name: str, out: Path, seed: int = 0, dtype: str = "fp32", corpus=None,
+               preprocessor: dict | None = None) -> Path:
+    """`corpus`: the tokenizer's training text (default: text_corpus); `preprocessor`: values that
+    replace PREPROCESSOR_CONFIG's (e.g. a smaller max_pixels)."""
     preset = get_preset(preset_name)
     out.mkdir(parents=True, exist_ok=True)
-    tok = train_tokenizer(preset, seed=seed)
+    tok = train_tokenizer(preset, seed=seed, corpus=corpus)
     ids = special_token_ids(tok)
     config = build_config(preset, ids, tok.get_vocab_size(with_added_tokens=True))
 
@@ -110,7 +113,7 @@ def init_model(preset_name: str, out: Path, seed: int = 0, dtype: str = "fp32") 
 
     save_tokenizer(tok, out, model_max_length=preset.text.max_position_embeddings)
     (out / "generation_config.json").write_text(json.dumps(generation_config(ids), indent=2) + "\n")
-    (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+    (out / "preprocessor_config.json").write_text(json.dumps({**PREPROCESSOR_CONFIG, **(preprocessor or {})}, indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     (out / "README.md").write_text(_readme(preset, seed, dtype, n_params, tok.get_vocab_size()))
     return out

@@ -94,6 +94,25 @@ PRESETS: dict[str, Preset] = {
         tie_word_embeddings=False,
         description="A few-MB Qwen2-VL for tests: 2 text layers of width 64, 2 vision blocks of width 32.",
     ),
+    "nano": Preset(
+        name="nano",
+        text=TextShape(
+            hidden_size=192,
+            intermediate_size=640,
+            num_hidden_layers=4,
+            num_attention_heads=6,
+            num_key_value_heads=2,
+            mrope_section=(4, 6, 6),
+            max_position_embeddings=2048,
+        ),
+        vision=VisionShape(depth=4, embed_dim=96, num_heads=3, mlp_ratio=2),
+        regular_vocab_size=None,
+        bpe_vocab_size=2048,
+        vocab_size=None,
+        tie_word_embeddings=True,
+        description="The embedded model's shape (~3M parameters): 4 text layers of width 192, 4 vision blocks of "
+        "width 96; trained by the project on CPU (docs/embedded-model.md).",
+    ),
     "qwen2-vl-2b": Preset(
         name="qwen2-vl-2b",
         text=TextShape(

@@ -9,6 +9,7 @@ is padded with unreachable filler entries so that every special token has the re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -64,8 +65,9 @@ def _pipeline(model: models.BPE) -> Tokenizer:
     return tok
 
 
-def train_tokenizer(preset: Preset, seed: int = 0) -> Tokenizer:
-    """Train the regular vocabulary on generated text, pad it if the preset asks, add specials."""
+def train_tokenizer(preset: Preset, seed: int = 0, corpus: Iterable[str] | None = None) -> Tokenizer:
+    """Train the regular vocabulary on generated text (`corpus`, default text_corpus's), pad it if
+    the preset asks, add specials."""
     tok = _pipeline(models.BPE())
     trainer = trainers.BpeTrainer(
         vocab_size=preset.bpe_vocab_size,
@@ -73,7 +75,7 @@ def train_tokenizer(preset: Preset, seed: int = 0) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(generate_corpus(seed=seed), trainer=trainer)
+    tok.train_from_iterator(generate_corpus(seed=seed) if corpus is None else corpus, trainer=trainer)
 
     if preset.regular_vocab_size is not None:
         tok = _pad_vocabulary(tok, preset.regular_vocab_size)
