@@ -8,8 +8,10 @@ For each item it renders the r1 prompt (ending in `<think>`), then
   the end token, token by token (log-probabilities under the model), and
 - samples `--samples` completions at temperature 1.0 (as GRPO's rollouts) and counts how many pass
   the format check and how many contain `</think>` or `<answer>` at all.
-It prints a JSON summary: the mean log-probability of the formatted completion, the least likely
-token of it on average, and the sampled rates. A format that the model gives probability e^-30
+It prints a JSON summary: the mean log-probability of the formatted completion, the mean
+log-probability of its tag tokens, the sampled rates, and how often the model closes a section it
+opened (`<objects>` ... right after the image) with the same name (`closing_tag_matches_opening`):
+closing `</think>` needs exactly that copy. A format that the model gives probability e^-30
 is never sampled, so GRPO's format reward cannot find it.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -26,7 +29,7 @@ import torch
 from PIL import Image
 
 from .data import read_split
-from .prompts import render_prompt
+from .prompts import IMAGE_PLACEHOLDER, render_prompt
 from .rewards import format_reward
 
 
@@ -72,8 +75,26 @@ def probe(model_dir: Path, dataset: Path, split: str, items: int, samples: int, 
                 close_think += "</think>" in text
                 open_answer += "<answer>" in text
             examples.append(texts[0])
+    # Does the model close a section with the name it opened it with (a copy from context)? Sections
+    # named as in pre-training, opened right after the image; the first closing tag is compared.
+    matched, opened = 0, 0
+    if samples and chosen:
+        with Image.open(chosen[0].image) as image:
+            picture = image.convert("RGB")
+        for name in ("objects", "summary", "facts", "notes"):
+            inputs = processor(text=[f"{IMAGE_PLACEHOLDER}<{name}>"], images=[picture], return_tensors="pt")
+            out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                 max_new_tokens=max_new_tokens * 2, num_return_sequences=samples, eos_token_id=eos,
+                                 pad_token_id=eos[0])
+            for text in tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True):
+                close = re.search(r"</([^>]*)>", text)
+                if close:
+                    opened += 1
+                    matched += close.group(1) == name
     return {
         "model": str(model_dir),
+        "closing_tag_matches_opening": matched / opened if opened else None,
+        "closing_tags_seen": opened,
         "items": len(chosen),
         "formatted_completion_logprob_mean": sum(totals) / len(totals),
         "formatted_completion_probability_mean": sum(math.exp(t) for t in totals) / len(totals),

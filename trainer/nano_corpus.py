@@ -113,7 +113,7 @@ def make_document(description: dict, rng: random.Random, markup_share: float = 0
     """(kind, text) of one pre-training document for a scene description."""
     facts = description["facts"]
     remark = rng.choice(REMARKS) if rng.random() < 0.25 else ""
-    if rng.random() >= markup_share:
+    if rng.random() < 1 - markup_share:
         text = description["text"]
         if remark:
             text = f"{remark} {text}" if rng.random() < 0.5 else f"{text} {remark}"
