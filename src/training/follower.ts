@@ -54,7 +54,7 @@ export class MetricsFollower {
           continue;
         }
         for (const text of buffer.subarray(0, end).toString('utf8').split('\n')) {
-          const line = parseLine(text);
+          const line = parseStepLine(text);
           if (line) lines.push(line);
           else if (text.trim()) skipped += 1;
         }
@@ -68,14 +68,18 @@ export class MetricsFollower {
   }
 }
 
-function parseLine(text: string): StepMetrics | null {
+/**
+ * One line of a trainer's step-keyed JSONL file (metrics.jsonl, rollouts.jsonl): a JSON object with
+ * a non-negative integer `step`, or null (blank, malformed, or no such step).
+ */
+export function parseStepLine<T extends { step: number } = StepMetrics>(text: string): T | null {
   const trimmed = text.trim();
   if (!trimmed) return null;
   try {
     const value = JSON.parse(trimmed) as unknown;
     if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
     const step = (value as { step?: unknown }).step;
-    return typeof step === 'number' && Number.isSafeInteger(step) && step >= 0 ? (value as StepMetrics) : null;
+    return typeof step === 'number' && Number.isSafeInteger(step) && step >= 0 ? (value as T) : null;
   } catch {
     return null;
   }

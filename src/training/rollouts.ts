@@ -3,6 +3,7 @@
 // asked for, so a long job's file is never held in memory whole.
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { parseStepLine } from './follower';
 
 /** One rollouts.jsonl line, as the trainer wrote it. */
 export type Rollout = { step: number } & Record<string, unknown>;
@@ -22,16 +23,7 @@ export interface RolloutsPage {
 const MAX_LINE_CHARS = 1 << 20;
 
 function parse(text: string): Rollout | null {
-  const trimmed = text.trim();
-  if (!trimmed || trimmed.length > MAX_LINE_CHARS) return null;
-  try {
-    const value = JSON.parse(trimmed) as unknown;
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) return null;
-    const step = (value as { step?: unknown }).step;
-    return typeof step === 'number' && Number.isSafeInteger(step) && step >= 0 ? (value as Rollout) : null;
-  } catch {
-    return null;
-  }
+  return text.trim().length > MAX_LINE_CHARS ? null : parseStepLine<Rollout>(text);
 }
 
 /**
