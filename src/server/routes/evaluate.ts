@@ -4,6 +4,7 @@
 import { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import type { EvalRuns } from '../../benchmarks/runs';
+import { imageExtension } from '../../benchmarks/loaders/common';
 import { BENCHMARKS } from '../../benchmarks/types';
 import type { AppContext } from '../app';
 import { HttpError } from '../errors';
@@ -42,13 +43,12 @@ async function runItem(ctx: AppContext, req: Request) {
   return { id, itemId, item };
 }
 
-/** The media type of encoded image bytes by their signature (what the loaders accept). */
+/** Media types of the image formats the dashboard's browsers display, by file extension. */
+const MEDIA_TYPES: Record<string, string> = { png: 'image/png', jpg: 'image/jpeg', webp: 'image/webp', gif: 'image/gif' };
+
+/** The media type of encoded image bytes by their signature (the loaders' own check). */
 export function imageType(bytes: Buffer): string {
-  if (bytes.length >= 8 && bytes.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'image/png';
-  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'image/jpeg';
-  if (bytes.length >= 12 && bytes.toString('latin1', 0, 4) === 'RIFF' && bytes.toString('latin1', 8, 12) === 'WEBP') return 'image/webp';
-  if (bytes.length >= 6 && /^GIF8[79]a$/.test(bytes.toString('latin1', 0, 6))) return 'image/gif';
-  return 'application/octet-stream';
+  return MEDIA_TYPES[imageExtension(bytes) ?? ''] ?? 'application/octet-stream';
 }
 
 export function evaluateRouter(ctx: AppContext): Router {
