@@ -90,7 +90,7 @@ export class ModelRegistry {
     }
     const folder = readModelFolder(entry.dir, { dtype: this.options.dtype, name });
     const tokenizer = await Tokenizer.fromModelDir(entry.dir);
-    const image = imageProcessorConfig(folder.preprocessor, serviceImageBounds(imageProcessorConfig(folder.preprocessor), this.options.image));
+    const image = imageProcessorConfig(folder.preprocessor, this.options.image);
     const runner = await ModelRunner.start(folder, { threads: this.options.threads });
     const scheduler = new Scheduler(runner, this.options.scheduler, this.options.observer?.(name));
     const model: LoadedModel = { name, folder, runner, scheduler, tokenizer, image, lastUsed: Date.now(), users: 0 };
@@ -131,16 +131,4 @@ export class ModelRegistry {
     await Promise.allSettled([...this.loading.values()]);
     await Promise.all([...this.loaded.keys()].map((name) => this.unload(name)));
   }
-}
-
-/**
- * The service's MAX_PIXELS / MIN_PIXELS applied to one model: MAX_PIXELS is a ceiling, so a model
- * whose own preprocessor_config asks for smaller images (one trained on them, such as the embedded
- * nano models) keeps its bound; MIN_PIXELS never exceeds the resulting maximum.
- */
-export function serviceImageBounds(own: { maxPixels: number }, service: { maxPixels?: number; minPixels?: number }): { maxPixels?: number; minPixels?: number } {
-  const maxPixels = service.maxPixels === undefined ? undefined : Math.min(service.maxPixels, own.maxPixels);
-  const ceiling = maxPixels ?? own.maxPixels;
-  const minPixels = service.minPixels === undefined ? undefined : Math.min(service.minPixels, ceiling);
-  return { maxPixels, minPixels };
 }

@@ -77,9 +77,11 @@ function readTriple(json: Record<string, unknown>, key: string, fallback: [numbe
 
 /**
  * The image settings of a model folder's preprocessor_config.json, with Qwen2-VL's defaults for
- * anything missing. Precedence as in `Qwen2VLImageProcessor.__init__`: `overrides` (request or
- * server options), then top-level `min_pixels` / `max_pixels`, then `size.shortest_edge` /
- * `size.longest_edge` (or `size.min_pixels` / `size.max_pixels` of older folders).
+ * anything missing. Precedence as in `Qwen2VLImageProcessor.__init__`: top-level `min_pixels` /
+ * `max_pixels`, then `size.shortest_edge` / `size.longest_edge` (or `size.min_pixels` /
+ * `size.max_pixels` of older folders). `overrides` are the service's MAX_PIXELS / MIN_PIXELS:
+ * `maxPixels` is a ceiling, so a model whose folder asks for smaller images (one trained on them,
+ * such as the embedded nano models) keeps its bound, and `minPixels` never exceeds the maximum.
  */
 export function imageProcessorConfig(
   preprocessorJson: Record<string, unknown>,
@@ -92,8 +94,8 @@ export function imageProcessorConfig(
   let maxPixels = readPositiveInt(size, 'longest_edge', readPositiveInt(size, 'max_pixels', defaults.maxPixels));
   minPixels = readPositiveInt(preprocessorJson, 'min_pixels', minPixels);
   maxPixels = readPositiveInt(preprocessorJson, 'max_pixels', maxPixels);
-  if (overrides.minPixels !== undefined) minPixels = readPositiveInt({ min_pixels: overrides.minPixels }, 'min_pixels', minPixels);
-  if (overrides.maxPixels !== undefined) maxPixels = readPositiveInt({ max_pixels: overrides.maxPixels }, 'max_pixels', maxPixels);
+  if (overrides.maxPixels !== undefined) maxPixels = Math.min(maxPixels, readPositiveInt({ max_pixels: overrides.maxPixels }, 'max_pixels', maxPixels));
+  if (overrides.minPixels !== undefined) minPixels = Math.min(maxPixels, readPositiveInt({ min_pixels: overrides.minPixels }, 'min_pixels', minPixels));
   if (minPixels > maxPixels) throw configError(`min_pixels ${minPixels} is greater than max_pixels ${maxPixels}`);
 
   const rescale = preprocessorJson.rescale_factor;

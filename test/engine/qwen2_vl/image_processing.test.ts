@@ -310,7 +310,7 @@ describe('imageProcessorConfig', () => {
     expect(DEFAULT_IMAGE_PROCESSOR_CONFIG).toMatchObject({ minPixels: 56 * 56, maxPixels: 28 * 28 * 1280 });
   });
 
-  test('size.shortest_edge/longest_edge, top-level min/max_pixels over them, overrides over both', () => {
+  test('size.shortest_edge/longest_edge, top-level min/max_pixels over them, the service bounds over both (MAX_PIXELS a ceiling)', () => {
     expect(imageProcessorConfig({ size: { shortest_edge: 1000, longest_edge: 2000000 } })).toMatchObject({ minPixels: 1000, maxPixels: 2000000 });
     expect(imageProcessorConfig({ size: { shortest_edge: 1000, longest_edge: 2000000 }, min_pixels: 4000, max_pixels: 500000 })).toMatchObject({
       minPixels: 4000,
