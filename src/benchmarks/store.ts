@@ -1,7 +1,7 @@
 // Evaluation runs and predictions in SQLite. Every prediction is written in the same transaction
 // as the run's progress, and (run, item) is unique, so a crash loses at most the items in flight
 // and a resumed run never scores an item twice.
-import type { Db } from '../storage/database';
+import { Db, timestamp } from '../storage/database';
 
 export type RunStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const TERMINAL: ReadonlySet<RunStatus> = new Set(['succeeded', 'failed', 'cancelled']);
@@ -40,8 +40,6 @@ export interface PredictionRow {
   created_at: string;
 }
 
-const now = () => new Date().toISOString();
-
 export class RunStore {
   constructor(private readonly db: Db) {}
 
@@ -51,7 +49,7 @@ export class RunStore {
         `INSERT INTO eval_runs (id, benchmark, split, model, template, strategy, params, status, total, created_at)
          VALUES (@id, @benchmark, @split, @model, @template, @strategy, @params, @status, @total, @created_at)`,
       )
-      .run({ ...run, created_at: now() });
+      .run({ ...run, created_at: timestamp() });
     return this.getRun(run.id)!;
   }
 
@@ -69,13 +67,13 @@ export class RunStore {
   }
 
   markRunning(id: string, total: number): void {
-    this.db.prepare(`UPDATE eval_runs SET status = 'running', total = ?, started_at = COALESCE(started_at, ?) WHERE id = ?`).run(total, now(), id);
+    this.db.prepare(`UPDATE eval_runs SET status = 'running', total = ?, started_at = COALESCE(started_at, ?) WHERE id = ?`).run(total, timestamp(), id);
   }
 
   finish(id: string, status: RunStatus, fields: { result?: unknown; error?: string }): void {
     this.db
       .prepare('UPDATE eval_runs SET status = ?, result = ?, error = ?, finished_at = ? WHERE id = ?')
-      .run(status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, now(), id);
+      .run(status, fields.result === undefined ? null : JSON.stringify(fields.result), fields.error ?? null, timestamp(), id);
   }
 
   /** Item ids already scored for a run (skipped when it resumes). */
@@ -93,7 +91,7 @@ export class RunStore {
              (run_id, item_index, item_id, task, source, gold, gold_text, prediction, extracted, correct, format_ok, completion_tokens, created_at)
            VALUES (@run_id, @item_index, @item_id, @task, @source, @gold, @gold_text, @prediction, @extracted, @correct, @format_ok, @completion_tokens, @created_at)`,
         )
-        .run({ ...prediction, created_at: now() });
+        .run({ ...prediction, created_at: timestamp() });
       if (inserted.changes) this.db.prepare('UPDATE eval_runs SET done = done + 1 WHERE id = ?').run(prediction.run_id);
       return inserted.changes > 0;
     })();

@@ -6,6 +6,9 @@ import { join } from 'node:path';
 
 export type Db = Database.Database;
 
+/** The time stamps stored in every table: ISO 8601 in UTC, which sorts as text. */
+export const timestamp = () => new Date().toISOString();
+
 // Each entry migrates the schema from version i to i + 1. Never edit a released entry: append.
 const MIGRATIONS: string[] = [
   `CREATE TABLE eval_runs (

@@ -1,7 +1,7 @@
 // Training jobs and their per-step metrics in SQLite. The job manager owns these rows and the
 // trainer never sees them (design.md): it writes files, the manager follows them. train_metrics
 // mirrors the job's metrics.jsonl: one row per step, the line as the trainer wrote it.
-import type { Db } from '../storage/database';
+import { Db, timestamp } from '../storage/database';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
@@ -31,8 +31,6 @@ export interface JobRow {
   finished_at: string | null;
 }
 
-const now = () => new Date().toISOString();
-
 export class JobStore {
   constructor(private readonly db: Db) {}
 
@@ -42,7 +40,7 @@ export class JobStore {
         `INSERT INTO train_jobs (id, status, request, job_dir, backend, total_steps, created_at)
          VALUES (@id, 'queued', @request, @job_dir, @backend, @total_steps, @created_at)`,
       )
-      .run({ ...job, created_at: now() });
+      .run({ ...job, created_at: timestamp() });
     return this.get(job.id)!;
   }
 
@@ -70,7 +68,7 @@ export class JobStore {
   markRunning(id: string): void {
     this.db
       .prepare(`UPDATE train_jobs SET status = 'running', backend_ref = NULL, attempts = attempts + 1, started_at = COALESCE(started_at, ?) WHERE id = ?`)
-      .run(now(), id);
+      .run(timestamp(), id);
   }
 
   setBackendRef(id: string, ref: string): void {
@@ -78,7 +76,7 @@ export class JobStore {
   }
 
   requestCancel(id: string): void {
-    this.db.prepare('UPDATE train_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?').run(now(), id);
+    this.db.prepare('UPDATE train_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?').run(timestamp(), id);
   }
 
   /** Back to the queue (a trainer lost with the service restarts from its checkpoint). */
@@ -93,7 +91,7 @@ export class JobStore {
   finish(id: string, status: JobStatus, fields: { modelName?: string; error?: string } = {}): void {
     this.db
       .prepare('UPDATE train_jobs SET status = ?, model_name = ?, error = ?, finished_at = ? WHERE id = ?')
-      .run(status, fields.modelName ?? null, fields.error ?? null, now(), id);
+      .run(status, fields.modelName ?? null, fields.error ?? null, timestamp(), id);
   }
 
   /** The stored lines of a job by step, as JSON text. */
