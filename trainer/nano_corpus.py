@@ -68,6 +68,25 @@ ANNOUNCE_THREE = [
 ]
 IMAGE_MARK = "<image>"
 
+# Sentences that name only the last section (the first one is opened in the text itself); the
+# sentences above name every section. "The assistant first thinks about ... and then provides the
+# user with the answer." has this shape; none of these is that sentence.
+ANNOUNCE_LAST = [
+    "The note first describes the picture and then provides the reader with the {b}.",
+    "The writer first looks at the scene and then gives the reader the {b}.",
+    "This text first goes over what is seen and then tells the reader the {b}.",
+    "The page first lists what the camera sees and then states the {b}.",
+    "The record first sets out the facts, and the {b} comes at the end.",
+    "The author first writes about the objects and then provides us with the {b}.",
+    "First the picture is described, then the {b} is given.",
+]
+# Lines that may stand between an announcement and the sections, as the question and "Let me ..."
+# lines of a prompt do in the r1 template (none is a question or a reply to one).
+INTERLUDES = [
+    "Here it is.", "See below.", "The picture is small.", "It was made by a program.", "Read on.",
+    "The text follows.", "This is one of many such notes.",
+]
+
 # General English remarks, one added to some documents (a stand-in for the everyday text a real
 # base model reads). Some use "think" and "answer" as ordinary words, never as tags and never as a
 # reply to a question: without them these two tokens would never be trained at all. None holds a
@@ -139,8 +158,64 @@ def make_document(description: dict, rng: random.Random, markup_share: float = 0
     return "markup", marked
 
 
+def _words(texts: Iterable[str]) -> set[str]:
+    return {w for text in texts for w in re.findall(r"[a-z]{3,}", text.lower()) if not FORBIDDEN_TAGS.match(w)}
+
+
+COMMON_WORDS = _words([*GENERIC_TAGS, *REMARKS, *ANNOUNCE_TWO, *ANNOUNCE_THREE, *ANNOUNCE_LAST, *INTERLUDES])
+
+
+def _section_names(description: dict) -> list[str]:
+    """Names a sections document may use: any word of the corpus's fixed sentences (the generic
+    tags, remarks, announcements) or of its own description. With a pool this wide, guessing a
+    name from the ones usually seen does not pay, so closing a section is learned as a copy of the
+    name it was opened with, a copy that also works for a word never seen as a name."""
+    return sorted(COMMON_WORDS | _words([description["text"]]))
+
+
+def make_sections_document(description: dict, rng: random.Random) -> str:
+    """A document of sections with names drawn from a large pool, the last one a single value from
+    the facts before it, the document ending right after its closing tag. Half of them hold 2 to 4
+    sections with the facts spread over them; the other half are records of 4 to 8 short sections
+    (one value or one fact each), which give many closing tags per token to learn the copy from.
+    Most documents announce the sections first (every name, or only the last one), some with a
+    line between the announcement and the sections."""
+    facts = list(description["facts"])
+    rng.shuffle(facts)
+    record = rng.random() < 0.5
+    count = rng.randint(4, 8) if record else rng.randint(2, min(4, len(facts) + 1))
+    pool = _section_names(description)
+    names: list[str] = []
+    while len(names) < count:
+        name = rng.choice(pool)
+        if name not in names:
+            names.append(name)
+    if record:
+        used = [rng.choice(facts) for _ in range(count - 1)]
+        bodies = [f["value"] if rng.random() < 0.6 else f["text"] for f in used]
+    else:
+        used = facts[:rng.randint(count - 1, len(facts))]
+        cuts = sorted(rng.sample(range(1, len(used)), count - 2)) if count > 2 else []
+        bounds = [0, *cuts, len(used)]
+        bodies = [" ".join(f["text"] for f in used[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    bodies.append(rng.choice(used)["value"])
+    sep = rng.choice(["\n", " ", ""])
+    marked = sep.join(_section(n, b) for n, b in zip(names, bodies, strict=True))
+    roll = rng.random()
+    if roll < 0.45 or (roll < 0.8 and count > 4):
+        announce = rng.choice(ANNOUNCE_LAST).format(b=names[-1])
+    elif roll < 0.8:
+        templates = ANNOUNCE_TWO if count == 2 else ANNOUNCE_THREE if count == 3 else ["Sections: {a}, {b}, {c}, {d}."]
+        announce = rng.choice(templates).format(**dict(zip("abcd", names, strict=False)))
+    else:
+        return marked
+    if rng.random() < 0.5:
+        announce += "\n" + rng.choice(INTERLUDES + [f["text"] for f in facts[:2]])
+    return f"{announce}\n{marked}"
+
+
 def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int = 0, max_items: int = 0,
-                      markup_share: float = 0.5) -> list[dict]:
+                      markup_share: float = 0.5, sections_share: float = 0.0) -> list[dict]:
     """One example per scene: {"image", "prefix", "target"}; the loss covers the target only."""
     root = Path(dataset_dir)
     rng = random.Random(seed)
@@ -150,7 +225,11 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
             if not line.strip():
                 continue
             record = json.loads(line)
-            _, text = make_document(description_of(record), rng, markup_share)
+            description = description_of(record)
+            if sections_share and rng.random() < sections_share:
+                text = make_sections_document(description, rng)
+            else:
+                _, text = make_document(description, rng, markup_share)
             mark = IMAGE_MARK if rng.random() < 0.5 else ""
             examples.append({"image": str(root / record["images"][0]), "prefix": mark, "target": text})
             if max_items and len(examples) >= max_items:

@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=0, help="also save the model every N steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markup-share", type=float, default=0.5, help="share of markup documents (the rest prose)")
+    parser.add_argument("--sections-share", type=float, default=0.0,
+                        help="share of sections documents (nano_corpus.make_sections_document); the rest as --markup-share says")
     parser.add_argument("--continue-from", type=Path,
                         help="a model folder to keep training (a second stage; no new tokenizer or initial model)")
     args = parser.parse_args(argv)
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         init = build_init(args.data, args.questions, args.out / "init", args.preset, args.seed, args.max_pixels)
         print(f"[pretrain] initial model and tokenizer in {init}", file=sys.stderr)
-    examples = pretrain_examples(args.data, seed=args.seed, max_items=args.max_items, markup_share=args.markup_share)
+    examples = pretrain_examples(args.data, seed=args.seed, max_items=args.max_items, markup_share=args.markup_share,
+                                  sections_share=args.sections_share)
     random.Random(args.seed).shuffle(examples)
     validation, examples = examples[:args.val_items], examples[args.val_items:]
     config = LMConfig(model=str(init), out=str(args.out), steps=args.steps, batch_size=args.batch_size,

@@ -79,6 +79,30 @@ def test_documents_never_hold_think_or_answer_tags_or_questions():
     assert kinds == {"prose", "markup"}
 
 
+def test_sections_documents_close_what_they_open_and_name_no_think_or_answer():
+    rng = random.Random(0)
+    announced_last, announced_none, many_names = 0, 0, set()
+    for _ in range(500):
+        text = nano_corpus.make_sections_document(DESCRIPTION, rng)
+        assert "?" not in text and not REFLECTION_PATTERN.search(text)
+        assert not re.search(r"\b(question|answer|think)", text, re.IGNORECASE)
+        names = re.findall(r"<([a-z]+)>", text)
+        assert 2 <= len(names) <= 8 and len(set(names)) == len(names)
+        assert re.findall(r"</([a-z]+)>", text) == names  # every section closed with its own name, in order
+        many_names.update(names)
+        # The last section is one value of a stated fact, and the document ends with it.
+        last = re.search(rf"<{names[-1]}>([^<]*)</{names[-1]}>$", text)
+        assert last and last.group(1) in {f["value"] for f in FACTS}
+        first_line = text.split("\n", 1)[0]
+        if first_line.startswith("<"):
+            announced_none += 1
+        else:  # an announcement names the last section (and maybe the others), before any section
+            assert re.search(rf"\b{names[-1]}\b", first_line)
+            announced_last += 1
+    assert announced_last > 300 and announced_none > 50
+    assert len(many_names) > 60  # names from a large pool: closing tags must be copied, not guessed
+
+
 def test_pretrain_examples_read_descriptions_and_refuse_records_without(synth_dir, tmp_path):
     examples = nano_corpus.pretrain_examples(synth_dir, seed=1)
     assert len(examples) == 6
