@@ -11,7 +11,8 @@ For each item it renders the r1 prompt (ending in `<think>`), then
 It prints a JSON summary: the mean log-probability of the formatted completion, the mean
 log-probability of its tag tokens, the sampled rates, and how often the model closes a section it
 opened (`<objects>` ... right after the image) with the same name (`closing_tag_matches_opening`):
-closing `</think>` needs exactly that copy. A format that the model gives probability e^-30
+closing `</think>` needs exactly that copy; `closing_name_logprob` measures that copy teacher-forced
+for words that were and were not section names in pre-training, think and answer among them. A format that the model gives probability e^-30
 is never sampled, so GRPO's format reward cannot find it.
 """
 
@@ -31,6 +32,8 @@ from PIL import Image
 from .data import read_split
 from .prompts import IMAGE_PLACEHOLDER, render_prompt
 from .rewards import format_reward
+
+COPY_PROBE_NAMES = ("summary", "notes", "sky", "light", "mind", "process", "think", "answer")
 
 
 @torch.no_grad()
@@ -91,8 +94,21 @@ def probe(model_dir: Path, dataset: Path, split: str, items: int, samples: int, 
                 if close:
                     opened += 1
                     matched += close.group(1) == name
+    # The same copy, teacher-forced and for any word: log-probability of NAME right after
+    # `<NAME>{a sentence}</`. Words seen as section names in pre-training against think and answer,
+    # which never are (and two words of the r1 prompt the pre-training may or may not use as names).
+    closing_name = {}
+    if chosen:
+        with Image.open(chosen[0].image) as image:
+            picture = image.convert("RGB")
+        for name in COPY_PROBE_NAMES:
+            inputs = processor(text=[f"{IMAGE_PLACEHOLDER}<{name}>There are 2 pink cubes.</"], images=[picture],
+                               return_tensors="pt")
+            logp = torch.log_softmax(model(**inputs).logits[0, -1].float(), dim=-1)
+            closing_name[name] = float(logp[tok(name, add_special_tokens=False)["input_ids"][0]])
     return {
         "model": str(model_dir),
+        "closing_name_logprob": closing_name,
         "closing_tag_matches_opening": matched / opened if opened else None,
         "closing_tags_seen": opened,
         "items": len(chosen),

@@ -173,7 +173,15 @@ def _section_names(description: dict) -> list[str]:
     return sorted(COMMON_WORDS | _words([description["text"]]))
 
 
-def make_sections_document(description: dict, rng: random.Random) -> str:
+def vocabulary_names(tokenizer_file: str | Path) -> list[str]:
+    """Every letters-only entry of a tokenizer's vocabulary (words and word pieces) except think,
+    answer and their forms: a name pool so wide that a section can only be closed by copying, for
+    any token, the name it was opened with."""
+    vocab = json.loads(Path(tokenizer_file).read_text())["model"]["vocab"]
+    return sorted(t for t in vocab if t.isascii() and t.isalpha() and len(t) >= 2 and not FORBIDDEN_TAGS.match(t))
+
+
+def make_sections_document(description: dict, rng: random.Random, names_pool: list[str] | None = None) -> str:
     """A document of sections with names drawn from a large pool, the last one a single value from
     the facts before it, the document ending right after its closing tag. Half of them hold 2 to 4
     sections with the facts spread over them; the other half are records of 4 to 8 short sections
@@ -184,7 +192,8 @@ def make_sections_document(description: dict, rng: random.Random) -> str:
     rng.shuffle(facts)
     record = rng.random() < 0.5
     count = rng.randint(4, 8) if record else rng.randint(2, min(4, len(facts) + 1))
-    pool = _section_names(description)
+    pool = names_pool or _section_names(description)
+    count = min(count, len(pool))
     names: list[str] = []
     while len(names) < count:
         name = rng.choice(pool)
@@ -215,7 +224,8 @@ def make_sections_document(description: dict, rng: random.Random) -> str:
 
 
 def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int = 0, max_items: int = 0,
-                      markup_share: float = 0.5, sections_share: float = 0.0) -> list[dict]:
+                      markup_share: float = 0.5, sections_share: float = 0.0,
+                      names_pool: list[str] | None = None) -> list[dict]:
     """One example per scene: {"image", "prefix", "target"}; the loss covers the target only."""
     root = Path(dataset_dir)
     rng = random.Random(seed)
@@ -227,7 +237,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
             record = json.loads(line)
             description = description_of(record)
             if sections_share and rng.random() < sections_share:
-                text = make_sections_document(description, rng)
+                text = make_sections_document(description, rng, names_pool)
             else:
                 _, text = make_document(description, rng, markup_share)
             mark = IMAGE_MARK if rng.random() < 0.5 else ""

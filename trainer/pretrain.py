@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .init_model import init_model
 from .lm import LMConfig, train
-from .nano_corpus import pretrain_examples, prompt_texts, tokenizer_corpus
+from .nano_corpus import pretrain_examples, prompt_texts, tokenizer_corpus, vocabulary_names
 
 # Images are resized to at most 168x168 (12x12 patches, 36 image tokens): small enough for CPU
 # training, and the bound the shipped model's preprocessor_config keeps for serving.
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markup-share", type=float, default=0.5, help="share of markup documents (the rest prose)")
     parser.add_argument("--sections-share", type=float, default=0.0,
                         help="share of sections documents (nano_corpus.make_sections_document); the rest as --markup-share says")
+    parser.add_argument("--names-from-vocabulary", action="store_true",
+                        help="sections documents draw names from the whole tokenizer vocabulary (nano_corpus.vocabulary_names)")
     parser.add_argument("--continue-from", type=Path,
                         help="a model folder to keep training (a second stage; no new tokenizer or initial model)")
     args = parser.parse_args(argv)
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         init = build_init(args.data, args.questions, args.out / "init", args.preset, args.seed, args.max_pixels)
         print(f"[pretrain] initial model and tokenizer in {init}", file=sys.stderr)
+    names = vocabulary_names(Path(init) / "tokenizer.json") if args.names_from_vocabulary else None
     examples = pretrain_examples(args.data, seed=args.seed, max_items=args.max_items, markup_share=args.markup_share,
-                                  sections_share=args.sections_share)
+                                 sections_share=args.sections_share, names_pool=names)
     random.Random(args.seed).shuffle(examples)
     validation, examples = examples[:args.val_items], examples[args.val_items:]
     config = LMConfig(model=str(init), out=str(args.out), steps=args.steps, batch_size=args.batch_size,

@@ -103,6 +103,17 @@ def test_sections_documents_close_what_they_open_and_name_no_think_or_answer():
     assert len(many_names) > 60  # names from a large pool: closing tags must be copied, not guessed
 
 
+def test_vocabulary_names_leave_out_think_and_answer(tmp_path):
+    vocab = {"think": 0, "thinks": 1, "answer": 2, "Answer": 3, "cube": 4, "re": 5, "Ġ": 6, "<": 7, "x": 8, "ĠThe": 9}
+    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"vocab": vocab}}))
+    names = nano_corpus.vocabulary_names(tmp_path / "tokenizer.json")
+    assert names == ["cube", "re"]
+    rng = random.Random(1)
+    for _ in range(50):
+        text = nano_corpus.make_sections_document(DESCRIPTION, rng, names + ["sky", "mind"])
+        assert set(re.findall(r"</?([a-z]+)>", text)) <= {"cube", "re", "sky", "mind"}
+
+
 def test_pretrain_examples_read_descriptions_and_refuse_records_without(synth_dir, tmp_path):
     examples = nano_corpus.pretrain_examples(synth_dir, seed=1)
     assert len(examples) == 6
@@ -178,6 +189,16 @@ def test_pretrain_then_sft_at_tiny_size(synth_dir, tmp_path):
     assert labelled == target and encoded["input_ids"][-len(target):] == target
     batch = batcher.collate([encoded, batcher.encode({**example, "target": "Hi."})])
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == batch["mm_token_type_ids"].shape
+
+    # The format probe runs on any model folder and reports the copy of section names per word.
+    from trainer import format_probe
+
+    report = format_probe.probe(model_dir, synth_dir, "val", items=1, samples=2, max_new_tokens=3, seed=0,
+                                max_pixels=pretrain.MAX_PIXELS)
+    assert set(report["closing_name_logprob"]) == set(format_probe.COPY_PROBE_NAMES)
+    assert all(-50 < v < 0 for v in report["closing_name_logprob"].values())
+    assert report["samples"] == 2 and 0 <= report["sampled_format_rate"] <= 1
+    assert report["formatted_completion_logprob_mean"] < 0
 
     sft_out = tmp_path / "sft"
     assert sft.main(["--model", str(model_dir), "--dataset", str(synth_dir), "--out", str(sft_out), "--steps", "2",
