@@ -115,8 +115,8 @@ export interface Config {
   warmup: boolean;
 }
 
-/** The model shipped in models/ that a fresh clone serves. */
-export const EMBEDDED_MODEL = 'tiny-random';
+/** The model shipped in models/ that a fresh clone serves: the project's trained base (docs/embedded-model.md). */
+export const EMBEDDED_MODEL = 'nano-base';
 // src/config.ts and dist/config.js both sit one level below the repository root.
 export const REPO_ROOT = resolve(__dirname, '..');
 

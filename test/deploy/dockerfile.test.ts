@@ -382,7 +382,10 @@ describe('the runtime stage, replayed from a clean production install', () => {
     const generated = await fetch(`${base}/generate`, { method: 'POST', body: form });
     const body = (await generated.json()) as { model: string; text: string; usage: { completion_tokens: number } };
     expect(generated.status).toBe(200);
-    expect(body).toMatchObject({ model: 'tiny-random', text: expect.any(String), usage: { completion_tokens: 4 } });
+    // The image serves the embedded trained model (it may end its answer before the 4 tokens).
+    expect(body).toMatchObject({ model: 'nano-base', text: expect.any(String) });
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    expect(body.usage.completion_tokens).toBeLessThanOrEqual(4);
 
     proc.kill('SIGTERM');
     expect(await exited).toEqual({ code: 0, signal: null });

@@ -32,9 +32,11 @@ export function testEngine(overrides: Partial<EngineOptions> = {}): Engine {
   return new Engine(testEngineOptions(overrides));
 }
 
-/** A configuration as the service reads it, with test-sized limits; `env` overrides variables. */
+/** A configuration as the service reads it, with test-sized limits; `env` overrides variables.
+ *  Tests serve tiny-random (fast, every code path) unless they name another model. */
 export function testConfig(env: Record<string, string> = {}): Config {
   return loadConfig({
+    DEFAULT_MODEL: 'tiny-random',
     THREADS: '1',
     LOG_LEVEL: 'silent',
     MAX_BATCH_SIZE: '8',
