@@ -63,7 +63,7 @@ describe('process faults', () => {
 
   test('kill -9 mid-evaluation, restart: the run resumes and every item is scored exactly once', async () => {
     const port = await freePort();
-    const env = { STATE_DIR: join(dir, 'state'), DATA_DIR: join(dir, 'data'), MAX_BATCH_SIZE: '2' };
+    const env = { STATE_DIR: join(dir, 'state'), DATA_DIR: join(dir, 'data'), MAX_BATCH_SIZE: '2', DEFAULT_MODEL: 'tiny-random' };
     const first = startService(env, port);
     let second: Service | undefined;
     try {

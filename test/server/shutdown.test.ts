@@ -32,7 +32,7 @@ test('SIGTERM drains: readiness fails, new work is refused, the in-flight reques
   const base = `http://127.0.0.1:${port}`;
   const child = spawn(process.execPath, ['--require', 'tsx/cjs', join(REPO_ROOT, 'src/server/main.ts')], {
     cwd: REPO_ROOT,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', THREADS: '1', MAX_NEW_TOKENS: '4096', SHUTDOWN_DELAY_MS: '1500' },
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', THREADS: '1', MAX_NEW_TOKENS: '4096', SHUTDOWN_DELAY_MS: '1500', DEFAULT_MODEL: 'tiny-random' },
     stdio: 'ignore',
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
