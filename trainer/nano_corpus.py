@@ -14,6 +14,10 @@ documents look like, and why (docs/embedded-model.md lists the same choices):
   last section is short: one value (a number, a direction word or an object name), and the
   document ends right after its closing tag. Real base models see such markup on the web; this
   is our stand-in. No section is ever called think or answer, and none holds a reply to a question.
+- `sections` (share sections_share, 0 unless asked; the experiments of docs/embedded-model.md that
+  try to teach the copy): 2 to 8 sections whose names come from a wide pool of words (or the
+  whole tokenizer vocabulary), most announced by a sentence naming the last or every section,
+  every section closed with its own name. Never think or answer, never a question.
 - A quarter of the documents carry one general English remark (REMARKS), some of which use
   "think" and "answer" as ordinary words; none holds a self-reflection word.
 - Half of the documents put the literal text `<image>` after the image, as the paper's prompt does
