@@ -5,43 +5,32 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
-import { EvalRuns } from '../../src/benchmarks/runs';
-import { splitLoader } from '../../src/benchmarks/splits';
-import { RunStore } from '../../src/benchmarks/store';
-import { Engine } from '../../src/engine/engine';
-import { createApp } from '../../src/server/app';
 import { imageType } from '../../src/server/routes/evaluate';
 import { JobManager } from '../../src/training/manager';
 import { readRollouts } from '../../src/training/rollouts';
-import { engineFor, noiseImage, testConfig } from '../helpers/service';
-import { TrainingFixture, trainingFixture } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
+import { noiseImage } from '../helpers/service';
+import type { TrainingFixture } from '../helpers/training';
 
 const TOKEN = 'dashboard-api-token-41c7';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 const itemPath = (run: string, item: string) => `/evaluate/${run}/items/${encodeURIComponent(item)}`;
 
 describe('dashboard API routes', () => {
+  let service: TestService;
   let fx: TrainingFixture;
-  let engine: Engine;
   let jobs: JobManager;
-  let runs: EvalRuns;
-  let app: ReturnType<typeof createApp>['app'];
-  let dispose: () => void;
+  let app: TestService['app'];
 
   beforeAll(async () => {
-    fx = trainingFixture();
-    const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: fx.dataDir });
-    engine = engineFor(config);
-    jobs = fx.manager({ fake: { FAKE_STEP_MS: '10', FAKE_ROLLOUTS: '3' }, maxConcurrent: 2 });
-    runs = new EvalRuns(new RunStore(fx.db), engine, splitLoader(config.dataDir), { concurrency: 4 });
-    ({ app, dispose } = createApp({ config, engine, runs, jobs, state: { draining: false, warmed: true } }));
+    service = await startTestService({
+      adminToken: TOKEN,
+      jobs: { fake: { FAKE_STEP_MS: '10', FAKE_ROLLOUTS: '3' }, maxConcurrent: 2 },
+      runs: { concurrency: 4 },
+    });
+    ({ fx, jobs, app } = service);
   });
-  afterAll(async () => {
-    dispose();
-    await runs.close();
-    await fx.cleanup();
-    await engine.dispose();
-  });
+  afterAll(() => service.dispose());
 
   describe('GET /admin/train/<id>/rollouts', () => {
     let id: string;

@@ -7,19 +7,13 @@
 // nothing outside the service and may log no error (a CSP violation would be one). Screenshots go
 // to test-output/dashboard/.
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
 import request from 'supertest';
-import { EvalRuns } from '../../src/benchmarks/runs';
-import { splitLoader } from '../../src/benchmarks/splits';
-import { RunStore } from '../../src/benchmarks/store';
-import { Engine } from '../../src/engine/engine';
-import { createApp } from '../../src/server/app';
 import { JobManager } from '../../src/training/manager';
-import { engineFor, testConfig, vectorPng } from '../helpers/service';
-import { TrainingFixture, trainingFixture, until } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
+import { vectorPng } from '../helpers/service';
+import { until } from '../helpers/training';
 import { REPO_ROOT } from '../helpers/vectors';
 
 // Callbacks run in the page; the project compiles without the DOM library.
@@ -40,13 +34,9 @@ interface Prediction {
 }
 
 describe('dashboard in a browser', () => {
-  let fx: TrainingFixture;
-  let engine: Engine;
-  let runs: EvalRuns;
+  let service: TestService | undefined;
   let jobs: JobManager;
-  let app: ReturnType<typeof createApp>['app'];
-  let dispose: () => void;
-  let server: Server;
+  let app: TestService['app'];
   let base: string;
   let browser: Browser;
   let context: BrowserContext;
@@ -61,16 +51,15 @@ describe('dashboard in a browser', () => {
       throw new Error(`${CHROMIUM} is missing: npm test installs Debian's chromium (scripts/setup.sh); or run apt-get install chromium, or set CHROMIUM_PATH`);
     }
     mkdirSync(OUT, { recursive: true });
-    fx = trainingFixture();
-    const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: fx.dataDir, MAX_NEW_TOKENS: '64' });
-    engine = engineFor(config);
-    runs = new EvalRuns(new RunStore(fx.db), engine, splitLoader(config.dataDir), { concurrency: 8 });
-    jobs = fx.manager({ fake: { FAKE_TRAINER: 'hang', FAKE_HANG_AFTER: String(STEPS_BEFORE_HANG), FAKE_ROLLOUTS: '3', FAKE_STEP_MS: '10' }, maxConcurrent: 2 });
-    ({ app, dispose } = createApp({ config, engine, runs, jobs, state: { draining: false, warmed: true } }));
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
+    service = await startTestService({
+      adminToken: TOKEN,
+      env: { MAX_NEW_TOKENS: '64' },
+      runs: { concurrency: 8 },
+      jobs: { fake: { FAKE_TRAINER: 'hang', FAKE_HANG_AFTER: String(STEPS_BEFORE_HANG), FAKE_ROLLOUTS: '3', FAKE_STEP_MS: '10' }, maxConcurrent: 2 },
+      listen: true,
     });
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    ({ jobs, app } = service);
+    base = service.base!;
 
     const [job, runA, runB, launched] = await Promise.all([
       request(app).post('/admin/train').set(auth).send({ steps: 10 }).expect(202),
@@ -102,11 +91,7 @@ describe('dashboard in a browser', () => {
   afterAll(async () => {
     await context?.close();
     await browser?.close();
-    await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
-    dispose?.();
-    await runs?.close();
-    await fx?.cleanup();
-    await engine?.dispose();
+    await service?.dispose();
   });
 
   afterEach(() => {

@@ -8,8 +8,9 @@ import request from 'supertest';
 import { Engine } from '../../src/engine/engine';
 import { createApp } from '../../src/server/app';
 import { JobManager } from '../../src/training/manager';
-import { engineFor, testConfig } from '../helpers/service';
-import { MODELS_ROOT, readJson, TrainingFixture, trainingFixture } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
+import { testConfig } from '../helpers/service';
+import { MODELS_ROOT, readJson, TrainingFixture } from '../helpers/training';
 
 const TOKEN = 'test-admin-token-5f1d2c';
 const WRONG = 'wrong-token-9a8b7c';
@@ -34,19 +35,17 @@ function parseSse(text: string): { event: string; data: Record<string, unknown> 
 }
 
 describe('admin API', () => {
+  let service: TestService<undefined>;
   let fx: TrainingFixture;
   let engine: Engine;
   let jobs: JobManager;
-  let app: ReturnType<typeof createApp>['app'];
-  let dispose: () => void;
+  let app: TestService['app'];
   const logs: string[] = [];
   const savedToken = process.env.ADMIN_TOKEN;
 
   beforeAll(async () => {
     // The service's own environment holds the token: the trainer must not inherit it.
     process.env.ADMIN_TOKEN = TOKEN;
-    fx = trainingFixture();
-    const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: fx.dataDir, LOG_LEVEL: 'trace' });
     const sink = new Writable({
       write(chunk, _encoding, done) {
         logs.push(String(chunk));
@@ -54,21 +53,23 @@ describe('admin API', () => {
       },
     });
     const logger = pino({ level: 'trace' }, sink);
-    engine = engineFor(config);
-    jobs = fx.manager({
-      fake: { FAKE_STEP_MS: '40', FAKE_EXPORT_FROM: join(MODELS_ROOT, 'tiny-random') },
-      modelRoots: config.modelRoots,
-      listModels: () => engine.listModels(),
-      maxConcurrent: 4,
-      log: (level, message, fields) => logger[level](fields ?? {}, message),
+    service = await startTestService({
+      adminToken: TOKEN,
+      env: { LOG_LEVEL: 'trace' },
+      logger,
+      jobs: ({ config, engine }) => ({
+        fake: { FAKE_STEP_MS: '40', FAKE_EXPORT_FROM: join(MODELS_ROOT, 'tiny-random') },
+        modelRoots: config.modelRoots,
+        listModels: () => engine.listModels(),
+        maxConcurrent: 4,
+      }),
+      runs: false,
+      recover: true,
     });
-    await jobs.recover();
-    ({ app, dispose } = createApp({ config, engine, jobs, logger, state: { draining: false, warmed: true } }));
+    ({ fx, engine, jobs, app } = service);
   });
   afterAll(async () => {
-    dispose();
-    await fx.cleanup();
-    await engine.dispose();
+    await service.dispose();
     if (savedToken === undefined) delete process.env.ADMIN_TOKEN;
     else process.env.ADMIN_TOKEN = savedToken;
   });

@@ -12,15 +12,13 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import pino from 'pino';
 import request from 'supertest';
-import { EvalRuns, SplitLoader } from '../../src/benchmarks/runs';
+import { EvalRuns } from '../../src/benchmarks/runs';
 import { splitLoader } from '../../src/benchmarks/splits';
-import { RunStore } from '../../src/benchmarks/store';
 import { BENCHMARKS } from '../../src/benchmarks/types';
-import { Engine } from '../../src/engine/engine';
-import { createApp } from '../../src/server/app';
 import { JobManager } from '../../src/training/manager';
-import { engineFor, noiseImage, testConfig } from '../helpers/service';
-import { MODELS_ROOT, TrainingFixture, trainingFixture } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
+import { noiseImage } from '../helpers/service';
+import { MODELS_ROOT, TrainingFixture } from '../helpers/training';
 
 const TOKEN = 'fuzz-admin-token-3e9a71c2';
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -348,12 +346,11 @@ function buildMultipart(spec: MultipartSpec): Buffer {
 // ---------------------------------------------------------------------------------------------
 
 describe('fuzzing the HTTP contract', () => {
+  let service: TestService;
   let fx: TrainingFixture;
-  let engine: Engine;
   let evalRuns: EvalRuns;
   let jobs: JobManager;
   let server: Server;
-  let dispose: () => void;
   /** Whether evaluation runs are cut to two items (fuzzing), or load their real split. */
   const smallSplits = true;
   const errorLogs: string[] = [];
@@ -364,18 +361,6 @@ describe('fuzzing the HTTP contract', () => {
   const images: Record<'png' | 'jpeg' | 'webp' | 'pngAlpha', Buffer> = {} as never;
 
   beforeAll(async () => {
-    fx = trainingFixture();
-    const config = testConfig({
-      ADMIN_TOKEN: TOKEN,
-      STATE_DIR: fx.stateDir,
-      DATA_DIR: fx.dataDir,
-      MAX_NEW_TOKENS: '8',
-      DEFAULT_MAX_NEW_TOKENS: '2',
-      MAX_IMAGE_BYTES: String(256 * 1024),
-      MAX_QUESTION_CHARS: '2000',
-      MAX_QUEUE: '32',
-      REQUEST_TIMEOUT_MS: '30000',
-    });
     // Errors only: a 5xx's stack is what a failing property needs to show.
     const sink = new Writable({
       write(chunk, _encoding, done) {
@@ -385,29 +370,36 @@ describe('fuzzing the HTTP contract', () => {
       },
     });
     const logger = pino({ level: 'error' }, sink);
-    engine = engineFor(config);
-    const real = splitLoader(config.dataDir);
-    // The real loader (validation, missing data, splits) on a short prefix: fuzzed runs stay cheap.
-    const loader: SplitLoader = async (params) => {
-      if (!smallSplits) return real(params);
-      const split = await real({ ...params, limit: Math.min(params.limit ?? 2, 2) });
-      return { ...split, items: split.items.slice(0, 2) };
-    };
-    evalRuns = new EvalRuns(new RunStore(fx.db), engine, loader, { concurrency: 2 });
-    jobs = fx.manager({
-      fake: { FAKE_STEP_MS: '5' },
-      modelRoots: config.modelRoots,
-      listModels: () => engine.listModels(),
-      maxConcurrent: 1,
-      log: (level, message, fields) => logger[level](fields ?? {}, message),
+    service = await startTestService({
+      adminToken: TOKEN,
+      env: {
+        MAX_NEW_TOKENS: '8',
+        DEFAULT_MAX_NEW_TOKENS: '2',
+        MAX_IMAGE_BYTES: String(256 * 1024),
+        MAX_QUESTION_CHARS: '2000',
+        MAX_QUEUE: '32',
+        REQUEST_TIMEOUT_MS: '30000',
+      },
+      logger,
+      runs: {
+        concurrency: 2,
+        loader: ({ config }) => {
+          const real = splitLoader(config.dataDir);
+          // The real loader (validation, missing data, splits) on a short prefix: fuzzed runs stay cheap.
+          return async (params) => {
+            if (!smallSplits) return real(params);
+            const split = await real({ ...params, limit: Math.min(params.limit ?? 2, 2) });
+            return { ...split, items: split.items.slice(0, 2) };
+          };
+        },
+      },
+      jobs: ({ config, engine }) => ({ fake: { FAKE_STEP_MS: '5' }, modelRoots: config.modelRoots, listModels: () => engine.listModels(), maxConcurrent: 1 }),
+      recover: true,
+      warmup: true,
+      listen: true,
     });
-    await jobs.recover();
-    await engine.warmup();
-    let app;
-    ({ app, dispose } = createApp({ config, engine, runs: evalRuns, jobs, logger, state: { draining: false, warmed: true } }));
-    server = await new Promise<Server>((resolve) => {
-      const s = app.listen(0, '127.0.0.1', () => resolve(s));
-    });
+    ({ fx, runs: evalRuns, jobs } = service);
+    server = service.server!;
     images.png = await noiseImage(32, 32, 1, 'png');
     images.jpeg = await noiseImage(32, 32, 2, 'jpeg');
     images.webp = await noiseImage(32, 32, 3, 'webp');
@@ -417,11 +409,7 @@ describe('fuzzing the HTTP contract', () => {
 
   afterAll(async () => {
     console.log(`fuzz: ${tried} inputs tried; statuses per property: ${JSON.stringify(seen)}`);
-    await new Promise((resolve) => server.close(resolve));
-    dispose();
-    await evalRuns.close();
-    await fx.cleanup();
-    await engine.dispose();
+    await service.dispose();
   });
 
   beforeEach(() => {

@@ -13,14 +13,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import request from 'supertest';
-import { EvalRuns } from '../../src/benchmarks/runs';
-import { splitLoader } from '../../src/benchmarks/splits';
-import { RunStore } from '../../src/benchmarks/store';
-import { Engine } from '../../src/engine/engine';
-import { createApp } from '../../src/server/app';
 import { JobManager } from '../../src/training/manager';
-import { engineFor, MODELS_ROOT, noiseImage, testConfig, vectorPng } from '../helpers/service';
-import { TrainingFixture, trainingFixture, writeDataset } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
+import { MODELS_ROOT, noiseImage, vectorPng } from '../helpers/service';
+import { TrainingFixture, writeDataset } from '../helpers/training';
 
 const TOKEN = 'security-admin-token-77e0a1';
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -53,12 +49,10 @@ function trainableModel(dir: string) {
 
 describe('security', () => {
   let root: string;
+  let service: TestService;
   let fx: TrainingFixture;
-  let engine: Engine;
   let jobs: JobManager;
-  let runs: EvalRuns;
-  let app: ReturnType<typeof createApp>['app'];
-  let dispose: () => void;
+  let app: TestService['app'];
   let images: Server;
   let port: number;
   const hits: string[] = [];
@@ -103,9 +97,7 @@ describe('security', () => {
     dataDir = join(root, 'data');
     symlinkSync(dataReal, dataDir);
 
-    fx = trainingFixture();
     const hosts = ['127.0.0.1', 'localhost', '::1', '::ffff:7f00:1', '10.0.0.1', '169.254.169.254', 'fd00::1', '0.0.0.0'];
-    const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: dataDir, ALLOWED_IMAGE_HOSTS: hosts.join(','), LOG_LEVEL: 'trace' });
     const logger = pino(
       { level: 'trace' },
       new Writable({
@@ -115,23 +107,17 @@ describe('security', () => {
         },
       }),
     );
-    engine = engineFor(config);
-    jobs = fx.manager({
-      dataDir: config.dataDir,
-      modelRoots: [modelsRoot],
-      listModels: () => [],
-      defaultModel: 'trainable',
-      maxConcurrent: 4,
-      log: (level, message, fields) => logger[level](fields ?? {}, message),
+    service = await startTestService({
+      adminToken: TOKEN,
+      env: { DATA_DIR: dataDir, ALLOWED_IMAGE_HOSTS: hosts.join(','), LOG_LEVEL: 'trace' },
+      logger,
+      jobs: ({ config }) => ({ dataDir: config.dataDir, modelRoots: [modelsRoot], listModels: () => [], defaultModel: 'trainable', maxConcurrent: 4 }),
+      runs: { concurrency: 2 },
     });
-    runs = new EvalRuns(new RunStore(fx.db), engine, splitLoader(config.dataDir), { concurrency: 2 });
-    ({ app, dispose } = createApp({ config, engine, runs, jobs, logger, state: { draining: false, warmed: true } }));
+    ({ fx, jobs, app } = service);
   });
   afterAll(async () => {
-    dispose();
-    await runs.close();
-    await fx.cleanup();
-    await engine.dispose();
+    await service.dispose();
     await new Promise((resolve) => images.close(resolve));
     rmSync(root, { recursive: true, force: true });
   });

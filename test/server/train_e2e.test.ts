@@ -5,40 +5,32 @@
 import { join } from 'node:path';
 import request from 'supertest';
 import { writeDataset as writeSynth } from '../../src/benchmarks/spatial_synth';
-import { Engine } from '../../src/engine/engine';
-import { createApp } from '../../src/server/app';
 import { LocalBackend } from '../../src/training/backends/local';
-import { JobManager } from '../../src/training/manager';
-import { engineFor, testConfig } from '../helpers/service';
-import { TrainingFixture, trainingFixture } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
 import { REPO_ROOT } from '../helpers/vectors';
 
 const TOKEN = 'e2e-admin-token';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 
 describe('training end to end with the real trainer', () => {
-  let fx: TrainingFixture;
-  let engine: Engine;
-  let jobs: JobManager;
-  let app: ReturnType<typeof createApp>['app'];
+  let service: TestService<undefined>;
+  let app: TestService['app'];
 
   beforeAll(async () => {
-    fx = trainingFixture();
-    await writeSynth(join(fx.dataDir, 'spatial-synth'), { train: 16, val: 0, test: 0, seed: 3, size: 112 });
-    const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: fx.dataDir });
-    engine = engineFor(config);
-    jobs = fx.manager({
-      backend: new LocalBackend({ command: [join(REPO_ROOT, '.venv', 'bin', 'python'), '-m', 'trainer.grpo'], cwd: REPO_ROOT, env: {}, pollMs: 100 }),
-      modelRoots: config.modelRoots,
-      listModels: () => engine.listModels(),
-      pollMs: 100,
+    service = await startTestService({
+      adminToken: TOKEN,
+      jobs: ({ config, engine }) => ({
+        backend: new LocalBackend({ command: [join(REPO_ROOT, '.venv', 'bin', 'python'), '-m', 'trainer.grpo'], cwd: REPO_ROOT, env: {}, pollMs: 100 }),
+        modelRoots: config.modelRoots,
+        listModels: () => engine.listModels(),
+        pollMs: 100,
+      }),
+      runs: false,
     });
-    ({ app } = createApp({ config, engine, jobs, state: { draining: false, warmed: true } }));
+    ({ app } = service);
+    await writeSynth(join(service.fx.dataDir, 'spatial-synth'), { train: 16, val: 0, test: 0, seed: 3, size: 112 });
   });
-  afterAll(async () => {
-    await engine.dispose();
-    await fx.cleanup();
-  });
+  afterAll(() => service.dispose());
 
   test('a few GRPO steps on tiny-random succeed, stream their metrics and yield a servable model', async () => {
     const created = await request(app)

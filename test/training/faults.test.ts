@@ -20,8 +20,9 @@ import { Engine } from '../../src/engine/engine';
 import { createApp } from '../../src/server/app';
 import type { Db } from '../../src/storage/database';
 import { JobManager } from '../../src/training/manager';
-import { engineFor, testConfig, vectorPng } from '../helpers/service';
-import { TrainingFixture, trainingFixture, until } from '../helpers/training';
+import { startTestService, TestService } from '../helpers/app';
+import { testConfig, vectorPng } from '../helpers/service';
+import { TrainingFixture, until } from '../helpers/training';
 
 const TOKEN = 'faults-admin-token-31c9';
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -81,13 +82,11 @@ describe('faults of trainers, storage and data', () => {
   let faults: ReturnType<typeof writeFaults>;
   // The evaluation runs' generations: how many were started, and those not finished yet.
   const generations = { started: 0, inFlight: new Set<Promise<unknown>>() };
-  let app: ReturnType<typeof createApp>['app'];
-  let dispose: () => void;
+  let service: TestService;
+  let app: TestService['app'];
   const logs: string[] = [];
 
-  beforeAll(() => {
-    fx = trainingFixture();
-    const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: fx.dataDir, LOG_LEVEL: 'info' });
+  beforeAll(async () => {
     const logger = pino(
       { level: 'info' },
       new Writable({
@@ -97,30 +96,34 @@ describe('faults of trainers, storage and data', () => {
         },
       }),
     );
-    engine = engineFor(config);
-    // Trainers of this manager make two steps, then wait (a long job in the middle of its work);
-    // a job of one step finishes.
-    jobs = fx.manager({ fake: { FAKE_TRAINER: 'hang', FAKE_HANG_AFTER: '2' }, log: (level, message, fields) => logger[level](fields ?? {}, message) });
-    const generator = {
-      generateText(req: Parameters<Engine['generateText']>[0]) {
-        generations.started += 1;
-        const running = engine.generateText(req);
-        generations.inFlight.add(running);
-        void running.catch(() => undefined).finally(() => generations.inFlight.delete(running));
-        return running;
+    service = await startTestService({
+      adminToken: TOKEN,
+      env: { LOG_LEVEL: 'info' },
+      logger,
+      // Trainers of this manager make two steps, then wait (a long job in the middle of its work);
+      // a job of one step finishes.
+      jobs: { fake: { FAKE_TRAINER: 'hang', FAKE_HANG_AFTER: '2' } },
+      runs: {
+        concurrency: 2,
+        log: (message, fields) => logger.info(fields ?? {}, message),
+        generator: ({ engine }) => ({
+          generateText(req: Parameters<Engine['generateText']>[0]) {
+            generations.started += 1;
+            const running = engine.generateText(req);
+            generations.inFlight.add(running);
+            void running.catch(() => undefined).finally(() => generations.inFlight.delete(running));
+            return running;
+          },
+        }),
       },
-    };
-    runs = new EvalRuns(new RunStore(fx.db), generator, splitLoader(fx.dataDir), { concurrency: 2, log: (message, fields) => logger.info(fields ?? {}, message) });
+    });
+    ({ fx, engine, jobs, runs, app } = service);
     faults = writeFaults(fx.db);
-    ({ app, dispose } = createApp({ config, engine, runs, jobs, logger, state: { draining: false, warmed: true } }));
   });
   afterEach(() => faults.clear());
   afterAll(async () => {
     faults.restore();
-    dispose();
-    await runs.close();
-    await fx.cleanup();
-    await engine.dispose();
+    await service.dispose();
   });
 
   async function expectServing() {
