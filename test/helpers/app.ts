@@ -3,7 +3,8 @@
 // manager running the fake trainer, and the express app; dispose() closes them in order.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from 'pino';
+import { Writable } from 'node:stream';
+import pino, { Level, Logger } from 'pino';
 import { EvalRuns, Generator, RunsOptions, SplitLoader } from '../../src/benchmarks/runs';
 import { splitLoader } from '../../src/benchmarks/splits';
 import { RunStore } from '../../src/benchmarks/store';
@@ -15,6 +16,19 @@ import { engineFor, testConfig } from './service';
 import { TrainingFixture, trainingFixture } from './training';
 
 type ManagerOptions = Parameters<TrainingFixture['manager']>[0];
+
+/** A logger whose JSON lines are pushed onto `lines` (only the newest `keep` of them when given),
+ *  for tests that look at what the service logged. */
+export function capturingLogger(level: Level, lines: string[], keep?: number): Logger {
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk));
+      if (keep !== undefined && lines.length > keep) lines.shift();
+      done();
+    },
+  });
+  return pino({ level }, sink);
+}
 
 /** What the job manager and evaluation runs may be built from. */
 export interface TestServiceParts {

@@ -2,13 +2,11 @@
 // (503 without one configured, 401, never logged), job creation and validation, status, list,
 // per-step events as SSE and JSON lines, cancel, model loading, and the Prometheus gauges.
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import request from 'supertest';
 import { Engine } from '../../src/engine/engine';
 import { createApp } from '../../src/server/app';
 import { JobManager } from '../../src/training/manager';
-import { startTestService, TestService } from '../helpers/app';
+import { capturingLogger, startTestService, TestService } from '../helpers/app';
 import { testConfig } from '../helpers/service';
 import { MODELS_ROOT, readJson, TrainingFixture } from '../helpers/training';
 
@@ -46,13 +44,7 @@ describe('admin API', () => {
   beforeAll(async () => {
     // The service's own environment holds the token: the trainer must not inherit it.
     process.env.ADMIN_TOKEN = TOKEN;
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        logs.push(String(chunk));
-        done();
-      },
-    });
-    const logger = pino({ level: 'trace' }, sink);
+    const logger = capturingLogger('trace', logs);
     service = await startTestService({
       adminToken: TOKEN,
       env: { LOG_LEVEL: 'trace' },

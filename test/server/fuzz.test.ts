@@ -7,16 +7,14 @@
 // FUZZ_SEED=<n> or FUZZ_SEED=random explores other inputs, FUZZ_RUNS=<factor> scales the counts.
 import { Server } from 'node:http';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import pino from 'pino';
 import request from 'supertest';
 import { EvalRuns } from '../../src/benchmarks/runs';
 import { splitLoader } from '../../src/benchmarks/splits';
 import { BENCHMARKS } from '../../src/benchmarks/types';
 import { JobManager } from '../../src/training/manager';
-import { startTestService, TestService } from '../helpers/app';
+import { capturingLogger, startTestService, TestService } from '../helpers/app';
 import { noiseImage } from '../helpers/service';
 import { MODELS_ROOT, TrainingFixture } from '../helpers/training';
 
@@ -362,14 +360,7 @@ describe('fuzzing the HTTP contract', () => {
 
   beforeAll(async () => {
     // Errors only: a 5xx's stack is what a failing property needs to show.
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        errorLogs.push(String(chunk));
-        if (errorLogs.length > 50) errorLogs.shift();
-        done();
-      },
-    });
-    const logger = pino({ level: 'error' }, sink);
+    const logger = capturingLogger('error', errorLogs, 50);
     service = await startTestService({
       adminToken: TOKEN,
       env: {

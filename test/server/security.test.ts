@@ -10,11 +10,9 @@ import { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import request from 'supertest';
 import { JobManager } from '../../src/training/manager';
-import { startTestService, TestService } from '../helpers/app';
+import { capturingLogger, startTestService, TestService } from '../helpers/app';
 import { MODELS_ROOT, noiseImage, vectorPng } from '../helpers/service';
 import { TrainingFixture, writeDataset } from '../helpers/training';
 
@@ -98,15 +96,7 @@ describe('security', () => {
     symlinkSync(dataReal, dataDir);
 
     const hosts = ['127.0.0.1', 'localhost', '::1', '::ffff:7f00:1', '10.0.0.1', '169.254.169.254', 'fd00::1', '0.0.0.0'];
-    const logger = pino(
-      { level: 'trace' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          logs.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const logger = capturingLogger('trace', logs);
     service = await startTestService({
       adminToken: TOKEN,
       env: { DATA_DIR: dataDir, ALLOWED_IMAGE_HOSTS: hosts.join(','), LOG_LEVEL: 'trace' },

@@ -8,9 +8,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import Database from 'better-sqlite3';
-import pino from 'pino';
 import request from 'supertest';
 import { EvalRuns } from '../../src/benchmarks/runs';
 import { splitLoader } from '../../src/benchmarks/splits';
@@ -20,7 +18,7 @@ import { Engine } from '../../src/engine/engine';
 import { createApp } from '../../src/server/app';
 import type { Db } from '../../src/storage/database';
 import { JobManager } from '../../src/training/manager';
-import { startTestService, TestService } from '../helpers/app';
+import { capturingLogger, startTestService, TestService } from '../helpers/app';
 import { testConfig, vectorPng } from '../helpers/service';
 import { TrainingFixture, until } from '../helpers/training';
 
@@ -87,15 +85,7 @@ describe('faults of trainers, storage and data', () => {
   const logs: string[] = [];
 
   beforeAll(async () => {
-    const logger = pino(
-      { level: 'info' },
-      new Writable({
-        write(chunk, _encoding, done) {
-          logs.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const logger = capturingLogger('info', logs);
     service = await startTestService({
       adminToken: TOKEN,
       env: { LOG_LEVEL: 'info' },
