@@ -12,8 +12,9 @@ It prints a JSON summary: the mean log-probability of the formatted completion, 
 log-probability of its tag tokens, the sampled rates, and how often the model closes a section it
 opened (`<objects>` ... right after the image) with the same name (`closing_tag_matches_opening`):
 closing `</think>` needs exactly that copy; `closing_name_logprob` measures that copy teacher-forced
-for words that were and were not section names in pre-training, think and answer among them. A format that the model gives probability e^-30
-is never sampled, so GRPO's format reward cannot find it.
+for words that were and were not section names in pre-training, think and answer among them. A
+format that the model gives probability e^-30 is never sampled, so GRPO's format reward cannot
+find it.
 """
 
 from __future__ import annotations
@@ -80,10 +81,13 @@ def probe(model_dir: Path, dataset: Path, split: str, items: int, samples: int, 
             examples.append(texts[0])
     # Does the model close a section with the name it opened it with (a copy from context)? Sections
     # named as in pre-training, opened right after the image; the first closing tag is compared.
-    matched, opened = 0, 0
-    if samples and chosen:
+    # Both copy checks below use the first item's picture.
+    picture = None
+    if chosen:
         with Image.open(chosen[0].image) as image:
             picture = image.convert("RGB")
+    matched, opened = 0, 0
+    if samples and picture is not None:
         for name in ("objects", "summary", "facts", "notes"):
             inputs = processor(text=[f"{IMAGE_PLACEHOLDER}<{name}>"], images=[picture], return_tensors="pt")
             out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
@@ -98,9 +102,7 @@ def probe(model_dir: Path, dataset: Path, split: str, items: int, samples: int, 
     # `<NAME>{a sentence}</`. Words seen as section names in pre-training against think and answer,
     # which never are (and two words of the r1 prompt the pre-training may or may not use as names).
     closing_name = {}
-    if chosen:
-        with Image.open(chosen[0].image) as image:
-            picture = image.convert("RGB")
+    if picture is not None:
         for name in COPY_PROBE_NAMES:
             inputs = processor(text=[f"{IMAGE_PLACEHOLDER}<{name}>There are 2 pink cubes.</"], images=[picture],
                                return_tensors="pt")
