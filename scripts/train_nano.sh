@@ -38,15 +38,15 @@ stage synth-questions npm run synth --silent -- --out "$B/spatial-synth" --train
 # 2. Tokenizer, random initial model and base pre-training: 700 steps of half prose, half markup
 #    documents, then 1,000 more steps with 80% markup documents (new documents of the same scenes).
 rm -rf "$B/base-1" "$B/base" "$B/sft" "$B/grpo"
-stage pretrain "$PY" -m trainer.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base-1" \
+stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base-1" \
   --steps 700 --batch-size 8 --lr 2e-3 --warmup 30 --threads "$THREADS" --seed 0
-stage pretrain-2 "$PY" -m trainer.pretrain --data "$B/pretrain" --continue-from "$B/base-1/model" --out "$B/base" \
+stage pretrain-2 "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --continue-from "$B/base-1/model" --out "$B/base" \
   --steps 1000 --batch-size 8 --lr 1e-3 --warmup 20 --markup-share 0.8 --threads "$THREADS" --seed 1
-stage probe "$PY" -m trainer.format_probe --model "$B/base/model" --dataset "$B/spatial-synth" --items 16 --samples 8 \
+stage probe "$PY" -m trainer.nano.format_probe --model "$B/base/model" --dataset "$B/spatial-synth" --items 16 --samples 8 \
   --max-new-tokens 96 --threads "$THREADS" --out "$B/base-probe.json"
 
 # 3. SFT baseline: direct answers.
-stage sft "$PY" -m trainer.sft --model "$B/base/model" --dataset "$B/spatial-synth" --out "$B/sft" \
+stage sft "$PY" -m trainer.nano.sft --model "$B/base/model" --dataset "$B/spatial-synth" --out "$B/sft" \
   --steps 300 --batch-size 16 --lr 5e-4 --warmup 20 --threads "$THREADS" --seed 0
 
 # 4. R1-Zero: GRPO on the base with the r1 template (configs/grpo-nano-r1zero.json).
@@ -90,4 +90,4 @@ if [ "${CONTROL:-0}" = "1" ]; then
     stage eval-sft-grpo npm run evaluate --silent -- --benchmark spatial-synth --limit "${EVAL_LIMIT:-1000}" --model nano-sft-grpo --template r1 --max-new-tokens 96
   fi
 fi
-"$PY" -m trainer.plot_dynamics --job "$B/grpo" --out docs/nano-dynamics.png --title "nano-r1zero: GRPO on the nano base (r1 template)"
+"$PY" -m trainer.nano.plot_dynamics --job "$B/grpo" --out docs/nano-dynamics.png --title "nano-r1zero: GRPO on the nano base (r1 template)"

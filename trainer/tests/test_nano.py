@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer import nano_corpus, plot_dynamics, pretrain, sft
 from trainer.init_model import build_config
-from trainer.lm import Batcher, LMConfig, lr_at
+from trainer.nano import corpus as nano_corpus
+from trainer.nano import plot_dynamics, pretrain, sft
+from trainer.nano.lm import Batcher, LMConfig, lr_at
 from trainer.presets import get_preset
 from trainer.processor import load_processor
 from trainer.rewards import REFLECTION_PATTERN
@@ -191,7 +192,7 @@ def test_pretrain_then_sft_at_tiny_size(synth_dir, tmp_path):
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == batch["mm_token_type_ids"].shape
 
     # The format probe runs on any model folder and reports the copy of section names per word.
-    from trainer import format_probe
+    from trainer.nano import format_probe
 
     report = format_probe.probe(model_dir, synth_dir, "val", items=1, samples=2, max_new_tokens=3, seed=0,
                                 max_pixels=pretrain.MAX_PIXELS)

@@ -40,8 +40,8 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .data import read_split
-from .prompts import render_prompt
+from ..data import read_split
+from ..prompts import render_prompt
 
 # Section names: plain words, none of them think or answer (no hidden format supervision).
 GENERIC_TAGS = [

@@ -1,5 +1,5 @@
 """Supervised language modelling of image+text examples on a Qwen2-VL model: the loop shared by
-`trainer.pretrain` (base pre-training on scene descriptions) and `trainer.sft` (the SFT baseline).
+`trainer.nano.pretrain` (base pre-training on scene descriptions) and `trainer.nano.sft` (the SFT baseline).
 
 Each example is {"image": path, "prefix": text, "target": text}. The sequence is the image block
 (`<|vision_start|><|image_pad|>...<|vision_end|>`), the prefix, the target and `<|endoftext|>`;
@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .metrics import JsonlWriter
-from .prompts import IMAGE_PLACEHOLDER
+from ..metrics import JsonlWriter
+from ..prompts import IMAGE_PLACEHOLDER
 
 
 @dataclass
@@ -102,7 +102,7 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
     from tqdm import tqdm
     from transformers import Qwen2VLForConditionalGeneration
 
-    from .processor import load_processor
+    from ..processor import load_processor
 
     if not examples:
         raise ValueError("no training examples")

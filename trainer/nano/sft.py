@@ -1,7 +1,7 @@
 """The SFT baseline: the base model fine-tuned on training questions with direct answers (the
 paper's "+SFT" row), as a comparison for GRPO.
 
-    python -m trainer.sft --model build/nano/base/model --dataset build/nano/spatial-synth \\
+    python -m trainer.nano.sft --model build/nano/base/model --dataset build/nano/spatial-synth \\
         --out build/nano/sft [--steps 300 --batch-size 16 --lr 5e-4]
 
 Each training item becomes the `direct` prompt (prompts.py: the conversation without the sentence
@@ -16,9 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data import read_split
+from ..data import read_split
+from ..prompts import IMAGE_PLACEHOLDER, render_prompt
 from .lm import LMConfig, train
-from .prompts import IMAGE_PLACEHOLDER, render_prompt
 
 
 def sft_examples(dataset_dir: str | Path, split: str = "train", max_items: int = 0) -> list[dict]:

@@ -1,7 +1,7 @@
 """Base pre-training of the embedded model: language modelling of images paired with scene
 descriptions (no questions, no answers, no think/answer tags; see nano_corpus.py).
 
-    python -m trainer.pretrain --data build/nano/pretrain --questions build/nano/spatial-synth \\
+    python -m trainer.nano.pretrain --data build/nano/pretrain --questions build/nano/spatial-synth \\
         --out build/nano/pretrain-run [--preset nano --steps 1500 --batch-size 16 --lr 2e-3 --seed 0]
 
 1. trains the byte-level BPE tokenizer on the pre-training documents plus the question split's
@@ -21,9 +21,9 @@ import random
 import sys
 from pathlib import Path
 
-from .init_model import init_model
+from ..init_model import init_model
+from .corpus import pretrain_examples, prompt_texts, tokenizer_corpus, vocabulary_names
 from .lm import LMConfig, train
-from .nano_corpus import pretrain_examples, prompt_texts, tokenizer_corpus, vocabulary_names
 
 # Images are resized to at most 168x168 (12x12 patches, 36 image tokens): small enough for CPU
 # training, and the bound the shipped model's preprocessor_config keeps for serving.

@@ -1,6 +1,6 @@
 """Plot a GRPO job's training dynamics (the paper's figure 1) from its metrics.jsonl, with PIL only.
 
-    python -m trainer.plot_dynamics --job build/nano/grpo --out docs/nano-dynamics.png [--smooth 10]
+    python -m trainer.nano.plot_dynamics --job build/nano/grpo --out docs/nano-dynamics.png [--smooth 10]
 
 Three panels against the optimizer step: accuracy and format reward of the step's rollouts, mean
 completion length (tokens) and reflection rate (share of completions with a self-reflection word,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .metrics import read_jsonl
+from ..metrics import read_jsonl
 
 WIDTH, PANEL_HEIGHT = 900, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 20, 34, 34

@@ -1,6 +1,6 @@
 """How reachable is the r1 answer format for a model? A diagnostic for R1-Zero on small bases.
 
-    python -m trainer.format_probe --model build/nano/base/model --dataset build/nano/spatial-synth \\
+    python -m trainer.nano.format_probe --model build/nano/base/model --dataset build/nano/spatial-synth \\
         [--split val --items 16 --samples 8 --max-new-tokens 64]
 
 For each item it renders the r1 prompt (ending in `<think>`), then
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .data import read_split
-from .prompts import IMAGE_PLACEHOLDER, render_prompt
-from .rewards import format_reward
+from ..data import read_split
+from ..prompts import IMAGE_PLACEHOLDER, render_prompt
+from ..rewards import format_reward
 
 COPY_PROBE_NAMES = ("summary", "notes", "sky", "light", "mind", "process", "think", "answer")
 
@@ -42,7 +42,7 @@ def probe(model_dir: Path, dataset: Path, split: str, items: int, samples: int, 
           max_pixels: int) -> dict:
     from transformers import Qwen2VLForConditionalGeneration
 
-    from .processor import load_processor
+    from ..processor import load_processor
 
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32).eval()
