@@ -1,14 +1,23 @@
 """Supervised language modelling of image+text examples on a Qwen2-VL model: the loop shared by
-`trainer.nano.pretrain` (base pre-training on scene descriptions) and `trainer.nano.sft` (the SFT baseline).
+`trainer.nano.pretrain` (base pre-training) and `trainer.nano.sft` (the SFT baseline).
 
-Each example is {"image": path, "prefix": text, "target": text}. The sequence is the image block
-(`<|vision_start|><|image_pad|>...<|vision_end|>`), the prefix, the target and `<|endoftext|>`;
-the loss covers the target and the end token only. Prefix and target are tokenized separately,
-exactly as generation sees them (the prompt is tokenized alone, the model writes what follows).
+Each example is {"image": path or None, "prefix": text, "target": text}. The sequence is the image
+block (`<|vision_start|><|image_pad|>...<|vision_end|>`, left out when "image" is None), the
+prefix, the target and `<|endoftext|>`; the loss covers the target and the end token only. Prefix
+and target are tokenized separately, exactly as generation sees them (the prompt is tokenized
+alone, the model writes what follows).
 
 A plain PyTorch loop (nanoGPT style): AdamW, linear warm-up then cosine decay, gradient clipping,
-one metrics line per step in `<out>/metrics.jsonl`, a tqdm progress bar, the model saved with
-`save_pretrained` at the end (and every `save_every` steps).
+one metrics line per step in `<out>/metrics.jsonl`, a tqdm progress bar. On a GPU the forward and
+backward run under bf16 autocast (fp32 master weights) and worker processes encode the batches
+(images through the model's own processor). `<out>/checkpoint` (weights, optimiser, step) is
+written every `save_every` steps and a run started again with the same `out` resumes from it, with
+the same data order, so an interrupted stage loses at most `save_every` steps.
+
+Every `eval_every` steps (and at the end) the validation examples give two losses: with each
+example's own image and with the images rotated by one within the batch (another scene's
+picture). Their difference, `image_gap`, is how much the model reads the picture; a model that
+ignores the image has a gap of 0.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from ..prompts import IMAGE_PLACEHOLDER
 @dataclass
 class LMConfig:
     model: str  # Hugging Face model folder to start from
-    out: str  # folder for metrics.jsonl and the trained model
+    out: str  # folder for metrics.jsonl, the checkpoint and the trained model
     steps: int = 1000
     batch_size: int = 16
     learning_rate: float = 1e-3
@@ -43,8 +52,19 @@ class LMConfig:
     min_pixels: int = 3136
     seed: int = 0
     threads: int = 2
-    save_every: int = 0  # 0 = only at the end
+    device: str = "cpu"  # cpu | cuda | auto
+    workers: int = 0  # batch-encoding worker processes (0: in the training process)
+    save_every: int = 0  # checkpoint every N steps (0 = only the final model)
+    eval_every: int = 0  # validation losses every N steps (0 = only at the end)
     log_every: int = 1
+    max_seconds: float = 0  # stop early (with a checkpoint and the model saved) after this long; 0 = no limit
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
 
 
 def lr_at(step: int, config: LMConfig) -> float:
@@ -65,10 +85,14 @@ class Batcher:
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos
 
     def encode(self, example: dict) -> dict:
+        target = self.tokenizer(example["target"], add_special_tokens=False)["input_ids"] + [self.eos]
+        if example.get("image") is None:
+            ids = self.tokenizer(example["prefix"], add_special_tokens=False)["input_ids"] if example["prefix"] else []
+            return {"input_ids": ids + target, "labels": [-100] * len(ids) + target,
+                    "mm_token_type_ids": [0] * (len(ids) + len(target))}
         with Image.open(example["image"]) as image:
             image = image.convert("RGB")
             prompt = self.processor(text=[IMAGE_PLACEHOLDER + example["prefix"]], images=[image], return_tensors="pt")
-        target = self.tokenizer(example["target"], add_special_tokens=False)["input_ids"] + [self.eos]
         ids = prompt["input_ids"][0].tolist()
         return {
             "input_ids": ids + target,
@@ -80,16 +104,35 @@ class Batcher:
 
     def collate(self, encoded: list[dict]) -> dict:
         width = max(len(e["input_ids"]) for e in encoded)
+
         def pad(key: str, value: int) -> torch.Tensor:
             return torch.tensor([e[key] + [value] * (width - len(e[key])) for e in encoded], dtype=torch.long)
-        return {
+
+        batch = {
             "input_ids": pad("input_ids", self.pad),
             "labels": pad("labels", -100),
             "mm_token_type_ids": pad("mm_token_type_ids", 0),
             "attention_mask": torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in encoded]),
-            "pixel_values": torch.cat([e["pixel_values"] for e in encoded]),
-            "image_grid_thw": torch.cat([e["image_grid_thw"] for e in encoded]),
         }
+        with_image = [e for e in encoded if "pixel_values" in e]
+        if with_image:
+            batch["pixel_values"] = torch.cat([e["pixel_values"] for e in with_image])
+            batch["image_grid_thw"] = torch.cat([e["image_grid_thw"] for e in with_image])
+        return batch
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return self.collate([self.encode(e) for e in examples])
+
+
+def rotate_images(batch: dict) -> dict | None:
+    """The batch with each example's picture replaced by the next example's (all of one size), or
+    None when the batch has fewer than two pictures or pictures of different sizes."""
+    grid = batch.get("image_grid_thw")
+    if grid is None or len(grid) < 2 or not bool((grid == grid[0]).all()):
+        return None
+    n = len(grid)
+    pixels = batch["pixel_values"].reshape(n, -1, batch["pixel_values"].shape[-1])
+    return {**batch, "pixel_values": pixels.roll(1, dims=0).reshape(-1, pixels.shape[-1])}
 
 
 def seed_everything(seed: int) -> None:
@@ -97,8 +140,58 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no CUDA device is available")
+    return device
+
+
+def data_order(n: int, steps: int, batch_size: int, seed: int) -> list[int]:
+    """Example indices for every step: whole shuffled passes over the examples, one after another."""
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < steps * batch_size:
+        epoch = list(range(n))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    return order[: steps * batch_size]
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, examples: list[dict]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.examples[index]
+
+
+def batches(examples: list[dict], order: list[int], batch_size: int, start_step: int, batcher: Batcher, workers: int):
+    chunks = [order[i:i + batch_size] for i in range(start_step * batch_size, len(order), batch_size)]
+    return torch.utils.data.DataLoader(_Indexed(examples), batch_sampler=chunks, collate_fn=batcher, num_workers=workers,
+                                       prefetch_factor=4 if workers else None, persistent_workers=False)
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """Weight decay on every matrix except the token embeddings (tied to the LM head). The vision
+    patch embedding is a matrix like any other: left without decay (an earlier version matched
+    "embed" in its name too) its weights grew without bound and the image features with them."""
+    decay, other = [], []
+    for name, p in model.named_parameters():
+        (decay if p.ndim >= 2 and "embed_tokens" not in name and "lm_head" not in name else other).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
+
+
+def _to(batch: dict, device: str) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: list[dict] | None = None) -> Path:
-    """Train, save the model folder at `config.out`/model, return its path."""
+    """Train (or resume), save the model folder at `config.out`/model, return its path."""
     from tqdm import tqdm
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -106,75 +199,109 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
 
     if not examples:
         raise ValueError("no training examples")
-    torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    if device == "cpu":
+        torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "lm_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    model = Qwen2VLForConditionalGeneration.from_pretrained(config.model, dtype=torch.float32, attn_implementation="sdpa")
+    checkpoint = out / "checkpoint"
+    resume = (checkpoint / "state.pt").exists()
+    source = checkpoint if resume else Path(config.model)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(source), dtype=torch.float32, attn_implementation="sdpa")
+    model.to(device)
     processor = load_processor(config.model, max_pixels=config.max_pixels, min_pixels=config.min_pixels)
     batcher = Batcher(processor)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=config.learning_rate, betas=(0.9, 0.95),
-    )
-    order_rng = random.Random(config.seed)
-    order: list[int] = []
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate, betas=(0.9, 0.95))
+    start = 0
+    if resume:
+        state = torch.load(checkpoint / "state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["step"]
+        print(f"[{name}] resuming from step {start}", file=sys.stderr)
+    elif (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()  # a fresh start: no lines of an earlier run
+    if start >= config.steps:
+        return save(model, config.model, out / "model")
+    order = data_order(len(examples), config.steps, config.batch_size, config.seed)
+    loader = batches(examples, order, config.batch_size, start, batcher, config.workers)
     metrics = JsonlWriter(out / "metrics.jsonl")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()
-    bar = tqdm(range(config.steps), desc=name, file=sys.stderr, mininterval=2.0, dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=start, desc=name, file=sys.stderr, mininterval=2.0, dynamic_ncols=True)
     ema = None
+    began = time.time()
+    step = start
     try:
-        for step in bar:
-            started = time.time()
-            batch_examples = []
-            for _ in range(config.batch_size):
-                if not order:
-                    order = list(range(len(examples)))
-                    order_rng.shuffle(order)
-                batch_examples.append(examples[order.pop()])
-            batch = batcher.collate([batcher.encode(e) for e in batch_examples])
+        started = time.time()
+        for batch in loader:
+            batch = _to(batch, device)
             lr = lr_at(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = model(**batch).loss
+            with autocast:
+                loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
-            value = loss.item()
-            ema = value if ema is None else 0.95 * ema + 0.05 * value
-            tokens = int((batch["labels"] != -100).sum())
-            seconds = time.time() - started
-            if step % config.log_every == 0 or step == config.steps - 1:
-                metrics.write({"step": step + 1, "total_steps": config.steps, "loss": value, "learning_rate": lr,
-                               "grad_norm": float(grad_norm), "target_tokens": tokens, "seconds": seconds})
-            bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.2e}", refresh=False)
-            if config.save_every and (step + 1) % config.save_every == 0 and step + 1 < config.steps:
-                save(model, config.model, out / "model")
+            step += 1
+            if step % config.log_every == 0 or step == config.steps:
+                value = loss.item()
+                ema = value if ema is None else 0.9 * ema + 0.1 * value
+                tokens = int((batch["labels"] != -100).sum())
+                record = {"step": step, "total_steps": config.steps, "loss": value, "learning_rate": lr,
+                          "grad_norm": float(grad_norm), "target_tokens": tokens,
+                          "seconds": (time.time() - started) / config.log_every}
+                if validation and config.eval_every and step % config.eval_every == 0 and step < config.steps:
+                    record.update(validation_losses(model, batcher, validation, config.batch_size, device))
+                    model.train()
+                metrics.write(record)
+                bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.2e}", refresh=False)
+                started = time.time()
+            bar.update(1)
+            out_of_time = config.max_seconds and time.time() - began > config.max_seconds
+            if (config.save_every and step % config.save_every == 0 and step < config.steps) or out_of_time:
+                save_checkpoint(model, optimizer, step, config.model, checkpoint)
+            if out_of_time:
+                print(f"[{name}] stopping at step {step}: over {config.max_seconds:.0f} s", file=sys.stderr)
+                break
     finally:
         bar.close()
         metrics.close()
     if validation:
-        val_loss = evaluate_loss(model, batcher, validation, config.batch_size)
-        (out / "validation.json").write_text(json.dumps({"loss": val_loss, "examples": len(validation)}) + "\n")
-        print(f"[{name}] validation loss {val_loss:.4f} on {len(validation)} examples", file=sys.stderr)
+        losses = validation_losses(model, batcher, validation, config.batch_size, device)
+        (out / "validation.json").write_text(json.dumps({**losses, "examples": len(validation), "step": step}) + "\n")
+        print(f"[{name}] validation loss {losses['val_loss']:.4f}, image gap {losses.get('image_gap', 0):.4f} "
+              f"on {len(validation)} examples", file=sys.stderr)
     return save(model, config.model, out / "model")
 
 
 @torch.no_grad()
-def evaluate_loss(model, batcher: Batcher, examples: list[dict], batch_size: int) -> float:
+def validation_losses(model, batcher: Batcher, examples: list[dict], batch_size: int, device: str = "cpu") -> dict:
+    """Mean target loss per token, and (where the batches hold pictures) the loss with each
+    example's picture swapped for another's minus the loss with its own: the image gap."""
     model.eval()
-    total, tokens = 0.0, 0
+    own = shuffled = own_with_image = 0.0
+    tokens = shuffled_tokens = 0
     for i in range(0, len(examples), batch_size):
-        batch = batcher.collate([batcher.encode(e) for e in examples[i:i + batch_size]])
+        batch = _to(batcher(examples[i:i + batch_size]), device)
         n = int((batch["labels"][:, 1:] != -100).sum())
-        total += model(**batch).loss.item() * n
-        tokens += n
-    model.train()
-    return total / max(1, tokens)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda"):
+            own_loss = model(**batch).loss.item() * n
+            own += own_loss
+            tokens += n
+            rotated = rotate_images(batch)
+            if rotated is not None:
+                shuffled += model(**rotated).loss.item() * n
+                own_with_image += own_loss
+                shuffled_tokens += n
+    result = {"val_loss": own / max(1, tokens)}
+    if shuffled_tokens:
+        result["val_loss_other_image"] = shuffled / shuffled_tokens
+        result["image_gap"] = result["val_loss_other_image"] - own_with_image / shuffled_tokens
+    return result
 
 
 COPIED = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "generation_config.json")
@@ -189,3 +316,20 @@ def save(model, source: str | Path, folder: Path) -> Path:
         if (Path(source) / name).exists():
             (folder / name).write_bytes((Path(source) / name).read_bytes())
     return folder
+
+
+def save_checkpoint(model, optimizer, step: int, source: str | Path, folder: Path) -> None:
+    """Weights (a loadable model folder) and the optimiser state, written beside and then renamed
+    into place, so an interruption mid-write leaves the previous checkpoint whole."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    save(model, source, tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "state.pt")
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        folder.rename(old)
+        tmp.rename(folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.rename(folder)
