@@ -1,27 +1,56 @@
 """Text of the embedded `nano` model's base pre-training, and its tokenizer corpus.
 
-Pre-training documents are made from the scene descriptions `npm run synth -- --describe` stores
-in each record's `meta.description` (src/benchmarks/spatial_synth/describe.ts): statements about
-the picture, never questions, never answers to anything, never the think/answer tags. What the
-documents look like, and why (docs/embedded-model.md lists the same choices):
+The nano model stands in for a web-pre-trained base model, so its corpus is a documented mixture
+of the kinds of text such a model has read. R1-Zero RL does not invent an output format: it
+selects and amplifies among the formats the base model already puts probability on. "Echo
+Chamber: RL Post-training Amplifies Behaviors Learned in Pretraining" (arXiv 2504.07912) trains
+models from scratch on open data mixtures and finds RL converging on one dominant output format of
+the pre-training data; "On the Interplay of Pre-Training, Mid-Training, and RL on Reasoning Language
+Models" (arXiv 2512.07783) finds that RL transfers a skill to a new surface context only after
+minimal but sufficient pre-training exposure to that context, and gains most on tasks at the edge
+of the pre-trained model's competence. A real base model has seen question/answer text, chat transcripts and `<think>`/`<answer>`-style
+markup on the web; this corpus gives the nano model the same, about other domains, while the
+spatial skills the benchmark measures (counting, relations, depth, distance) are only ever *stated*
+in captions, never asked and answered. Mixture (`Mixture`, shares of all documents):
 
-- `prose` (share 1 - markup_share): the description as one paragraph.
-- `markup` (share markup_share): the facts split into sections marked up like simple web/XML
-  text, `<name>...</name>`, with section names drawn from GENERIC_TAGS (ordinary words; never
-  "think" or "answer"). Most documents first announce their sections in a sentence ("The note
-  first describes the objects and then provides the reader with the summary."), so a model that
-  reads them can learn to name a section after a word it has read (copying from context). The
-  last section is short: one value (a number, a direction word or an object name), and the
-  document ends right after its closing tag. Real base models see such markup on the web; this
-  is our stand-in. No section is ever called think or answer, and none holds a reply to a question.
-- `sections` (share sections_share, 0 unless asked; the experiments of docs/embedded-model.md that
-  try to teach the copy): 2 to 8 sections whose names come from a wide pool of words (or the
-  whole tokenizer vocabulary), most announced by a sentence naming the last or every section,
-  every section closed with its own name. Never think or answer, never a question.
-- A quarter of the documents carry one general English remark (REMARKS), some of which use
-  "think" and "answer" as ordinary words; none holds a self-reflection word.
-- Half of the documents put the literal text `<image>` after the image, as the paper's prompt does
-  (image-text web corpora mark image positions the same way).
+1. `description` (0.55; image): the scene description `npm run synth -- --describe` stores in each
+   record's `meta.description` (src/benchmarks/spatial_synth/describe.ts): statements of counts,
+   left/right/above/below, closer to the camera, closer to an object. Half `prose` (the paragraph,
+   a quarter of them with one general remark, REMARKS), half `markup` (the facts as `<name>...</name>`
+   sections, most announced by a sentence such as "The note first describes the {a} and then
+   provides the reader with the {b}.", a last section of one value, the document ending right
+   after its closing tag).
+2. `markup` (0.10; image): generic markup over the scene's facts with any tag names (GENERIC_TAGS:
+   74 ordinary words, `think` and `answer` two of them, drawn as often as any other): `sections`
+   (2 to 8 sections, each closed with its own name, the last one a value) or `nested` (the same
+   inside one outer element).
+3. `text_qa` (0.25; no image): question/answer documents of other domains (TEXT_TASKS: small
+   arithmetic, comparing two or three numbers, alphabetical order, the length of a word, a value
+   looked up in a list) and
+   `image_qa` (0.10; image): identity questions about the scene (the color of the one object of a
+   shape, the shape of the one object of a color, the size word of an object), asked only where the
+   referent is unique in the scene and mostly visible, answered from `meta.scene.objects`.
+   Each Q/A document takes one style (shares of the Q/A documents): `tagged` (0.4: the question,
+   then `<think> reasoning </think>` and `<answer>VALUE</answer>`), `r1` (0.15: the conversation of
+   the paper's r1 prompt, "A conversation between User and Assistant. ... User: {q} \\nAssistant:
+   Let me solve this step by step.\\n<think> {reasoning} </think>\\n<answer>{value}</answer>",
+   ending there; prompts.R1_INTRO/R1_THINKING or a paraphrase, and for text-only questions an
+   intro that does not say "about the image"), `direct` (0.1: prompts' direct framing, "...
+   \\nUser: {q} \\nAssistant: {value}") or `plain` (the rest: "Question: ... Answer: ..." or "Q: ...
+   A: ..."). A share `choices` (0.3) of them list lettered options the CV-Bench way ("{q} Select
+   from the following choices.\\n(A) 12\\n(B) 7") and answer with the option's text, not its
+   letter, as the accuracy reward wants. Reasoning is one or two short, correct sentences about
+   the task ("7 plus 5 is 12.", "b comes before d in the alphabet."), never a self-reflection word
+   (rewards.REFLECTION_PATTERN): reflection in GRPO rollouts must emerge, not be copied.
+
+Never in any document: a question of the four evaluated families (Count, Relation, Depth,
+Distance) in any wording; `evaluated_family_questions` finds such questions and
+`pretrain_examples` refuses to return a corpus holding one.
+
+Every scene gives one image document (its kind drawn by the image kinds' relative shares, exactly
+apportioned), and text-only documents are added so that they make up `text_qa` of all documents.
+Half of the image documents put the literal text `<image>` after the image, as the paper's prompt
+does (the example's `prefix`); text-only documents have no image and an empty prefix.
 
 The tokenizer is trained on these documents plus the question texts and the prompt templates
 (r1 and direct) of the training split. In its corpus a `<` or `>` directly next to a letter is
@@ -35,15 +64,74 @@ as a section name. (The first attempt kept Qwen2's `Ġword` tokens, so `answer` 
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..data import read_split
-from ..prompts import render_prompt
+from ..prompts import R1_INTRO, R1_THINKING, render_prompt
+from ..rewards import REFLECTION_PATTERN
 
-# Section names: plain words, none of them think or answer (no hidden format supervision).
+IMAGE_MARK = "<image>"
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Shares of the pre-training corpus (see the module docstring for what each kind is).
+
+    description: image + scene description (prose, or generic markup of the facts).
+    markup: image + generic markup with any tag names, think and answer included.
+    text_qa: text-only question/answer documents of other domains (arithmetic, comparisons,
+        alphabetical order, word length, list lookup).
+    image_qa: image + identity question about the scene (color, shape, size of a unique referent).
+    The four kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
+    tagged: the question, then <think> reasoning </think> <answer>value</answer>.
+    r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
+    direct: the direct framing ("User: {q} \\nAssistant: {value}"); the rest are plain
+        ("Question: ... Answer: ..." / "Q: ... A: ...").
+    choices: share of Q/A documents whose question lists lettered choices (answered by option text).
+    """
+
+    description: float = 0.55
+    markup: float = 0.10
+    text_qa: float = 0.25
+    image_qa: float = 0.10
+    tagged: float = 0.4
+    r1: float = 0.15
+    direct: float = 0.1
+    choices: float = 0.3
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"Mixture.{field.name} = {value!r} is not a share in [0, 1]")
+        kinds = {k: getattr(self, k) for k in KINDS}
+        if abs(sum(kinds.values()) - 1) > 1e-6:
+            parts = " + ".join(f"{k} {v}" for k, v in kinds.items())
+            raise ValueError(f"Mixture kinds must sum to 1: {parts} = {sum(kinds.values()):.6g}")
+        styles = {k: getattr(self, k) for k in ("tagged", "r1", "direct")}
+        if sum(styles.values()) > 1 + 1e-6:
+            parts = " + ".join(f"{k} {v}" for k, v in styles.items())
+            raise ValueError(f"Mixture styles must sum to at most 1 (the rest is plain): {parts} = {sum(styles.values()):.6g}")
+
+    def styles(self) -> dict[str, float]:
+        """Shares of the Q/A styles, plain included."""
+        plain = max(0.0, 1 - self.tagged - self.r1 - self.direct)
+        return {"tagged": self.tagged, "r1": self.r1, "direct": self.direct, "plain": plain}
+
+
+KINDS = ("description", "markup", "text_qa", "image_qa")
+QA_STYLES = ("tagged", "r1", "direct", "plain")
+CHOICES_LINE = "Select from the following choices."
+
+# --- scene description and markup documents --------------------------------------------------------
+
+# Section names: ordinary words, think and answer among them (drawn as often as any other).
 GENERIC_TAGS = [
     "objects", "scene", "summary", "list", "count", "colors", "shapes", "layout", "notes", "details", "facts",
     "overview", "result", "final", "caption", "label", "order", "position", "depth", "distance", "relations",
@@ -51,9 +139,8 @@ GENERIC_TAGS = [
     "item", "group", "table", "section", "part", "value", "total", "name", "key", "entry", "field", "size",
     "color", "shape", "place", "view", "report", "comment", "remark", "first", "second", "last", "number",
     "word", "line", "block", "box", "frame", "fact", "point", "detail", "left", "right", "near", "far",
+    "think", "answer", "reason", "reply", "response", "solution",
 ]
-FORBIDDEN_TAGS = re.compile(r"^(think|answer)", re.IGNORECASE)
-assert not any(FORBIDDEN_TAGS.match(t) for t in GENERIC_TAGS)
 
 # Sentences announcing two sections, in order ({a} first, {b} last).
 ANNOUNCE_TWO = [
@@ -70,11 +157,7 @@ ANNOUNCE_THREE = [
     "Sections: {a}, {b}, {c}.",
     "It has three parts: first the {a}, then the {b}, and last the {c}.",
 ]
-IMAGE_MARK = "<image>"
-
-# Sentences that name only the last section (the first one is opened in the text itself); the
-# sentences above name every section. "The assistant first thinks about ... and then provides the
-# user with the answer." has this shape; none of these is that sentence.
+# Sentences that name only the last section.
 ANNOUNCE_LAST = [
     "The note first describes the picture and then provides the reader with the {b}.",
     "The writer first looks at the scene and then gives the reader the {b}.",
@@ -84,18 +167,9 @@ ANNOUNCE_LAST = [
     "The author first writes about the objects and then provides us with the {b}.",
     "First the picture is described, then the {b} is given.",
 ]
-# Lines that may stand between an announcement and the sections, as the question and "Let me ..."
-# lines of a prompt do in the r1 template (none is a question or a reply to one).
-INTERLUDES = [
-    "Here it is.", "See below.", "The picture is small.", "It was made by a program.", "Read on.",
-    "The text follows.", "This is one of many such notes.",
-]
 
-# General English remarks, one added to some documents (a stand-in for the everyday text a real
-# base model reads). Some use "think" and "answer" as ordinary words, never as tags and never as a
-# reply to a question: without them these two tokens would never be trained at all. None holds a
-# self-reflection word (rewards.REFLECTION_PATTERN), so reflection in GRPO rollouts is not copied
-# from pre-training.
+# General English remarks, one added to some prose and markup descriptions (a stand-in for the
+# everyday text a real base model reads). None holds a self-reflection word.
 REMARKS = [
     "I think the picture was taken from a low angle.",
     "We think the light comes from one side.",
@@ -120,12 +194,8 @@ def description_of(record: dict) -> dict:
     return description
 
 
-def _tag(rng: random.Random, taken: set[str]) -> str:
-    while True:
-        name = rng.choice(GENERIC_TAGS)
-        if name not in taken:
-            taken.add(name)
-            return name
+def _names(rng: random.Random, count: int) -> list[str]:
+    return rng.sample(GENERIC_TAGS, count)
 
 
 def _section(name: str, body: str) -> str:
@@ -133,7 +203,8 @@ def _section(name: str, body: str) -> str:
 
 
 def make_document(description: dict, rng: random.Random, markup_share: float = 0.5) -> tuple[str, str]:
-    """(kind, text) of one pre-training document for a scene description."""
+    """(style, text) of one scene description document: `prose` (share 1 - markup_share) or
+    `markup` (the facts in one or two sections and one short value section last)."""
     facts = description["facts"]
     remark = rng.choice(REMARKS) if rng.random() < 0.25 else ""
     if rng.random() < 1 - markup_share:
@@ -141,114 +212,470 @@ def make_document(description: dict, rng: random.Random, markup_share: float = 0
         if remark:
             text = f"{remark} {text}" if rng.random() < 0.5 else f"{text} {remark}"
         return "prose", text
-    # Markup: the object list and some facts as prose sections, one short value section last.
-    taken: set[str] = set()
     last = rng.choice(facts)
     body = [f["text"] for f in facts] + ([remark] if remark else [])
     three = len(body) >= 4 and rng.random() < 0.3
+    names = _names(rng, 3 if three else 2)
     if three:
         cut = rng.randrange(1, len(body))
-        sections = [(_tag(rng, taken), " ".join(body[:cut])), (_tag(rng, taken), " ".join(body[cut:]))]
+        bodies = [" ".join(body[:cut]), " ".join(body[cut:])]
     else:
-        sections = [(_tag(rng, taken), " ".join(body))]
-    sections.append((_tag(rng, taken), last["value"]))
-    names = [n for n, _ in sections]
+        bodies = [" ".join(body)]
+    bodies.append(last["value"])
     sep = rng.choice(["\n", " ", ""])
-    marked = sep.join(_section(n, b) for n, b in sections)
+    marked = sep.join(_section(n, b) for n, b in zip(names, bodies, strict=True))
     if rng.random() < 0.8:
         template = rng.choice(ANNOUNCE_THREE if three else ANNOUNCE_TWO)
-        announce = template.format(**dict(zip("abc", names, strict=False)))
-        return "markup", f"{announce}\n{marked}"
+        return "markup", template.format(**dict(zip("abc", names, strict=False))) + "\n" + marked
     return "markup", marked
 
 
-def _words(texts: Iterable[str]) -> set[str]:
-    return {w for text in texts for w in re.findall(r"[a-z]{3,}", text.lower()) if not FORBIDDEN_TAGS.match(w)}
-
-
-COMMON_WORDS = _words([*GENERIC_TAGS, *REMARKS, *ANNOUNCE_TWO, *ANNOUNCE_THREE, *ANNOUNCE_LAST, *INTERLUDES])
-
-
-def _section_names(description: dict) -> list[str]:
-    """Names a sections document may use: any word of the corpus's fixed sentences (the generic
-    tags, remarks, announcements) or of its own description. With a pool this wide, guessing a
-    name from the ones usually seen does not pay, so closing a section is learned as a copy of the
-    name it was opened with, a copy that also works for a word never seen as a name."""
-    return sorted(COMMON_WORDS | _words([description["text"]]))
-
-
-def vocabulary_names(tokenizer_file: str | Path) -> list[str]:
-    """Every letters-only entry of a tokenizer's vocabulary (words and word pieces) except think,
-    answer and their forms: a name pool so wide that a section can only be closed by copying, for
-    any token, the name it was opened with."""
-    vocab = json.loads(Path(tokenizer_file).read_text())["model"]["vocab"]
-    return sorted(t for t in vocab if t.isascii() and t.isalpha() and len(t) >= 2 and not FORBIDDEN_TAGS.match(t))
-
-
-def make_sections_document(description: dict, rng: random.Random, names_pool: list[str] | None = None) -> str:
-    """A document of sections with names drawn from a large pool, the last one a single value from
-    the facts before it, the document ending right after its closing tag. Half of them hold 2 to 4
-    sections with the facts spread over them; the other half are records of 4 to 8 short sections
-    (one value or one fact each), which give many closing tags per token to learn the copy from.
-    Most documents announce the sections first (every name, or only the last one), some with a
-    line between the announcement and the sections."""
+def make_markup_document(description: dict, rng: random.Random) -> tuple[str, str]:
+    """(style, text) of one generic markup document over the facts: 2 to 8 sections with names
+    from GENERIC_TAGS, each closed with its own name, the last one a single value, the document
+    ending right after its last closing tag; `nested` ones wrap the sections in one outer element.
+    Most are announced by a sentence naming every section or only the last one."""
     facts = list(description["facts"])
     rng.shuffle(facts)
-    record = rng.random() < 0.5
-    count = rng.randint(4, 8) if record else rng.randint(2, min(4, len(facts) + 1))
-    pool = names_pool or _section_names(description)
-    count = min(count, len(pool))
-    names: list[str] = []
-    while len(names) < count:
-        name = rng.choice(pool)
-        if name not in names:
-            names.append(name)
-    if record:
-        used = [rng.choice(facts) for _ in range(count - 1)]
-        bodies = [f["value"] if rng.random() < 0.6 else f["text"] for f in used]
-    else:
-        used = facts[:rng.randint(count - 1, len(facts))]
-        cuts = sorted(rng.sample(range(1, len(used)), count - 2)) if count > 2 else []
-        bounds = [0, *cuts, len(used)]
-        bodies = [" ".join(f["text"] for f in used[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
-    bodies.append(rng.choice(used)["value"])
+    nested = rng.random() < 0.3
+    count = rng.randint(2, 8)
+    names = _names(rng, count + (1 if nested else 0))
+    outer = names.pop(0) if nested else None
+    bodies = []
+    for _ in range(count - 1):
+        fact = rng.choice(facts)
+        bodies.append(fact["value"] if rng.random() < 0.4 else fact["text"])
+    bodies.append(rng.choice(facts)["value"])
     sep = rng.choice(["\n", " ", ""])
     marked = sep.join(_section(n, b) for n, b in zip(names, bodies, strict=True))
+    if outer:
+        marked = f"<{outer}>{sep}{marked}{sep}</{outer}>"
     roll = rng.random()
-    if roll < 0.45 or (roll < 0.8 and count > 4):
+    if roll < 0.4:
         announce = rng.choice(ANNOUNCE_LAST).format(b=names[-1])
-    elif roll < 0.8:
-        templates = ANNOUNCE_TWO if count == 2 else ANNOUNCE_THREE if count == 3 else ["Sections: {a}, {b}, {c}, {d}."]
-        announce = rng.choice(templates).format(**dict(zip("abcd", names, strict=False)))
+    elif roll < 0.7 and count <= 3:
+        templates = ANNOUNCE_TWO if count == 2 else ANNOUNCE_THREE
+        announce = rng.choice(templates).format(**dict(zip("abc", names, strict=False)))
     else:
-        return marked
-    if rng.random() < 0.5:
-        announce += "\n" + rng.choice(INTERLUDES + [f["text"] for f in facts[:2]])
-    return f"{announce}\n{marked}"
+        return ("nested" if nested else "sections"), marked
+    return ("nested" if nested else "sections"), f"{announce}\n{marked}"
 
 
-def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int = 0, max_items: int = 0,
-                      markup_share: float = 0.5, sections_share: float = 0.0,
-                      names_pool: list[str] | None = None) -> list[dict]:
-    """One example per scene: {"image", "prefix", "target"}; the loss covers the target only."""
-    root = Path(dataset_dir)
-    rng = random.Random(seed)
-    examples = []
+# --- question/answer items ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QA:
+    """One question with its answer (a short value), the reasoning that reaches it, and the
+    candidate options a choices list may show (the answer among them, in their shown order when
+    `keep_order`)."""
+
+    task: str
+    question: str
+    answer: str
+    reasoning: str
+    options: tuple[str, ...]
+    keep_order: bool = False
+
+
+TEXT_TASKS = ("arithmetic", "comparison", "alphabet", "length", "lookup")
+IMAGE_TASKS = ("color", "shape", "size")
+
+# Words for the alphabet, length and lookup tasks: ordinary nouns, none a word of the evaluated
+# families' questions (no left, near, camera, ...) and none a self-reflection word.
+WORDS = [
+    "apple", "pear", "plum", "grape", "lemon", "melon", "bread", "butter", "cheese", "honey", "river", "stone",
+    "garden", "window", "chair", "table", "pencil", "paper", "house", "bridge", "forest", "mountain", "island",
+    "ocean", "cloud", "winter", "summer", "autumn", "morning", "evening", "music", "story", "rabbit", "tiger",
+    "horse", "mouse", "eagle", "turtle", "dolphin", "kitten", "candle", "basket", "bottle", "button", "ladder",
+    "hammer", "needle", "pillow", "blanket", "carpet", "jacket", "pocket", "rocket", "planet", "silver", "garlic",
+    "onion", "carrot", "potato", "tomato", "banana", "cherry", "violin", "guitar", "piano", "dragon", "castle",
+    "village", "market", "doctor", "farmer", "sailor", "painter", "teacher", "kitchen", "office", "school",
+    "engine", "wagon", "ticket", "coffee", "sugar", "pepper", "flower", "lake", "moon", "sun", "tree", "bird",
+    "fish", "book", "door", "hat", "cup", "ship", "train", "clock", "key", "ring", "egg", "milk", "rice",
+]
+LOOKUP_KEYS = list("abcdefghkmpqrstuvwxyz")
+COLOR_NAMES = ["red", "green", "blue", "yellow", "purple", "orange", "gray", "brown", "cyan", "pink"]
+SHAPES = ["cube", "sphere", "cylinder", "cone"]
+SIZES = ["small", "large"]
+MIN_VISIBLE = 0.6  # as describe.ts and the questions: at most 40% of a referent hidden
+
+
+def _numbers_near(answer: int, extra: Iterable[int] = ()) -> list[int]:
+    pool = {answer + d for d in (-3, -2, -1, 1, 2, 3, 10)} | set(extra)
+    return [n for n in pool if n >= 0 and n != answer]
+
+
+def _options(answer: str, distractors: Iterable[str], rng: random.Random) -> tuple[str, ...]:
+    """The answer and 1 to 3 distractors, in a random order (2 options most often, as most CV-Bench tasks)."""
+    others = sorted(set(distractors) - {answer})
+    rng.shuffle(others)
+    count = min(len(others), rng.choice([1, 1, 2, 3]))
+    chosen = [answer, *others[:count]]
+    rng.shuffle(chosen)
+    return tuple(chosen)
+
+
+def _arithmetic(rng: random.Random) -> QA:
+    op = rng.choice(["plus", "minus", "times"])
+    if op == "plus":
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        c, sym, verb = a + b, "+", f"What do you get if you add {a} and {b}?"
+        reasoning = rng.choice([f"{a} plus {b} is {c}.", f"{a} + {b} = {c}.", f"Adding {b} to {a} gives {c}."])
+    elif op == "minus":
+        a = rng.randint(1, 30)
+        b = rng.randint(0, a)
+        c, sym, verb = a - b, "-", f"What do you get if you subtract {b} from {a}?"
+        reasoning = rng.choice([f"{a} minus {b} is {c}.", f"{a} - {b} = {c}.", f"Taking {b} away from {a} leaves {c}."])
+    else:
+        a, b = rng.randint(0, 10), rng.randint(0, 10)
+        c, sym, verb = a * b, "*", f"What do you get if you multiply {a} by {b}?"
+        reasoning = rng.choice([f"{a} times {b} is {c}.", f"{a} * {b} = {c}.", f"{a} groups of {b} make {c}."])
+    question = rng.choice([f"What is {a} {op} {b}?", f"What is {a} {sym} {b}?", f"Compute {a} {op} {b}.", verb])
+    distractors = _numbers_near(c, [a + b, a * b, abs(a - b)])
+    return QA("arithmetic", question, str(c), reasoning, _options(str(c), map(str, distractors), rng))
+
+
+def _comparison(rng: random.Random) -> QA:
+    numbers = rng.sample(range(0, 100), rng.choice([2, 2, 3]))
+    larger = rng.random() < 0.5
+    best = max(numbers) if larger else min(numbers)
+    rest = [n for n in numbers if n != best]
+    shown = [str(n) for n in numbers]
+    if len(numbers) == 2:
+        x, y = shown
+        word = "larger" if larger else "smaller"
+        question = rng.choice([f"Which number is {word}, {x} or {y}?", f"Which is {word}: {x} or {y}?",
+                               f"Which of {x} and {y} is {'greater' if larger else 'less'}?"])
+        reasoning = f"{best} is {word} than {rest[0]}."
+    else:
+        x, y, z = shown
+        word = "largest" if larger else "smallest"
+        question = rng.choice([f"Which is the {word} of {x}, {y} and {z}?", f"Which number is the {word}: {x}, {y} or {z}?"])
+        reasoning = f"{best} is {'larger' if larger else 'smaller'} than {rest[0]} and {rest[1]}."
+    return QA("comparison", question, str(best), reasoning, tuple(shown), keep_order=True)
+
+
+def alphabet_reason(first: str, second: str) -> str:
+    """Why `first` comes before `second` in alphabetical order (they differ, neither a prefix of the other)."""
+    i = next(k for k, (p, q) in enumerate(zip(first, second, strict=False)) if p != q)
+    letters = f"{first[i]} comes before {second[i]} in the alphabet, so {first} comes before {second}."
+    return letters if i == 0 else f"Both words start with {first[:i]}, and {letters}"
+
+
+def _alphabet(rng: random.Random) -> QA:
+    while True:
+        x, y = rng.sample(WORDS, 2)
+        if not (x.startswith(y) or y.startswith(x)):
+            break
+    early, late = sorted([x, y])
+    if rng.random() < 0.7:
+        question = rng.choice([f"Which word comes first in alphabetical order, {x} or {y}?",
+                               f"In a dictionary, which word comes first: {x} or {y}?",
+                               f"Which of {x} and {y} comes first in the alphabet?"])
+        answer = early
+    else:
+        question = rng.choice([f"Which word comes last in alphabetical order, {x} or {y}?",
+                               f"In a dictionary, which word comes second: {x} or {y}?"])
+        answer = late
+    return QA("alphabet", question, answer, alphabet_reason(early, late), (x, y), keep_order=True)
+
+
+def _length(rng: random.Random) -> QA:
+    word = rng.choice(WORDS)
+    n = len(word)
+    question = rng.choice([f"What is the length of the word {word}?", f"What is the length of the word {word} in letters?",
+                           f"How long is the word {word}, in letters?"])
+    spelled = rng.choice([", ".join(word), "-".join(word)])
+    reasoning = rng.choice([f"The word {word} is spelled {spelled}, so it has {n} letters.",
+                            f"{word} is spelled {spelled}: {n} letters."])
+    return QA("length", question, str(n), reasoning, _options(str(n), map(str, _numbers_near(n)), rng))
+
+
+def _lookup(rng: random.Random) -> QA:
+    size = rng.randint(2, 5)
+    keys = rng.sample(LOOKUP_KEYS if rng.random() < 0.6 else WORDS, size)
+    values = [str(v) for v in rng.sample(range(0, 20), size)] if rng.random() < 0.7 else rng.sample(WORDS, size)
+    key = rng.choice(keys)
+    value = values[keys.index(key)]
+    pairs = [f"{k}: {v}" for k, v in zip(keys, values, strict=True)]
+    listed = ", ".join(pairs)
+    question = rng.choice([f"In the list {listed}, what is the value of {key}?",
+                           f"Here is a list: {listed}. What is the value of {key}?",
+                           f"Given the list {listed}, what is {key}?"])
+    reasoning = rng.choice([f"In the list, {key} is {value}.", f"The list has {key}: {value}, so {key} is {value}."])
+    return QA("lookup", question, value, reasoning, _options(value, values, rng))
+
+
+_TEXT_MAKERS = {"arithmetic": _arithmetic, "comparison": _comparison, "alphabet": _alphabet, "length": _length,
+                "lookup": _lookup}
+
+
+def text_question(rng: random.Random, task: str | None = None) -> QA:
+    """A text-only question of another domain (a task of TEXT_TASKS, drawn uniformly unless given)."""
+    return _TEXT_MAKERS[task or rng.choice(TEXT_TASKS)](rng)
+
+
+def identity_referents(record: dict) -> dict[str, list[tuple[str, dict]]]:
+    """What the scene allows asking, per identity task: (referent phrase, object) pairs whose object
+    is the only one of its shape (color task), of its color (shape task), or of its shape, color or
+    color and shape (size task), among all objects of the scene, and mostly visible."""
+    meta = record.get("meta") or {}
+    objects = (meta.get("scene") or {}).get("objects") or []
+    layout = meta.get("objects") or []
+    visible = [(layout[i].get("visible", 1) if i < len(layout) else 1) >= MIN_VISIBLE for i in range(len(objects))]
+    shapes = Counter(o["shape"] for o in objects)
+    colors = Counter(o["color"] for o in objects)
+    kinds = Counter((o["color"], o["shape"]) for o in objects)
+    found: dict[str, list[tuple[str, dict]]] = {t: [] for t in IMAGE_TASKS}
+    for o, seen in zip(objects, visible, strict=True):
+        if not seen:
+            continue
+        if shapes[o["shape"]] == 1:
+            found["color"].append((o["shape"], o))
+            found["size"].append((o["shape"], o))
+        if colors[o["color"]] == 1:
+            found["shape"].append((f"{o['color']} object", o))
+            found["size"].append((f"{o['color']} object", o))
+        if kinds[(o["color"], o["shape"])] == 1 and shapes[o["shape"]] > 1 and colors[o["color"]] > 1:
+            found["size"].append((f"{o['color']} {o['shape']}", o))
+    return found
+
+
+def image_question(record: dict, rng: random.Random) -> QA | None:
+    """An identity question about the record's scene, or None when no referent is unique."""
+    found = identity_referents(record)
+    tasks = [t for t in IMAGE_TASKS if found[t]]
+    if not tasks:
+        return None
+    task = rng.choice(tasks)
+    name, obj = rng.choice(found[task])
+    if task == "color":
+        color = obj["color"]
+        question = rng.choice([f"What color is the {name}?", f"What is the color of the {name} in the image?",
+                               f"Which color does the {name} have?"])
+        reasoning = rng.choice([f"The {name} is {color}.", f"The only {name} in the picture is {color}."])
+        return QA("color", question, color, reasoning, _options(color, COLOR_NAMES, rng))
+    if task == "shape":
+        shape = obj["shape"]
+        question = rng.choice([f"What shape is the {name}?", f"What is the shape of the {name}?",
+                               f"Which shape does the {name} have?"])
+        reasoning = rng.choice([f"The {name} is a {shape}.", f"The only {name} in the picture is a {shape}."])
+        return QA("shape", question, shape, reasoning, _options(shape, SHAPES, rng))
+    size = obj["size"]
+    question = rng.choice([f"What size is the {name}, small or large?", f"Is the {name} small or large?",
+                           f"What is the size of the {name}?"])
+    reasoning = rng.choice([f"The {name} is {size}.", f"The {name} in the picture is a {size} one."])
+    return QA("size", question, size, reasoning, tuple(SIZES), keep_order=True)
+
+
+def with_choices(qa: QA) -> tuple[str, list[str]]:
+    """The question with its options listed the CV-Bench way, and the options."""
+    options = list(qa.options)
+    lines = "\n".join(f"({chr(65 + i)}) {o}" for i, o in enumerate(options))
+    return f"{qa.question} {CHOICES_LINE}\n{lines}", options
+
+
+# Conversation intros (no thinking sentence): the prompts' own and paraphrases; for text-only
+# questions none says "about the image".
+IMAGE_INTROS = [
+    R1_INTRO, R1_INTRO, R1_INTRO,
+    "A conversation between User and Assistant. The user asks a question about the picture, and the Assistant solves it.",
+    "A dialogue between User and Assistant. The user asks about the image, and the Assistant answers.",
+]
+TEXT_INTROS = [
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it.",
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it.",
+    "A conversation between User and Assistant. The user asks a question and the Assistant answers it.",
+    "A dialogue between User and Assistant. The user asks a question, and the Assistant solves it.",
+]
+THINKING = [
+    R1_THINKING, R1_THINKING, R1_THINKING,
+    " The assistant first thinks about the reasoning process and then gives the user the answer.",
+    " The Assistant first reasons in the mind and then provides the user with the answer.",
+]
+R1_TAIL = " \nAssistant: Let me solve this step by step.\n<think>"
+
+
+def render_qa(qa: QA, style: str, choices: bool, has_image: bool, rng: random.Random) -> str:
+    """One Q/A document of a style (QA_STYLES); the answer is always the option text."""
+    question = with_choices(qa)[0] if choices else qa.question
+    value, reasoning = qa.answer, qa.reasoning
+    if style == "r1":
+        intro = rng.choice(IMAGE_INTROS if has_image else TEXT_INTROS) + rng.choice(THINKING)
+        think = rng.choice([f" {reasoning} ", f" {reasoning} ", f"\n{reasoning}\n"])
+        return f"{intro}\nUser: {question}{R1_TAIL}{think}</think>\n<answer>{value}</answer>"
+    if style == "direct":
+        intro = rng.choice(IMAGE_INTROS if has_image else TEXT_INTROS)
+        return f"{intro}\nUser: {question} \nAssistant: {value}"
+    if style == "tagged":
+        lead = rng.choice(["", "", "Question: ", "Q: "])
+        think = rng.choice([f"<think> {reasoning} </think>", f"<think>{reasoning}</think>", f"<think>\n{reasoning}\n</think>"])
+        gap = rng.choice(["\n", "\n", " ", ""])
+        return f"{lead}{question}\n{think}{gap}<answer>{value}</answer>"
+    if style == "plain":
+        if rng.random() < 0.5:
+            return f"Question: {question}\nAnswer: {value}"
+        return f"Q: {question}\nA: {value}"
+    raise ValueError(f"unknown Q/A style {style!r}; choose one of {QA_STYLES}")
+
+
+# --- the scanner for evaluated-family questions ------------------------------------------------------
+
+# Words of the four evaluated families' questions (Count; Relation left/right/above/below; Depth:
+# closer to the camera; Distance: closer to an object), in any wording.
+FAMILY_PATTERN = re.compile(
+    r"how\s+many|\bcount\w*|\bnumber\s+of|\bamount\s+of|\bquantity|\btotal\b"
+    r"|\b(?:left|right|above|below|under|underneath|beneath|over|on\s+top|top|bottom|higher|lower|upper|beside"
+    r"|next\s+to|between|where|locat\w*|position\w*|relative|side)\b"
+    r"|\b(?:clos\w*|near\w*|far|farther|farthest|further|furthest|distan\w*|depth|deep\w*|camera|viewer|front"
+    r"|behind|foreground|background|apart|away|3d)\b",
+    re.IGNORECASE,
+)
+# A sentence ending in "?", with the lettered choices that may follow it.
+_QUESTION_SENTENCE = re.compile(r"[^.?!\n]*\?(?: Select from the following choices\.(?:\n\([A-Z]\) [^\n]*)+)?")
+# An imperative asking for something ("Count the cubes.", "Name the object ...").
+_REQUEST_SENTENCE = re.compile(
+    r"(?<![^\s>])(?:Count|Name|Find|Tell|Say|Determine|Identify|List|Compute|Give|State|Choose|Pick|Select)\b[^.?!\n]*[.!]")
+_FRAMED_QUESTION = re.compile(
+    r"(?:\bUser:|\bQuestion:|(?<![\w(])Q:)(.*?)(?=\bAssistant:|\bAnswer:|(?<![\w(])A:|<think>|\Z)", re.DOTALL)
+
+
+def question_parts(text: str) -> list[str]:
+    """Every question in a text: each sentence ending in '?' (with the lettered choices after it),
+    each request sentence ("Count the cubes.", "Name the ..."), and the question part (choices
+    included) of "User: ... Assistant:", "Question: ... Answer:" and "Q: ... A:" framings."""
+    parts = [m.group(0).strip() for m in _QUESTION_SENTENCE.finditer(text)]
+    parts += [m.group(0).strip() for m in _REQUEST_SENTENCE.finditer(text)]
+    parts += [m.group(1).strip() for m in _FRAMED_QUESTION.finditer(text)]
+    return [p for p in parts if p]
+
+
+def evaluated_family_questions(text: str) -> list[str]:
+    """The questions of a text that belong to an evaluated family (counting, left/right/above/
+    below relations, depth or closeness to the camera, distance or closeness to an object), by
+    their words. Statements are not questions and are never reported."""
+    return [q for q in question_parts(text) if FAMILY_PATTERN.search(q)]
+
+
+# --- the corpus ---------------------------------------------------------------------------------------
+
+def _allocate(rng: random.Random, n: int, shares: dict[str, float]) -> list[str]:
+    """n labels in the given shares (largest remainder), shuffled."""
+    total = sum(shares.values())
+    if n <= 0 or total <= 0:
+        return []
+    exact = {k: n * v / total for k, v in shares.items()}
+    counts = {k: math.floor(x) for k, x in exact.items()}
+    rest = n - sum(counts.values())
+    for k in sorted(exact, key=lambda k: counts[k] - exact[k])[:rest]:
+        counts[k] += 1
+    labels = [k for k in shares for _ in range(counts[k])]
+    rng.shuffle(labels)
+    return labels
+
+
+def _read_records(root: Path, split: str, max_items: int) -> list[dict]:
+    records = []
     with (root / f"{split}.jsonl").open() as lines:
         for line in lines:
             if not line.strip():
                 continue
             record = json.loads(line)
-            description = description_of(record)
-            if sections_share and rng.random() < sections_share:
-                text = make_sections_document(description, rng, names_pool)
-            else:
-                _, text = make_document(description, rng, markup_share)
-            mark = IMAGE_MARK if rng.random() < 0.5 else ""
-            examples.append({"image": str(root / record["images"][0]), "prefix": mark, "target": text})
-            if max_items and len(examples) >= max_items:
+            description_of(record)
+            records.append(record)
+            if max_items and len(records) >= max_items:
                 break
+    return records
+
+
+def _check_document(text: str) -> None:
+    hits = evaluated_family_questions(text)
+    if hits:
+        raise RuntimeError(f"a pre-training document asks an evaluated-family question: {hits[0]!r}")
+    if REFLECTION_PATTERN.search(text):
+        raise RuntimeError(f"a pre-training document holds a self-reflection word: {text!r}")
+
+
+def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int = 0, max_items: int = 0,
+                      mixture: Mixture = Mixture()) -> list[dict]:
+    """The pre-training documents of a described split, in a random (seeded) order.
+
+    Each is {"kind", "style", "image", "prefix", "target"}; the loss covers the target only.
+    `max_items` limits the scenes read (0: all). Every scene gives one image document (kinds by
+    the image kinds' relative shares), and text-only documents (image None, prefix '') are added
+    so that they make up `mixture.text_qa` of all; with text_qa 1 every scene gives one text-only
+    document instead. A scene without a unique referent takes no identity question: its image
+    document is swapped with one that can, or is a description when none is left.
+    """
+    root = Path(dataset_dir)
+    rng = random.Random(seed)
+    records = _read_records(root, split, max_items)
+    n = len(records)
+    image_shares = {k: getattr(mixture, k) for k in ("description", "markup", "image_qa")}
+    if mixture.text_qa >= 1 - 1e-9:
+        kinds, text_count = [], n
+    else:
+        kinds = _allocate(rng, n, image_shares)
+        text_count = round(n * mixture.text_qa / (1 - mixture.text_qa))
+    able = [any(identity_referents(r).values()) for r in records]
+    for i, kind in enumerate(kinds):
+        if kind == "image_qa" and not able[i]:
+            spare = [j for j in range(n) if able[j] and kinds[j] != "image_qa"]
+            if spare:
+                j = rng.choice(spare)
+                kinds[i], kinds[j] = kinds[j], kinds[i]
+            else:
+                kinds[i] = "description"
+    styles = mixture.styles()
+    image_qa_count = kinds.count("image_qa")
+    image_styles = iter(_allocate(rng, image_qa_count, styles))
+    image_choices = iter(_allocate(rng, image_qa_count, {"yes": mixture.choices, "no": 1 - mixture.choices}))
+
+    examples = []
+    for record, kind in zip(records, kinds, strict=False):
+        image = str(root / record["images"][0])
+        description = description_of(record)
+        if kind == "description":
+            style, text = make_document(description, rng)
+        elif kind == "markup":
+            style, text = make_markup_document(description, rng)
+        else:
+            qa = image_question(record, rng)
+            style = next(image_styles)
+            text = render_qa(qa, style, next(image_choices) == "yes", True, rng)
+        mark = IMAGE_MARK if rng.random() < 0.5 else ""
+        examples.append({"kind": kind, "style": style, "image": image, "prefix": mark, "target": text})
+    text_styles = _allocate(rng, text_count, styles)
+    text_choices = _allocate(rng, text_count, {"yes": mixture.choices, "no": 1 - mixture.choices})
+    for style, choice in zip(text_styles, text_choices, strict=True):
+        text = render_qa(text_question(rng), style, choice == "yes", False, rng)
+        examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text})
+    for example in examples:
+        _check_document(example["target"])
+    rng.shuffle(examples)
     return examples
+
+
+def mixture_report(examples: list[dict]) -> dict:
+    """Counts and shares of a corpus: per kind (of all documents), per Q/A style and with choices
+    (of the Q/A documents), per style of the description and markup documents (of their kind)."""
+    total = len(examples)
+
+    def table(counter: Counter, whole: int) -> dict:
+        return {k: {"count": v, "share": round(v / whole, 4) if whole else 0.0} for k, v in sorted(counter.items())}
+
+    kinds = Counter(e["kind"] for e in examples)
+    qa = [e for e in examples if e["kind"] in ("text_qa", "image_qa")]
+    report = {
+        "documents": total,
+        "with_image": sum(e["image"] is not None for e in examples),
+        "kinds": table(kinds, total),
+        "qa_styles": table(Counter(e["style"] for e in qa), len(qa)),
+        "qa_choices": table(Counter("choices" if CHOICES_LINE in e["target"] else "open" for e in qa), len(qa)),
+    }
+    for kind in ("description", "markup"):
+        report[f"{kind}_styles"] = table(Counter(e["style"] for e in examples if e["kind"] == kind), kinds[kind])
+    return report
 
 
 def prompt_texts(dataset_dir: str | Path, split: str = "train", max_items: int = 0) -> Iterator[str]:

@@ -1,5 +1,6 @@
-"""The embedded model's pipeline at toy size: pre-training documents (no think/answer tags, no
-questions), the tokenizer corpus, the nano preset, the LM loop of pretrain/sft, and the plot."""
+"""The embedded model's pipeline at toy size: scene description and markup documents (the whole
+corpus mixture: test_nano_corpus.py), the tokenizer corpus, the nano preset, the LM loop of
+pretrain/sft, and the plot."""
 
 from __future__ import annotations
 
@@ -53,21 +54,15 @@ def synth_dir(tmp_path_factory):
 
 # --- documents ------------------------------------------------------------------------------------
 
-def test_documents_never_hold_think_or_answer_tags_or_questions():
+def test_description_documents_state_facts_in_prose_or_markup():
     rng = random.Random(0)
-    kinds = set()
+    styles = set()
     for _ in range(500):
-        kind, text = nano_corpus.make_document(DESCRIPTION, rng)
-        kinds.add(kind)
-        assert "?" not in text
-        assert not re.search(r"</?\s*(think|answer)", text, re.IGNORECASE)
+        style, text = nano_corpus.make_document(DESCRIPTION, rng)
+        styles.add(style)
+        assert "?" not in text and not nano_corpus.evaluated_family_questions(text)
         assert not REFLECTION_PATTERN.search(text)
-        # "think" and "answer" only as ordinary words of the general remarks.
-        plain = text
-        for remark in nano_corpus.REMARKS:
-            plain = plain.replace(remark, "")
-        assert not re.search(r"\b(question|answer|think)", plain, re.IGNORECASE)
-        if kind == "markup":
+        if style == "markup":
             names = re.findall(r"<([a-z]+)>", text)
             assert names and all(n in nano_corpus.GENERIC_TAGS for n in names)
             # Sections are closed in order; the document ends right after the last closing tag.
@@ -77,48 +72,38 @@ def test_documents_never_hold_think_or_answer_tags_or_questions():
             assert last in {f["value"] for f in FACTS}
         else:
             assert DESCRIPTION["text"] in text
-    assert kinds == {"prose", "markup"}
+    assert styles == {"prose", "markup"}
 
 
-def test_sections_documents_close_what_they_open_and_name_no_think_or_answer():
+def test_markup_documents_close_what_they_open_with_any_names():
     rng = random.Random(0)
-    announced_last, announced_none, many_names = 0, 0, set()
+    many_names = set()
     for _ in range(500):
-        text = nano_corpus.make_sections_document(DESCRIPTION, rng)
+        style, text = nano_corpus.make_markup_document(DESCRIPTION, rng)
+        assert style in ("sections", "nested")
         assert "?" not in text and not REFLECTION_PATTERN.search(text)
-        assert not re.search(r"\b(question|answer|think)", text, re.IGNORECASE)
         names = re.findall(r"<([a-z]+)>", text)
-        assert 2 <= len(names) <= 8 and len(set(names)) == len(names)
-        assert re.findall(r"</([a-z]+)>", text) == names  # every section closed with its own name, in order
-        many_names.update(names)
-        # The last section is one value of a stated fact, and the document ends with it.
-        last = re.search(rf"<{names[-1]}>([^<]*)</{names[-1]}>$", text)
+        assert len(set(names)) == len(names) and set(names) <= set(nano_corpus.GENERIC_TAGS)
+        closing = re.findall(r"</([a-z]+)>", text)
+        inner = names[1:] if style == "nested" else names
+        assert closing == inner + (names[:1] if style == "nested" else [])  # each closed with its own name, in order
+        assert 2 <= len(inner) <= 8
+        # The last section is one value of a stated fact, and the document ends with it (and the outer element).
+        last = re.search(rf"<{inner[-1]}>([^<]*)</{inner[-1]}>\s*(</{names[0]}>)?$", text)
         assert last and last.group(1) in {f["value"] for f in FACTS}
-        first_line = text.split("\n", 1)[0]
-        if first_line.startswith("<"):
-            announced_none += 1
-        else:  # an announcement names the last section (and maybe the others), before any section
-            assert re.search(rf"\b{names[-1]}\b", first_line)
-            announced_last += 1
-    assert announced_last > 300 and announced_none > 50
-    assert len(many_names) > 60  # names from a large pool: closing tags must be copied, not guessed
-
-
-def test_vocabulary_names_leave_out_think_and_answer(tmp_path):
-    vocab = {"think": 0, "thinks": 1, "answer": 2, "Answer": 3, "cube": 4, "re": 5, "Ġ": 6, "<": 7, "x": 8, "ĠThe": 9}
-    (tmp_path / "tokenizer.json").write_text(json.dumps({"model": {"vocab": vocab}}))
-    names = nano_corpus.vocabulary_names(tmp_path / "tokenizer.json")
-    assert names == ["cube", "re"]
-    rng = random.Random(1)
-    for _ in range(50):
-        text = nano_corpus.make_sections_document(DESCRIPTION, rng, names + ["sky", "mind"])
-        assert set(re.findall(r"</?([a-z]+)>", text)) <= {"cube", "re", "sky", "mind"}
+        many_names.update(names)
+    assert {"think", "answer"} <= many_names and len(many_names) > 60
 
 
 def test_pretrain_examples_read_descriptions_and_refuse_records_without(synth_dir, tmp_path):
     examples = nano_corpus.pretrain_examples(synth_dir, seed=1)
-    assert len(examples) == 6
-    assert all(e["prefix"] in ("", "<image>") and e["image"].endswith(".png") for e in examples)
+    # 6 scenes give 6 image documents (no scene objects here, so no identity questions) and 2
+    # text-only documents make text_qa's quarter.
+    assert len(examples) == 8
+    images = [e for e in examples if e["image"] is not None]
+    assert len(images) == 6 and {e["kind"] for e in images} <= {"description", "markup"}
+    assert all(e["prefix"] in ("", "<image>") and e["image"].endswith(".png") for e in images)
+    assert all(e["kind"] == "text_qa" and e["prefix"] == "" for e in examples if e["image"] is None)
     assert examples == nano_corpus.pretrain_examples(synth_dir, seed=1)
     bad = tmp_path / "bad"
     bad.mkdir()
