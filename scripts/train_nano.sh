@@ -1,25 +1,49 @@
 #!/usr/bin/env bash
-# Trains the embedded model from scratch on CPU (docs/embedded-model.md):
-#   models/nano-base                 base pre-training on scene descriptions (no questions, no
-#                                    think/answer tags), safetensors + ONNX
-#   build/nano/models/nano-r1zero    GRPO with the r1 template on the base (the paper's rewards/loss)
-#   build/nano/models/nano-sft       the SFT baseline (direct answers)
+# Trains the embedded nano model from scratch (docs/embedded-model.md):
+#   base      pre-training on the corpus mixture (scene descriptions, markup, other-domain Q/A)
+#   probes    perception (held-out scenes) and step 0 of R1-Zero (format rate, accuracy, option ranking)
+#   sft       the SFT baseline: direct answers, as many examples as GRPO sees
+#   grpo      R1-Zero GRPO on the base with the r1 template, one run per seed (SEEDS)
+#   export    servable folders (safetensors + ONNX) under $B/models
+#   evaluate  the spatial-synth test split through `npm run evaluate` (base r1/direct, SFT, GRPO)
 #
-#   bash scripts/train_nano.sh                       # data, base (2 stages), probe, SFT, GRPO, exports
-#   EVALUATE=1 CONTROL=1 bash scripts/train_nano.sh  # ... plus the evaluations of the README table
-#                                                    #     and the control run (GRPO on the SFT model)
+#   bash scripts/train_nano.sh                      # every stage, on the GPU if there is one
+#   LEVEL=easy bash scripts/train_nano.sh           # the easy level of spatial-synth
+#   STAGES="grpo export" bash scripts/train_nano.sh # some stages (each reads what the earlier wrote)
+#   DEVICE=cpu bash scripts/train_nano.sh           # force the CPU
 #
-# Everything is seeded; build/nano/timings.txt gets the seconds of each stage.
+# An interrupted run started again resumes: the data stage skips finished folders, pre-training
+# and SFT continue from their last checkpoint, GRPO from its last checkpoint. $B/timings.txt gets
+# the seconds of each stage. Sizes are environment variables (defaults below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PY=${PY:-.venv/bin/python}
-B=${NANO_BUILD:-build/nano}
+LEVEL=${LEVEL:-standard}
+B=${NANO_BUILD:-build/nano-$LEVEL}
+DEVICE=${DEVICE:-auto}
 THREADS=${TRAINER_THREADS:-2}
+WORKERS=${WORKERS:-0}
+SYNTH=${SYNTH:-npm run synth --silent --}
+STAGES=${STAGES:-"data base probes sft grpo export evaluate"}
+SEEDS=${SEEDS:-"0 1"}
+# Pre-training and its data.
+SCENES=${SCENES:-60000}            # described scenes for pre-training (seed 2)
+QUESTIONS=${QUESTIONS:-4000}       # GRPO / SFT training questions (seed 1; /evaluate's test split is disjoint)
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
+PRETRAIN_BATCH=${PRETRAIN_BATCH:-64}
+PRETRAIN_LR=${PRETRAIN_LR:-2e-3}
+MIXTURE=${MIXTURE:-"{}"}          # corpus shares replacing trainer/nano/corpus.py's defaults (JSON)
+# GRPO: configs/grpo-nano-r1zero.json; SFT sees as many questions as GRPO's prompts.
+GRPO_CONFIG=${GRPO_CONFIG:-configs/grpo-nano-r1zero.json}
+GRPO_STEPS=${GRPO_STEPS:-$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")}
+GRPO_PROMPTS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompts_per_step'])" "$GRPO_CONFIG")
+if [ "$LEVEL" = easy ]; then SIZE_FLAGS="--level easy"; MAX_PIXELS=${MAX_PIXELS:-28224}; else SIZE_FLAGS=""; MAX_PIXELS=${MAX_PIXELS:-50176}; fi
 export OMP_NUM_THREADS=$THREADS
 mkdir -p "$B"
-: > "$B/timings.txt"
+touch "$B/timings.txt"
 
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 stage() {
   local name=$1
   shift
@@ -29,31 +53,54 @@ stage() {
   "$@"
   echo "$name $(( $(date +%s) - start ))" | tee -a "$B/timings.txt" >&2
 }
+synth() {  # synth OUT ARGS...: skipped when OUT holds a finished data set
+  local out=$1
+  shift
+  [ -f "$out/dataset.json" ] && { echo "(kept $out)" >&2; return 0; }
+  # shellcheck disable=SC2086
+  $SYNTH --out "$out" "$@" $SIZE_FLAGS
+}
 
-# 1. Data: 12,000 described scenes for pre-training (seed 2), 4,000 training and 200 validation
-#    questions (seed 1; the test split /evaluate builds in memory is seed 1's test split, disjoint).
-stage synth-pretrain npm run synth --silent -- --out "$B/pretrain" --train 12000 --val 0 --test 0 --seed 2 --describe
-stage synth-questions npm run synth --silent -- --out "$B/spatial-synth" --train 4000 --val 200 --test 0 --seed 1
+# 1. Data: described scenes for pre-training (seed 2, with 128 held-out scenes), training and
+#    validation questions (seed 1).
+if has data; then
+  stage synth-pretrain synth "$B/pretrain" --train "$SCENES" --val 128 --test 0 --seed 2 --describe
+  stage synth-questions synth "$B/spatial-synth" --train "$QUESTIONS" --val 200 --test 0 --seed 1
+fi
 
-# 2. Tokenizer, random initial model and base pre-training: 700 steps of half prose, half markup
-#    documents, then 1,000 more steps with 80% markup documents (new documents of the same scenes).
-rm -rf "$B/base-1" "$B/base" "$B/sft" "$B/grpo"
-stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base-1" \
-  --steps 700 --batch-size 8 --lr 2e-3 --warmup 30 --threads "$THREADS" --seed 0
-stage pretrain-2 "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --continue-from "$B/base-1/model" --out "$B/base" \
-  --steps 1000 --batch-size 8 --lr 1e-3 --warmup 20 --markup-share 0.8 --threads "$THREADS" --seed 1
-stage probe "$PY" -m trainer.nano.format_probe --model "$B/base/model" --dataset "$B/spatial-synth" --items 16 --samples 8 \
-  --max-new-tokens 96 --threads "$THREADS" --out "$B/base-probe.json"
+# 2. Base pre-training (resumes from $B/base/checkpoint).
+if has base; then
+  stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" \
+    --steps "$PRETRAIN_STEPS" --batch-size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR" --warmup 100 --max-pixels "$MAX_PIXELS" \
+    --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --eval-every 250 --seed 0 \
+    --max-seconds "${PRETRAIN_MAX_SECONDS:-0}"
+fi
 
-# 3. SFT baseline: direct answers.
-stage sft "$PY" -m trainer.nano.sft --model "$B/base/model" --dataset "$B/spatial-synth" --out "$B/sft" \
-  --steps 300 --batch-size 16 --lr 5e-4 --warmup 20 --threads "$THREADS" --seed 0
+# 3. Probes of the base: does it see, and where does R1-Zero start?
+if has probes; then
+  stage perception "$PY" -m trainer.nano.perception --model "$B/base/model" --data "$B/pretrain" --items 128 \
+    --device "$DEVICE" --threads "$THREADS" --out "$B/base-perception.json"
+  stage format-probe "$PY" -m trainer.nano.format_probe --model "$B/base/model" --dataset "$B/spatial-synth" \
+    --items 200 --samples 8 --device "$DEVICE" --threads "$THREADS" --out "$B/base-probe.json"
+fi
 
-# 4. R1-Zero: GRPO on the base with the r1 template (configs/grpo-nano-r1zero.json).
-stage grpo "$PY" -m trainer.grpo --config configs/grpo-nano-r1zero.json --base-model "$B/base/model" \
-  --dataset "$B/spatial-synth" --output-dir "$B/grpo" --export-dir "$B/grpo/model" --threads "$THREADS"
+# 4. SFT baseline: direct answers, GRPO_STEPS x GRPO_PROMPTS examples.
+if has sft; then
+  stage sft "$PY" -m trainer.nano.sft --model "$B/base/model" --dataset "$B/spatial-synth" --out "$B/sft" \
+    --steps "$GRPO_STEPS" --batch-size "$GRPO_PROMPTS" --lr 5e-4 --warmup 20 --max-pixels "$MAX_PIXELS" \
+    --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0
+fi
 
-# 5. Servable folders: safetensors + ONNX (fp32) in the onnx-community layout.
+# 5. R1-Zero: GRPO on the base with the r1 template, one run per seed.
+if has grpo; then
+  for seed in $SEEDS; do
+    stage "grpo-seed$seed" "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$B/base/model" \
+      --dataset "$B/spatial-synth" --output-dir "$B/grpo-seed$seed" --export-dir "$B/grpo-seed$seed/model" \
+      --job-id "nano-r1zero-seed$seed" --seed "$seed" --device "$DEVICE" --threads "$THREADS" --steps "$GRPO_STEPS"
+  done
+fi
+
+# 6. Servable folders: safetensors + ONNX (fp32) in the onnx-community layout.
 export_model() {
   local src=$1 dst=$2 readme=$3
   rm -rf "$dst"
@@ -63,31 +110,33 @@ export_model() {
   cp "$readme" "$dst/README.md"
   "$PY" -m trainer.export --checkpoint "$dst" --out "$dst" --dtype fp32
 }
-# The base is shipped. The GRPO policy is exported beside the SFT baseline under $B/models: with the
-# base unable to produce the format, every reward is 0 and GRPO leaves the weights unchanged
-# (docs/embedded-model.md), so it is not shipped as a second copy of the base.
-stage export export_model "$B/base/model" "${NANO_MODELS:-models}/nano-base" docs/models/nano-base.md
-stage export-r1zero export_model "$B/grpo/model" "$B/models/nano-r1zero" docs/models/nano-r1zero.md
-stage export-sft export_model "$B/sft/model" "$B/models/nano-sft" docs/models/nano-sft.md
-cmp "$B/base/model/model.safetensors" "$B/grpo/model/model.safetensors" && echo "GRPO left the base weights unchanged" >&2 || true
+if has export; then
+  first_seed=${SEEDS%% *}
+  stage export-base export_model "$B/base/model" "$B/models/nano-base" docs/models/nano-base.md
+  stage export-sft export_model "$B/sft/model" "$B/models/nano-sft" docs/models/nano-sft.md
+  for seed in $SEEDS; do
+    stage "export-r1zero-seed$seed" export_model "$B/grpo-seed$seed/model" "$B/models/nano-r1zero-seed$seed" docs/models/nano-r1zero.md
+  done
+  rm -rf "$B/models/nano-r1zero"
+  cp -r "$B/models/nano-r1zero-seed$first_seed" "$B/models/nano-r1zero"
+  "$PY" -m trainer.nano.plot_dynamics --job "$B/grpo-seed$first_seed" --out "$B/dynamics.png" \
+    --title "nano-r1zero ($LEVEL level): GRPO on the nano base, r1 template, seed $first_seed"
+fi
 
-# 6. Evaluation through the service's evaluation path (the README table).
-if [ "${EVALUATE:-0}" = "1" ]; then
+# 7. Evaluation through the service's evaluation path (docs/embedded-model.md's tables).
+if has evaluate; then
   export MODELS_DIR="$B/models" STATE_DIR="$B/state"
   limit=${EVAL_LIMIT:-1000}
-  stage eval-base npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model nano-base --template r1 --max-new-tokens 96
-  stage eval-base-direct npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model nano-base --template direct --max-new-tokens 16
-  stage eval-sft npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model nano-sft --template direct --max-new-tokens 16
-  stage eval-r1zero npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model nano-r1zero --template r1 --max-new-tokens 96
+  level_flag=$([ "$LEVEL" = easy ] && echo "--level easy" || true)
+  evaluate() {  # evaluate MODEL TEMPLATE MAX_NEW_TOKENS
+    # shellcheck disable=SC2086
+    npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model "$1" --template "$2" \
+      --max-new-tokens "$3" $level_flag | tee "$B/eval-$1-$2.md"
+  }
+  stage eval-base evaluate nano-base r1 96
+  stage eval-base-direct evaluate nano-base direct 16
+  stage eval-sft evaluate nano-sft direct 16
+  for seed in $SEEDS; do
+    stage "eval-r1zero-seed$seed" evaluate "nano-r1zero-seed$seed" r1 96
+  done
 fi
-# Control (not the paper's method; it checks the GRPO loop): the same GRPO on the SFT model.
-if [ "${CONTROL:-0}" = "1" ]; then
-  rm -rf "$B/grpo-from-sft"
-  stage grpo-from-sft "$PY" -m trainer.grpo --config configs/grpo-nano-r1zero.json --base-model "$B/sft/model" \
-    --dataset "$B/spatial-synth" --output-dir "$B/grpo-from-sft" --export-dir "$B/models/nano-sft-grpo" \
-    --job-id nano-sft-grpo --threads "$THREADS"
-  if [ "${EVALUATE:-0}" = "1" ]; then
-    stage eval-sft-grpo npm run evaluate --silent -- --benchmark spatial-synth --limit "${EVAL_LIMIT:-1000}" --model nano-sft-grpo --template r1 --max-new-tokens 96
-  fi
-fi
-"$PY" -m trainer.nano.plot_dynamics --job "$B/grpo" --out docs/nano-dynamics.png --title "nano-r1zero: GRPO on the nano base (r1 template)"

@@ -1,28 +1,26 @@
-"""How reachable is the r1 answer format for a model? A diagnostic for R1-Zero on small bases.
+"""Where does R1-Zero start? The step-0 probe of a base model on held-out questions.
 
     python -m trainer.nano.format_probe --model build/nano/base/model --dataset build/nano/spatial-synth \\
-        [--split val --items 16 --samples 8 --max-new-tokens 64]
+        [--split val --items 64 --samples 8 --max-new-tokens 96 --device cpu]
 
-For each item it renders the r1 prompt (ending in `<think>`), then
-- scores the shortest completion that earns both rewards, `</think>\\n<answer>{gold}</answer>` and
-  the end token, token by token (log-probabilities under the model), and
-- samples `--samples` completions at temperature 1.0 (as GRPO's rollouts) and counts how many pass
-  the format check and how many contain `</think>` or `<answer>` at all.
-It prints a JSON summary: the mean log-probability of the formatted completion, the mean
-log-probability of its tag tokens, the sampled rates, and how often the model closes a section it
-opened (`<objects>` ... right after the image) with the same name (`closing_tag_matches_opening`):
-closing `</think>` needs exactly that copy; `closing_name_logprob` measures that copy teacher-forced
-for words that were and were not section names in pre-training, think and answer among them. A
-format that the model gives probability e^-30 is never sampled, so GRPO's format reward cannot
-find it.
+For each item it renders the paper's r1 prompt (ending in `<think>`) and
+- samples `--samples` completions at temperature 1.0, no top-k/top-p (GRPO's rollouts) and scores
+  them with the paper's rewards: the **format rate** (the format reward), the **accuracy** (the
+  accuracy reward) and the accuracy among well-formatted completions;
+- ranks the options teacher-forced: the log-probability of `</think>\\n<answer>{option}</answer>`
+  and the end token for every option; **option-ranking accuracy** is how often the gold option is
+  the most likely. It tells whether the base already knows the answer when the format is given,
+  i.e. whether GRPO has more than the format to find.
+
+GRPO learns from the spread of rewards within a group: with format rate p, a group of G samples
+holds at least one formatted completion with probability 1 - (1-p)^G (about 34% at p = 5% and
+G = 8, 83% at 20%), which is why the base's format rate should be neither 0 nor near 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -31,98 +29,113 @@ import torch
 from PIL import Image
 
 from ..data import read_split
-from ..prompts import IMAGE_PLACEHOLDER, render_prompt
-from ..rewards import format_reward
+from ..prompts import render_prompt
+from ..rewards import accuracy_reward, format_reward
 
-COPY_PROBE_NAMES = ("summary", "notes", "sky", "light", "mind", "process", "think", "answer")
+
+def _images(items) -> list:
+    images = []
+    for item in items:
+        with Image.open(item.image) as image:
+            images.append(image.convert("RGB"))
+    return images
 
 
 @torch.no_grad()
-def probe(model_dir: Path, dataset: Path, split: str, items: int, samples: int, max_new_tokens: int, seed: int,
-          max_pixels: int) -> dict:
+def option_logprobs(model, processor, item, image, device: str) -> list[float]:
+    """Log-probability of the shortest formatted completion for each option, teacher-forced."""
+    tok = processor.tokenizer
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    prompt = render_prompt("r1", item.prompt, has_image=True)
+    inputs = processor(text=[prompt], images=[image], return_tensors="pt").to(device)
+    n = len(item.choices)
+    scores = []
+    targets = [tok(f"</think>\n<answer>{option}</answer>", add_special_tokens=False)["input_ids"] + [eos]
+               for option in item.choices]
+    width = max(len(t) for t in targets)
+    ids = inputs["input_ids"].repeat(n, 1)
+    padded = torch.tensor([t + [eos] * (width - len(t)) for t in targets], device=device)
+    full = torch.cat([ids, padded], dim=1)
+    mask = torch.ones_like(full)
+    mm = torch.cat([inputs["mm_token_type_ids"].repeat(n, 1), torch.zeros_like(padded)], dim=1)
+    logits = model(input_ids=full, attention_mask=mask, mm_token_type_ids=mm,
+                   pixel_values=inputs["pixel_values"].repeat(n, 1),
+                   image_grid_thw=inputs["image_grid_thw"].repeat(n, 1)).logits
+    start = ids.shape[1]
+    logp = torch.log_softmax(logits[:, start - 1:-1].float(), dim=-1)
+    for k, target in enumerate(targets):
+        scores.append(float(sum(logp[k, j, t] for j, t in enumerate(target))))
+    return scores
+
+
+@torch.no_grad()
+def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, samples: int = 8,
+          max_new_tokens: int = 96, seed: int = 0, max_pixels: int | None = None, device: str = "cpu",
+          batch_items: int = 8) -> dict:
     from transformers import Qwen2VLForConditionalGeneration
 
     from ..processor import load_processor
 
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-    processor = load_processor(model_dir, max_pixels=max_pixels)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32).to(device).eval()
+    processor = load_processor(model_dir, **({"max_pixels": max_pixels} if max_pixels else {}))
+    processor.tokenizer.padding_side = "left"
     tok = processor.tokenizer
     eos = [tok.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
     chosen, _ = read_split(dataset, split, items)
-    per_token: dict[str, list[float]] = defaultdict(list)
-    totals, formatted, close_think, open_answer, n_samples = [], 0, 0, 0, 0
+    per_task: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     examples = []
-    for item in chosen:
-        prompt = render_prompt("r1", item.prompt, has_image=True)
-        with Image.open(item.image) as image:
-            inputs = processor(text=[prompt], images=[image.convert("RGB")], return_tensors="pt")
-        target_text = f"</think>\n<answer>{item.answer_text}</answer>"
-        target = tok(target_text, add_special_tokens=False)["input_ids"] + [eos[0]]
-        ids = torch.cat([inputs["input_ids"], torch.tensor([target])], dim=1)
-        mm = torch.cat([inputs["mm_token_type_ids"], torch.zeros(1, len(target), dtype=torch.long)], dim=1)
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
-                       pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]).logits[0]
-        logp = torch.log_softmax(logits[-len(target) - 1:-1].float(), dim=-1)
-        token_logp = [float(logp[k, t]) for k, t in enumerate(target)]
-        totals.append(sum(token_logp))
-        for t, lp in zip(target, token_logp, strict=True):
-            per_token[tok.convert_ids_to_tokens(t)].append(lp)
-        if samples:
-            out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 max_new_tokens=max_new_tokens, num_return_sequences=samples, eos_token_id=eos,
-                                 pad_token_id=eos[0])
-            texts = tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-            for text in texts:
-                n_samples += 1
-                formatted += format_reward(text) == 1.0
-                close_think += "</think>" in text
-                open_answer += "<answer>" in text
-            examples.append(texts[0])
-    # Does the model close a section with the name it opened it with (a copy from context)? Sections
-    # named as in pre-training, opened right after the image; the first closing tag is compared.
-    # Both copy checks below use the first item's picture.
-    picture = None
-    if chosen:
-        with Image.open(chosen[0].image) as image:
-            picture = image.convert("RGB")
-    matched, opened = 0, 0
-    if samples and picture is not None:
-        for name in ("objects", "summary", "facts", "notes"):
-            inputs = processor(text=[f"{IMAGE_PLACEHOLDER}<{name}>"], images=[picture], return_tensors="pt")
-            out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                 max_new_tokens=max_new_tokens * 2, num_return_sequences=samples, eos_token_id=eos,
-                                 pad_token_id=eos[0])
-            for text in tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True):
-                close = re.search(r"</([^>]*)>", text)
-                if close:
-                    opened += 1
-                    matched += close.group(1) == name
-    # The same copy, teacher-forced and for any word: log-probability of NAME right after
-    # `<NAME>{a sentence}</`. Words seen as section names in pre-training against think and answer,
-    # which never are (and two words of the r1 prompt the pre-training may or may not use as names).
-    closing_name = {}
-    if picture is not None:
-        for name in COPY_PROBE_NAMES:
-            inputs = processor(text=[f"{IMAGE_PLACEHOLDER}<{name}>There are 2 pink cubes.</"], images=[picture],
-                               return_tensors="pt")
-            logp = torch.log_softmax(model(**inputs).logits[0, -1].float(), dim=-1)
-            closing_name[name] = float(logp[tok(name, add_special_tokens=False)["input_ids"][0]])
+    for i in range(0, len(chosen), batch_items):
+        chunk = chosen[i:i + batch_items]
+        images = _images(chunk)
+        for item, image in zip(chunk, images, strict=True):
+            scores = option_logprobs(model, processor, item, image, device)
+            per_task[item.task]["ranking"].append(float(max(range(len(scores)), key=scores.__getitem__)
+                                                        == item.choices.index(item.answer_text)))
+        if not samples:
+            continue
+        prompts = [render_prompt("r1", item.prompt, has_image=True) for item in chunk]
+        inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True).to(device)
+        out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                             max_new_tokens=max_new_tokens, num_return_sequences=samples, eos_token_id=eos,
+                             pad_token_id=tok.pad_token_id)
+        texts = tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        for k, text in enumerate(texts):
+            item = chunk[k // samples]
+            fmt = format_reward(text)
+            acc = accuracy_reward(text, item.answer_text)
+            rows = per_task[item.task]
+            rows["format"].append(fmt)
+            rows["accuracy"].append(acc)
+            if fmt:
+                rows["accuracy_formatted"].append(acc)
+            if len(examples) < 8 and k % samples == 0:
+                examples.append({"question": item.question, "gold": item.answer_text, "completion": text})
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    def summary(rows: dict[str, list[float]]) -> dict:
+        return {
+            "format_rate": mean(rows["format"]),
+            "accuracy": mean(rows["accuracy"]),
+            "accuracy_formatted": mean(rows["accuracy_formatted"]),
+            "option_ranking_accuracy": mean(rows["ranking"]),
+            "samples": len(rows["format"]),
+        }
+
+    total: dict[str, list[float]] = defaultdict(list)
+    for rows in per_task.values():
+        for key, values in rows.items():
+            total[key].extend(values)
     return {
         "model": str(model_dir),
-        "closing_name_logprob": closing_name,
-        "closing_tag_matches_opening": matched / opened if opened else None,
-        "closing_tags_seen": opened,
+        "split": split,
         "items": len(chosen),
-        "formatted_completion_logprob_mean": sum(totals) / len(totals),
-        "formatted_completion_probability_mean": sum(math.exp(t) for t in totals) / len(totals),
-        "token_logprob_mean": {t: sum(v) / len(v) for t, v in per_token.items() if t in
-                               ("</", "think", ">", "<", "answer", ">Ċ", "Ċ", "<|endoftext|>")},
-        "samples": n_samples,
-        "sampled_format_rate": formatted / n_samples if n_samples else None,
-        "sampled_with_close_think": close_think / n_samples if n_samples else None,
-        "sampled_with_open_answer": open_answer / n_samples if n_samples else None,
-        "example_completions": examples[:4],
+        "samples_per_item": samples,
+        "total": summary(total),
+        "per_task": {task: summary(rows) for task, rows in sorted(per_task.items())},
+        "example_completions": examples,
     }
 
 
@@ -131,24 +144,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--split", default="val")
-    parser.add_argument("--items", type=int, default=16)
+    parser.add_argument("--items", type=int, default=64)
     parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--max-pixels", type=int, default=168 * 168)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--max-pixels", type=int, default=None, help="default: the model folder's own bound")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = probe(args.model, args.dataset, args.split, args.items, args.samples, args.max_new_tokens, args.seed,
-                   args.max_pixels)
+                   args.max_pixels, args.device)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
-    print(f"[format_probe] formatted completion log-prob {result['formatted_completion_logprob_mean']:.1f}, "
-          f"sampled format rate {result['sampled_format_rate']}", file=sys.stderr)
+    t = result["total"]
+    print(f"[format_probe] format rate {t['format_rate']}, accuracy {t['accuracy']}, "
+          f"option ranking {t['option_ranking_accuracy']}", file=sys.stderr)
     return 0
 
 

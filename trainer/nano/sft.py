@@ -42,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--max-items", type=int, default=0)
     parser.add_argument("--val-split", default="val", help="split for a validation loss ('' = none)")
-    parser.add_argument("--max-pixels", type=int, default=168 * 168)
+    parser.add_argument("--max-pixels", type=int, default=224 * 224)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--workers", type=int, default=0, help="batch-encoding worker processes")
+    parser.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps (resume point)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     validation = sft_examples(args.dataset, args.val_split, 64) if args.val_split else None
     config = LMConfig(model=str(args.model), out=str(args.out), steps=args.steps, batch_size=args.batch_size,
                       learning_rate=args.lr, warmup_steps=args.warmup, max_pixels=args.max_pixels, seed=args.seed,
-                      threads=args.threads)
+                      threads=args.threads, device=args.device, workers=args.workers, save_every=args.save_every)
     model = train(config, examples, name="sft", validation=validation)
     print(f"[sft] model in {model}", file=sys.stderr)
     return 0

@@ -1,0 +1,124 @@
+"""The nano experiment's training loop and probes at toy size: pre-training (text-only and image
+documents, resume from a checkpoint, the image gap), SFT, the perception probe's scoring and the
+step-0 probe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.nano import format_probe, perception, pretrain, sft
+from trainer.nano.lm import Batcher, data_order, rotate_images
+from trainer.processor import load_processor
+
+OBJECTS = [
+    {"shape": "cube", "color": "red", "size": "small"},
+    {"shape": "sphere", "color": "blue", "size": "large"},
+    {"shape": "cone", "color": "gray", "size": "small"},
+]
+FACTS = [
+    {"kind": "objects", "text": "In the picture there are 3 objects, from left to right: a small red cube, a large blue "
+                                "sphere and a small gray cone.", "value": "3"},
+    {"kind": "count", "text": "There is 1 red object.", "value": "1"},
+    {"kind": "horizontal", "text": "The red cube is on the left of the blue sphere.", "value": "left"},
+]
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    """A toy described spatial-synth folder (train and val), as `npm run synth -- --describe` writes."""
+    root = tmp_path_factory.mktemp("synth")
+    (root / "images").mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)).save(root / "images" / f"{i}.png")
+        lines.append({
+            "id": f"spatial-synth/train/{i}", "images": [f"images/{i}.png"], "question": "Where is the red cube?",
+            "choices": ["left", "right"], "answer": "A", "answer_text": "left",
+            "prompt": "Where is the red cube? Select from the following choices.\n(A) left\n(B) right",
+            "task": "Relation", "source": "spatial-synth",
+            "meta": {"scene": {"objects": OBJECTS},
+                     "description": {"facts": FACTS, "text": " ".join(f["text"] for f in FACTS)}},
+        })
+    for split in ("train", "val"):
+        (root / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return root
+
+
+def test_batches_mix_text_only_and_image_documents(synth_dir, tmp_path):
+    folder = pretrain.build_init(pretrain.pretrain_examples(synth_dir), synth_dir, tmp_path / "init", "tiny", 0, 56 * 56)
+    batcher = Batcher(load_processor(folder, max_pixels=56 * 56))
+    text_only = {"image": None, "prefix": "", "target": "What is 2 plus 3? 5"}
+    with_image = {"image": str(synth_dir / "images" / "0.png"), "prefix": "<image>", "target": "There is 1 red object."}
+    encoded = batcher.encode(text_only)
+    target = batcher.tokenizer(text_only["target"], add_special_tokens=False)["input_ids"] + [batcher.eos]
+    assert encoded["input_ids"] == target and encoded["labels"] == target and "pixel_values" not in encoded
+    batch = batcher([text_only, with_image, with_image])
+    assert batch["image_grid_thw"].shape[0] == 2  # pictures of the image documents only
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["mm_token_type_ids"].shape
+    # The image gap's control swaps pictures between the examples and keeps everything else.
+    rotated = rotate_images(batch)
+    per_image = batch["pixel_values"].reshape(2, -1, batch["pixel_values"].shape[-1])
+    assert torch.equal(rotated["pixel_values"].reshape(per_image.shape)[0], per_image[1])
+    assert torch.equal(rotated["input_ids"], batch["input_ids"])
+    assert rotate_images(batcher([text_only, with_image])) is None  # one picture: nothing to swap
+
+
+def test_data_order_is_whole_shuffled_passes():
+    order = data_order(5, steps=4, batch_size=3, seed=1)
+    assert len(order) == 12 and sorted(order[:5]) == list(range(5)) and sorted(order[5:10]) == list(range(5))
+    assert order == data_order(5, steps=4, batch_size=3, seed=1)
+
+
+def test_pretrain_resumes_from_its_checkpoint_and_reports_the_image_gap(synth_dir, tmp_path):
+    args = ["--data", str(synth_dir), "--questions", str(synth_dir), "--preset", "tiny", "--batch-size", "2",
+            "--warmup", "1", "--val-items", "4", "--threads", "1", "--device", "cpu", "--max-pixels", str(56 * 56),
+            "--save-every", "2"]
+    # Interrupted after 2 of 4 steps (the checkpoint is the resume point), then run again.
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert pretrain.main([*args, "--out", str(whole), "--steps", "4"]) == 0
+    assert pretrain.main([*args, "--out", str(parts), "--steps", "4", "--max-seconds", "1e-9"]) == 0
+    assert json.loads((parts / "validation.json").read_text())["step"] == 1
+    assert pretrain.main([*args, "--out", str(parts), "--steps", "4"]) == 0
+    steps = [json.loads(line)["step"] for line in (parts / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    from safetensors.torch import load_file
+
+    a, b = load_file(whole / "model" / "model.safetensors"), load_file(parts / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    validation = json.loads((whole / "validation.json").read_text())
+    assert np.isfinite(validation["val_loss"]) and np.isfinite(validation["image_gap"])
+    mixture = json.loads((whole / "mixture.json").read_text())
+    assert set(mixture) == {"mixture", "measured"}
+
+    # The step-0 probe and SFT run on the base.
+    report = format_probe.probe(whole / "model", synth_dir, "val", items=2, samples=2, max_new_tokens=4, seed=0)
+    total = report["total"]
+    assert total["samples"] == 4 and 0 <= total["format_rate"] <= 1 and 0 <= total["option_ranking_accuracy"] <= 1
+    assert set(report["per_task"]) == {"Relation"}
+    sft_out = tmp_path / "sft"
+    assert sft.main(["--model", str(whole / "model"), "--dataset", str(synth_dir), "--out", str(sft_out), "--steps", "2",
+                     "--batch-size", "2", "--warmup", "1", "--threads", "1", "--device", "cpu",
+                     "--max-pixels", str(56 * 56)]) == 0
+    assert (sft_out / "model" / "model.safetensors").exists()
+    probe = perception.probe(whole / "model", synth_dir, "val", items=2, max_new_tokens=4)
+    assert probe["items"] == 2 and set(probe["scores"]) == {"count", "colors", "shapes", "order", "exact"}
+
+
+def test_perception_scores_each_fact():
+    gold = FACTS[0]["text"]
+    assert perception.score(gold, gold) == {"count": 1.0, "colors": 1.0, "shapes": 1.0, "order": 1.0, "exact": 1.0}
+    swapped = "In the picture there are 3 objects, from left to right: a large blue sphere, a small red cube and a small gray cone."
+    s = perception.score(swapped, gold)
+    assert s["count"] == 1.0 and s["colors"] == 1.0 and s["order"] == pytest.approx(1 / 3) and s["exact"] == 0.0
+    wrong = "In the picture there are 2 objects, from left to right: a small green cube and a small green cylinder."
+    s = perception.score(wrong, gold)
+    assert s["count"] == 0.0 and s["colors"] == 0.0 and s["shapes"] == pytest.approx(1 / 4) and s["order"] == 0.0
+    assert perception.score("The sky is light.", gold)["count"] == 0.0
+    with pytest.raises(ValueError):
+        perception.score(gold, "no list here")
