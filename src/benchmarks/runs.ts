@@ -8,6 +8,7 @@ import { EngineError } from '../engine/errors';
 import { promptOpensThink, PromptTemplate } from '../engine/templates';
 import { extractAnswer, isCorrect, scorePredictions, Strategy } from './scoring';
 import { RunRow, RunStatus, RunStore, TERMINAL } from './store';
+import type { LevelName } from './spatial_synth';
 import { BenchmarkName, BenchmarkSplit, EvalItem } from './types';
 
 export interface EvaluateParams {
@@ -15,6 +16,8 @@ export interface EvaluateParams {
   split?: string;
   subsets?: string[];
   limit?: number;
+  /** spatial-synth only: the generator level (docs/spatial-synth.md "Levels"); absent means standard. */
+  level?: LevelName;
   template: PromptTemplate;
   strategy: Strategy;
   maxNewTokens: number;
@@ -218,6 +221,7 @@ export class EvalRuns {
           official: score.official,
           strategy: params.strategy,
           template: params.template,
+          ...(params.level === undefined ? {} : { level: params.level }),
         },
       });
     } catch (error) {

@@ -2,7 +2,7 @@
 // run store as POST /evaluate, with a progress bar and a final table.
 //
 //   npm run evaluate -- --benchmark spatial-synth --limit 200 [--model tiny-random] [--template r1]
-//       [--strategy r1] [--split test] [--subsets a,b] [--max-new-tokens 512] [--dtype q4]
+//       [--strategy r1] [--split test] [--subsets a,b] [--level easy] [--max-new-tokens 512] [--dtype q4]
 //
 // Configuration (models, DATA_DIR, STATE_DIR, threads, batch size) comes from the same environment
 // variables as the service (README "Configuration"). The run is stored in STATE_DIR/service.db,
@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { EvalRuns, RunView } from '../benchmarks/runs';
 import { splitLoader } from '../benchmarks/splits';
+import { LEVEL_NAMES, LevelName } from '../benchmarks/spatial_synth';
 import { RunStore } from '../benchmarks/store';
 import { BENCHMARKS, BenchmarkName } from '../benchmarks/types';
 import { loadConfig } from '../config';
@@ -18,7 +19,9 @@ import { openDatabase } from '../storage/database';
 import { progressBar } from './progress';
 
 const USAGE = `usage: npm run evaluate -- --benchmark <${BENCHMARKS.join('|')}> [--limit N] [--split S] [--subsets a,b]
-       [--model NAME] [--template r1|direct|instruct] [--strategy r1|strict] [--max-new-tokens N] [--dtype D]`;
+       [--level ${LEVEL_NAMES.join('|')}] [--model NAME] [--template r1|direct|instruct] [--strategy r1|strict]
+       [--max-new-tokens N] [--dtype D]
+  --level    spatial-synth only: the generator level (default standard; docs/spatial-synth.md "Levels")`;
 
 interface Result {
   n: number;
@@ -33,8 +36,9 @@ interface Result {
 export function formatTable(run: RunView): string {
   const r = run.result as Result;
   const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(2)}%`);
+  const level = run.params.level === undefined ? '' : `, level ${run.params.level}`;
   const lines = [
-    `${run.benchmark} ${run.split}, model ${run.model}, template ${r.template}, extraction ${r.strategy}`,
+    `${run.benchmark} ${run.split}${level}, model ${run.model}, template ${r.template}, extraction ${r.strategy}`,
     '',
     '| task | n | accuracy |',
     '|---|---|---|',
@@ -56,6 +60,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
         limit: { type: 'string' },
         split: { type: 'string' },
         subsets: { type: 'string' },
+        level: { type: 'string' },
         model: { type: 'string' },
         template: { type: 'string', default: 'r1' },
         strategy: { type: 'string', default: 'r1' },
@@ -80,6 +85,8 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   if (!['r1', 'strict'].includes(values.strategy!)) problems.push('--strategy must be r1 or strict');
   const limit = values.limit === undefined ? undefined : Number(values.limit);
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) problems.push('--limit must be a positive integer');
+  if (values.level !== undefined && !(LEVEL_NAMES as readonly string[]).includes(values.level)) problems.push(`--level must be ${LEVEL_NAMES.join(' or ')}`);
+  else if (values.level !== undefined && benchmark !== 'spatial-synth') problems.push('--level applies to --benchmark spatial-synth only');
   if (problems.length) {
     console.error(`evaluate: ${problems.join('; ')}\n${USAGE}`);
     return 2;
@@ -98,6 +105,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       split: values.split,
       subsets: values.subsets?.split(',').filter(Boolean),
       limit,
+      ...(benchmark === 'spatial-synth' ? { level: (values.level ?? 'standard') as LevelName } : {}),
       template: values.template as 'r1' | 'direct' | 'instruct',
       strategy: values.strategy as 'r1' | 'strict',
       maxNewTokens,

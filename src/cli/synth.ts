@@ -1,10 +1,10 @@
-// `npm run synth -- --out data/spatial-synth --train 20000 --val 500 --test 1000 --seed 1 [--size 448]`
+// `npm run synth -- --out data/spatial-synth --train 20000 --val 500 --test 1000 --seed 1 [--size 448] [--level easy]`
 // Writes the spatial-synth data set (docs/spatial-synth.md) with a progress bar on stderr.
 import { isEngineError } from '../engine/errors';
-import { MAX_ITEMS_PER_SPLIT, SPLITS, writeDataset } from '../benchmarks/spatial_synth';
+import { LEVEL_NAMES, LEVELS, LevelName, MAX_ITEMS_PER_SPLIT, SPLITS, writeDataset } from '../benchmarks/spatial_synth';
 import { progressBar, ProgressBar } from './progress';
 
-export const USAGE = `Usage: npm run synth -- --out DIR [--train N] [--val N] [--test N] [--seed N] [--size N|WxH] [--concurrency N] [--describe]
+export const USAGE = `Usage: npm run synth -- --out DIR [--train N] [--val N] [--test N] [--seed N] [--level standard|easy] [--size N|WxH] [--concurrency N] [--describe]
 
 Writes the spatial-synth data set: DIR/{train,val,test}.jsonl, DIR/images/<split>/<index>.png, DIR/dataset.json.
 
@@ -13,7 +13,9 @@ Writes the spatial-synth data set: DIR/{train,val,test}.jsonl, DIR/images/<split
   --val N            validation items (default 500)
   --test N           test items (default 1000)
   --seed N           generator seed, a non-negative integer (default 1)
-  --size N|WxH       image size in pixels, 64 to 4096 (default 448, i.e. 448x448)
+  --level L          scene distribution: standard (3-8 objects, the default) or easy (2-4 larger,
+                     nearer objects, 168x168 images by default); docs/spatial-synth.md "Levels"
+  --size N|WxH       image size in pixels, 64 to 4096 (default 448, i.e. 448x448; 168 with --level easy)
   --concurrency N    images rendered at once (default: 2 per CPU, at least 4)
   --describe         add a scene description to each record (meta.description: facts and text)
   -h, --help         show this text`;
@@ -31,6 +33,8 @@ export interface SynthArgs {
   val: number;
   test: number;
   seed: number;
+  /** The --level given; undefined (the standard level) when none was. */
+  level?: LevelName;
   width: number;
   height: number;
   concurrency?: number;
@@ -39,7 +43,7 @@ export interface SynthArgs {
 }
 
 const DEFAULTS = { train: 20000, val: 500, test: 1000, seed: 1, size: 448 };
-const FLAGS = ['out', 'train', 'val', 'test', 'seed', 'size', 'concurrency'] as const;
+const FLAGS = ['out', 'train', 'val', 'test', 'seed', 'level', 'size', 'concurrency'] as const;
 type Flag = (typeof FLAGS)[number];
 
 function wholeNumber(flag: string, text: string, min: number, max: number): number {
@@ -83,8 +87,13 @@ export function parseSynthArgs(argv: string[]): SynthArgs {
     SPLITS.map((split) => [split, given[split] === undefined ? DEFAULTS[split] : wholeNumber(split, given[split]!, 0, MAX_ITEMS_PER_SPLIT)]),
   ) as Record<(typeof SPLITS)[number], number>;
   if (counts.train + counts.val + counts.test === 0) throw new UsageError('nothing to generate: --train, --val and --test are all 0');
-  let width = DEFAULTS.size;
-  let height = DEFAULTS.size;
+  if (given.level !== undefined && !(LEVEL_NAMES as readonly string[]).includes(given.level)) {
+    throw new UsageError(`--level must be one of ${LEVEL_NAMES.join(', ')}, got ${JSON.stringify(given.level)}`);
+  }
+  const level = given.level as LevelName | undefined;
+  // Each level has its own default image size; --size overrides it.
+  let width = level === undefined ? DEFAULTS.size : LEVELS[level].size;
+  let height = width;
   if (given.size !== undefined) {
     const m = /^(\d+)(?:x(\d+))?$/.exec(given.size);
     if (!m) throw new UsageError(`--size must be N or WxH (pixels), got ${JSON.stringify(given.size)}`);
@@ -95,6 +104,7 @@ export function parseSynthArgs(argv: string[]): SynthArgs {
     out: given.out,
     ...counts,
     seed: given.seed === undefined ? DEFAULTS.seed : wholeNumber('seed', given.seed, 0, Number.MAX_SAFE_INTEGER),
+    ...(level === undefined ? {} : { level }),
     width,
     height,
     concurrency: given.concurrency === undefined ? undefined : wholeNumber('concurrency', given.concurrency, 1, 256),
@@ -130,6 +140,7 @@ export async function main(argv: string[], io: { stdout: Output; stderr: Output 
       val: args.val,
       test: args.test,
       seed: args.seed,
+      level: args.level,
       width: args.width,
       height: args.height,
       concurrency: args.concurrency,

@@ -10,6 +10,7 @@ import {
   CHOICE_COUNT,
   DESCRIBE_LIMITS,
   DatasetInfo,
+  LEVELS,
   SPLITS,
   TASKS,
   generateItem,
@@ -21,7 +22,7 @@ import {
   writeDataset,
 } from '../../src/benchmarks/spatial_synth';
 import type { Scene, SceneDescription, SceneObject } from '../../src/benchmarks/spatial_synth';
-import { main, parseSynthArgs } from '../../src/cli/synth';
+import { main, parseSynthArgs, USAGE, UsageError } from '../../src/cli/synth';
 
 const SEED = 7;
 const N = 400;
@@ -459,4 +460,140 @@ describe('synth CLI', () => {
     }
   });
 
+});
+
+// --- Levels (docs/spatial-synth.md "Levels") -------------------------------------------------
+
+describe('levels', () => {
+  const EASY = 64;
+  let easy: DatasetRecord[];
+  beforeAll(() => {
+    easy = generateItems('test', EASY, SEED, { level: 'easy' }).map((item) => item.record);
+  });
+
+  /** Mean share of the image covered by each object's projected bounding box, over the items' scenes. */
+  const meanBoxShare = (items: DatasetRecord[]) => {
+    const shares = items.flatMap((r) => {
+      const m = r.meta as unknown as { scene: Scene; objects: { bbox_2d: number[] }[] };
+      const area = m.scene.image.width * m.scene.image.height;
+      return m.objects.map(({ bbox_2d: [x0, y0, x1, y1] }) => ((x1 - x0) * (y1 - y0)) / area);
+    });
+    return shares.reduce((a, b) => a + b, 0) / shares.length;
+  };
+
+  test('standard is the default level and is recorded in meta', () => {
+    expect(LEVELS.standard).toEqual({ size: 448, minObjects: 3, maxObjects: 8, zMin: 3.2, zMax: 11.5, scale: 1 });
+    records.forEach((r) => expect(r.meta.level).toBe('standard'));
+    expect(generateItem('test', 9, SEED, { level: 'standard' }).record).toEqual(records[9]);
+    // Standard objects carry no scale: their scenes are the ones written before levels existed.
+    records.forEach((r) => metaOf(r).scene.objects.forEach((o) => expect(o.scale).toBeUndefined()));
+  });
+
+  test('easy scenes have 2 to 4 objects, drawn larger in 168x168 images than standard ones', () => {
+    const scenes = easy.slice(0, 50);
+    const sizes = new Set<number>();
+    for (const r of scenes) {
+      const { scene } = metaOf(r);
+      expect(r.meta.level).toBe('easy');
+      expect(scene.image).toEqual({ width: 168, height: 168 });
+      expect(scene.objects.length).toBeGreaterThanOrEqual(r.task === 'Distance' ? 3 : 2);
+      expect(scene.objects.length).toBeLessThanOrEqual(4);
+      sizes.add(scene.objects.length);
+      scene.objects.forEach((o) => expect(o.scale).toBe(LEVELS.easy.scale));
+    }
+    expect([...sizes].sort()).toEqual([2, 3, 4]);
+    // Larger in the picture: share of the image per object, against standard's at the same size too.
+    const standardAt168 = generateItems('test', 50, SEED, { size: 168 }).map((i) => i.record);
+    expect(meanBoxShare(scenes)).toBeGreaterThan(2 * meanBoxShare(records.slice(0, 50)));
+    expect(meanBoxShare(scenes)).toBeGreaterThan(2 * meanBoxShare(standardAt168));
+    // Every object lies wholly in the frame.
+    for (const r of scenes) {
+      for (const { bbox_2d: [x0, y0, x1, y1] } of (r.meta as unknown as { objects: { bbox_2d: number[] }[] }).objects) {
+        expect(Math.min(x0, y0)).toBeGreaterThanOrEqual(0);
+        expect(Math.max(x1, y1)).toBeLessThanOrEqual(168);
+      }
+    }
+  });
+
+  test('all four tasks, balanced gold letters, answers that follow from the scene, few redraws', () => {
+    easy.forEach((r, i) => {
+      expect(r.task).toBe(TASKS[i % 4]);
+      expect(r.id).toBe(`spatial-synth/test/${String(i).padStart(6, '0')}`);
+      expect(goldByRederiving(r)).toBe(r.answer_text);
+      expect(r.meta.attempt as number).toBeLessThan(60);
+    });
+    // 16 items per task: whole blocks of 4 (Count) and 2 (the others), so the letters are exactly even.
+    for (const task of TASKS) {
+      const letters = easy.filter((r) => r.task === task).map((r) => r.answer);
+      const n = CHOICE_COUNT[task];
+      for (let k = 0; k < n; k++) expect(letters.filter((l) => l === optionLetter(k)).length).toBe(EASY / 4 / n);
+    }
+  });
+
+  test('easy Count windows start at 0 or 1 (counts up to 4) and do not give the answer away', () => {
+    const count = generateItems('val', 160, SEED, { level: 'easy', tasks: ['Count'] }).map((i) => i.record);
+    const starts = new Set(count.map((r) => r.choices[0]));
+    expect([...starts].sort()).toEqual(['0', '1']);
+    for (const start of starts) {
+      expect(new Set(count.filter((r) => r.choices[0] === start).map((r) => r.answer)).size).toBe(4);
+    }
+    const answers = new Set(count.map((r) => r.answer_text));
+    expect([...answers].sort()).toEqual(['0', '1', '2', '3', '4']);
+    for (const r of count) expect(goldByRederiving(r)).toBe(r.answer_text);
+  });
+
+  test('easy items are deterministic per seed and differ from standard ones', async () => {
+    expect(generateItems('test', 4, SEED, { level: 'easy' }).map((i) => i.record)).toEqual(easy.slice(0, 4));
+    expect(generateItem('test', 37, SEED, { level: 'easy' }).record).toEqual(easy[37]);
+    const [a, b] = [generateItem('test', 2, SEED, { level: 'easy' }), generateItem('test', 2, SEED, { level: 'easy' })];
+    const png = await a.render();
+    expect(png.equals(await b.render())).toBe(true);
+    expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 168, height: 168 });
+    expect((await renderScene(a.scene)).equals(png)).toBe(true);
+    expect(easy[2].meta.scene).not.toEqual(records[2].meta.scene);
+    expect(generateItem('test', 2, SEED + 1, { level: 'easy' }).record.meta.scene).not.toEqual(easy[2].meta.scene);
+    // --size still overrides the level's default.
+    expect(generateItem('test', 2, SEED, { level: 'easy', size: 224 }).record.meta).toMatchObject({ level: 'easy', scene: { image: { width: 224, height: 224 } } });
+  });
+
+  test('bad levels and object counts are refused naming the option', () => {
+    expect(() => generateItem('test', 0, 1, { level: 'hard' as 'easy' })).toThrow(expect.objectContaining({ kind: 'invalid_input', code: 'invalid_synth_option', message: expect.stringMatching(/level must be one of standard, easy, got "hard"/) }));
+    expect(() => generateItem('test', 0, 1, { level: 'easy', maxObjects: 2 })).toThrow(/maxObjects must be an integer from 3 to 12, got 2/);
+    expect(() => generateItem('test', 0, 1, { minObjects: 1 })).toThrow(/minObjects must be an integer from 2 to 12, got 1/);
+  });
+
+  test('writeDataset records the level and its scene settings in dataset.json', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'spatial-synth-easy-'));
+    try {
+      const info = await writeDataset(dir, { train: 4, val: 0, test: 0, seed: SEED, level: 'easy' });
+      expect(info.generator).toMatchObject({ level: 'easy', width: 168, height: 168, min_objects: 2, max_objects: 4, depth_range: [3.6, 8], object_scale: 1.4 });
+      const lines = readFileSync(join(dir, 'train.jsonl'), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as DatasetRecord);
+      expect(lines).toEqual(generateItems('train', 4, SEED, { level: 'easy' }).map((i) => i.record));
+      expect(await sharp(join(dir, lines[0].images[0])).metadata()).toMatchObject({ width: 168, height: 168 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('synth CLI: --level picks the level and its default size; --size still overrides; bad values name the flag', async () => {
+    expect(parseSynthArgs(['--out', 'x', '--level', 'easy'])).toMatchObject({ level: 'easy', width: 168, height: 168 });
+    expect(parseSynthArgs(['--out', 'x', '--level=easy', '--size', '224'])).toMatchObject({ level: 'easy', width: 224, height: 224 });
+    expect(parseSynthArgs(['--out', 'x', '--level', 'standard'])).toMatchObject({ level: 'standard', width: 448 });
+    expect(parseSynthArgs(['--out', 'x']).level).toBeUndefined();
+    expect(() => parseSynthArgs(['--out', 'x', '--level', 'hard'])).toThrow(new UsageError('--level must be one of standard, easy, got "hard"'));
+    expect(() => parseSynthArgs(['--out', 'x', '--level'])).toThrow(/--level needs a value/);
+    expect(USAGE).toMatch(/--level standard\|easy/);
+
+    const dir = mkdtempSync(join(tmpdir(), 'spatial-synth-cli-easy-'));
+    try {
+      const io = { stdout: { write: () => true }, stderr: { write: () => true } };
+      expect(await main(['--out', dir, '--train', '0', '--val', '0', '--test', '4', '--level', 'easy'], io)).toBe(0);
+      const info = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as DatasetInfo;
+      expect(info.generator).toMatchObject({ level: 'easy', width: 168, height: 168 });
+      const first = JSON.parse(readFileSync(join(dir, 'test.jsonl'), 'utf8').split('\n')[0]) as DatasetRecord;
+      expect(first).toMatchObject({ id: 'spatial-synth/test/000000', meta: { level: 'easy' } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -3,10 +3,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import request from 'supertest';
 import { EvalRuns } from '../../src/benchmarks/runs';
 import { splitLoader } from '../../src/benchmarks/splits';
+import { generateItems, writeDataset } from '../../src/benchmarks/spatial_synth';
 import { RunStore } from '../../src/benchmarks/store';
+import { main as evaluateMain } from '../../src/cli/evaluate';
 import { Engine } from '../../src/engine/engine';
 import { createApp } from '../../src/server/app';
 import { Db, openDatabase } from '../../src/storage/database';
@@ -94,5 +97,101 @@ describe('evaluation API', () => {
   test('scored items are counted in the metrics', async () => {
     const metrics = await request(app).get('/metrics');
     expect(metrics.text).toMatch(/vlm_eval_items_total\{benchmark="spatial-synth"\} \d+/);
+  });
+
+  test('spatial-synth levels: easy is generated at its level, stored with the run and shown in its result and listing', async () => {
+    const easy = await request(app).post('/evaluate?wait=true').send({ benchmark: 'spatial-synth', level: 'easy', limit: 4, max_new_tokens: 3 }).expect(200);
+    expect(easy.body).toMatchObject({ status: 'succeeded', params: { level: 'easy' }, result: { n: 4, level: 'easy' } });
+    const item = await request(app).get(`/evaluate/${easy.body.id}/items/${encodeURIComponent('spatial-synth/test/000001')}`).expect(200);
+    const expected = generateItems('test', 2, 1, { level: 'easy' })[1].record;
+    expect(item.body).toMatchObject({ id: expected.id, question: expected.question, choices: expected.choices, answer: expected.answer });
+    const png = await request(app).get(item.body.images[0]).buffer(true).parse((res, done) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => done(null, Buffer.concat(chunks)));
+    }).expect(200);
+    expect(await sharp(png.body as Buffer).metadata()).toMatchObject({ width: 168, height: 168 });
+    // Without a level, a spatial-synth run is the standard level, and says so.
+    const standard = await request(app).post('/evaluate?wait=true').send({ benchmark: 'spatial-synth', limit: 2, max_new_tokens: 3 }).expect(200);
+    expect(standard.body).toMatchObject({ params: { level: 'standard' }, result: { level: 'standard' } });
+    const list = (await request(app).get('/evaluate').expect(200)).body.data as { id: string; params: { level?: string } }[];
+    expect(list.find((r) => r.id === easy.body.id)?.params.level).toBe('easy');
+    expect(list.find((r) => r.id === standard.body.id)?.params.level).toBe('standard');
+  });
+
+  test.each([
+    ['an unknown level', { benchmark: 'spatial-synth', level: 'hard' }, /^level: /],
+    ['a level with another benchmark', { benchmark: 'cv-bench', level: 'easy' }, /^level: applies to spatial-synth only/],
+    ['a level of the wrong type', { benchmark: 'spatial-synth', level: 1 }, /^level: /],
+  ])('%s is a 400 naming the field', async (_name, body, message) => {
+    const res = await request(app).post('/evaluate').send(body).expect(400);
+    expect(res.body.error).toEqual({ code: 'invalid_request', message: expect.stringMatching(message) });
+  });
+});
+
+describe('spatial-synth levels in the split loader', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'eval-levels-'));
+    // A folder written at the easy level: its test split is read for level easy only.
+    await writeDataset(join(dir, 'spatial-synth'), { train: 0, val: 0, test: 3, seed: 1, level: 'easy', size: 96 });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const params = { benchmark: 'spatial-synth' as const, template: 'r1' as const, strategy: 'r1' as const, maxNewTokens: 4, model: 'tiny-random' };
+
+  test('a folder is read at its own level; another level is generated in memory; train must be written', async () => {
+    const load = splitLoader(dir);
+    const fromFolder = await load({ ...params, level: 'easy' });
+    expect(fromFolder.items.map((i) => i.record)).toEqual(generateItems('test', 3, 1, { level: 'easy', size: 96 }).map((i) => i.record));
+    const standard = await load({ ...params, limit: 3 });
+    expect(standard.items.map((i) => i.record)).toEqual(generateItems('test', 3, 1).map((i) => i.record));
+    const generated = await load({ ...params, level: 'easy', split: 'val', limit: 2 });
+    expect(generated.items.map((i) => i.record.meta)).toEqual(generateItems('val', 2, 1, { level: 'easy' }).map((i) => i.record.meta));
+    await expect(load({ ...params, level: 'easy', split: 'train' })).rejects.toMatchObject({ code: 'benchmark_data_missing', message: expect.stringContaining('--level easy') });
+    await expect(load({ ...params, benchmark: 'vsr', level: 'easy' })).rejects.toMatchObject({ kind: 'invalid_input', code: 'level_unsupported' });
+  });
+});
+
+describe('npm run evaluate --level', () => {
+  let dir: string;
+  const saved = { ...process.env };
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'eval-cli-'));
+    Object.assign(process.env, { DATA_DIR: join(dir, 'data'), STATE_DIR: join(dir, 'state'), DEFAULT_MODEL: 'tiny-random', THREADS: '1', MAX_BATCH_SIZE: '8' });
+  });
+  afterAll(() => {
+    for (const key of ['DATA_DIR', 'STATE_DIR', 'DEFAULT_MODEL', 'THREADS', 'MAX_BATCH_SIZE']) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('evaluates the easy level and labels the table; bad levels exit 2 naming the flag', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--level', 'easy', '--limit', '4', '--max-new-tokens', '3'])).toBe(0);
+      expect(out.join('\n')).toMatch(/^spatial-synth test, level easy, model tiny-random/m);
+      const db = openDatabase(join(dir, 'state'));
+      try {
+        const stored = new RunStore(db).listRuns().map((r) => JSON.parse(r.params) as { level?: string });
+        expect(stored).toEqual([expect.objectContaining({ level: 'easy', limit: 4 })]);
+      } finally {
+        db.close();
+      }
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--level', 'hard'])).toBe(2);
+      expect(err.join('\n')).toMatch(/--level must be standard or easy/);
+      expect(await evaluateMain(['--benchmark', 'vsr', '--level', 'easy'])).toBe(2);
+      expect(err.join('\n')).toMatch(/--level applies to --benchmark spatial-synth only/);
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+      stderr.mockRestore();
+    }
   });
 });

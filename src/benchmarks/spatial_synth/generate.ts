@@ -27,12 +27,41 @@ export const MAX_ITEMS_PER_SPLIT = 1_000_000;
 /** Scenes tried per item before giving up; with the default options a few tries are typical. */
 const MAX_ATTEMPTS = 1000;
 
+export const LEVEL_NAMES = ['standard', 'easy'] as const;
+export type LevelName = (typeof LEVEL_NAMES)[number];
+
+/** What a level sets: the scene distribution and the default image size. Tasks, wording, choices and margins are the same at every level. */
+export interface LevelSpec {
+  /** Default image side in pixels (options.size/width/height override it). */
+  size: number;
+  /** Default objects per scene (options.minObjects/maxObjects override them); a Distance scene has at least 3. */
+  minObjects: number;
+  maxObjects: number;
+  /** Ground depth range the objects' footprint centres are drawn in (world units). */
+  zMin: number;
+  zMax: number;
+  /** Factor on the size classes' radii (small 0.4, large 0.7) and so on every dimension of every object. */
+  scale: number;
+}
+
+/**
+ * The levels. `standard` is the generator as it always was (the same items for the same seed).
+ * `easy` is for a tiny model that sees 168x168 pixels (12x12 patches of 14 px): fewer objects,
+ * larger and nearer, drawn at that resolution.
+ */
+export const LEVELS: Readonly<Record<LevelName, Readonly<LevelSpec>>> = {
+  standard: Object.freeze({ size: 448, minObjects: 3, maxObjects: 8, zMin: 3.2, zMax: 11.5, scale: 1 }),
+  easy: Object.freeze({ size: 168, minObjects: 2, maxObjects: 4, zMin: 3.6, zMax: 8, scale: 1.4 }),
+};
+
 export interface SynthOptions {
-  /** Square image side in pixels, a shorthand for width and height. Default 448. */
+  /** Scene distribution and default image size (LEVELS). Default 'standard'. */
+  level?: LevelName;
+  /** Square image side in pixels, a shorthand for width and height. Default: the level's (448; easy 168). */
   size?: number;
   width?: number;
   height?: number;
-  /** Objects per scene (fewer when a scene is crowded). Default 3 to 8. */
+  /** Objects per scene (fewer when a scene is crowded). Default: the level's (3 to 8; easy 2 to 4). */
   minObjects?: number;
   maxObjects?: number;
   /** Least visible share of any object a question depends on. Default 0.6 (at most 40% hidden). */
@@ -44,6 +73,7 @@ export interface SynthOptions {
 }
 
 export interface ResolvedSynthOptions {
+  level: LevelName;
   width: number;
   height: number;
   minObjects: number;
@@ -54,10 +84,11 @@ export interface ResolvedSynthOptions {
 }
 
 export const DEFAULT_SYNTH_OPTIONS: Readonly<ResolvedSynthOptions> = Object.freeze({
-  width: 448,
-  height: 448,
-  minObjects: 3,
-  maxObjects: 8,
+  level: 'standard',
+  width: LEVELS.standard.size,
+  height: LEVELS.standard.size,
+  minObjects: LEVELS.standard.minObjects,
+  maxObjects: LEVELS.standard.maxObjects,
   minVisible: 0.6,
   tasks: [...TASKS],
   describe: false,
@@ -76,20 +107,26 @@ function checkInt(name: string, value: number, min: number, max: number): void {
 /** Fills defaults and checks every option; errors name the option and the allowed range. */
 export function resolveSynthOptions(options: SynthOptions = {}): ResolvedSynthOptions {
   const d = DEFAULT_SYNTH_OPTIONS;
+  const levelName = options.level ?? d.level;
+  if (!(LEVEL_NAMES as readonly string[]).includes(levelName)) throw invalid(`level must be one of ${LEVEL_NAMES.join(', ')}, got ${JSON.stringify(levelName)}`);
+  const level = LEVELS[levelName];
   const resolved: ResolvedSynthOptions = {
-    width: options.width ?? options.size ?? d.width,
-    height: options.height ?? options.size ?? d.height,
-    minObjects: options.minObjects ?? d.minObjects,
-    maxObjects: options.maxObjects ?? d.maxObjects,
+    level: levelName,
+    width: options.width ?? options.size ?? level.size,
+    height: options.height ?? options.size ?? level.size,
+    minObjects: options.minObjects ?? level.minObjects,
+    maxObjects: options.maxObjects ?? level.maxObjects,
     minVisible: options.minVisible ?? d.minVisible,
     tasks: [...(options.tasks ?? d.tasks)],
     describe: options.describe ?? d.describe,
   };
   checkInt('width', resolved.width, 64, 4096);
   checkInt('height', resolved.height, 64, 4096);
-  // Distance needs three nameable objects; more than 12 no longer fit the view with room between them.
-  checkInt('minObjects', resolved.minObjects, 3, 12);
-  checkInt('maxObjects', resolved.maxObjects, resolved.minObjects, 12);
+  // Relation and Depth need two objects, Distance three (its scenes get at least three whatever
+  // minObjects says), and Count's lowest window (0-3) room for three of a kind; more than 12 no
+  // longer fit the view with room between them.
+  checkInt('minObjects', resolved.minObjects, 2, 12);
+  checkInt('maxObjects', resolved.maxObjects, Math.max(3, resolved.minObjects), 12);
   if (!(resolved.minVisible > 0 && resolved.minVisible <= 1)) throw invalid(`minVisible must be in (0, 1], got ${resolved.minVisible}`);
   if (resolved.tasks.length === 0) throw invalid('tasks must name at least one task');
   for (const t of resolved.tasks) if (!TASKS.includes(t)) throw invalid(`unknown task ${JSON.stringify(t)}; tasks are ${TASKS.join(', ')}`);
@@ -139,7 +176,7 @@ export interface SynthItem {
 
 const round = (x: number, digits: number) => Number(x.toFixed(digits));
 
-function buildRecord(split: SplitName, index: number, seed: number, attempt: number, scene: Scene, layout: SceneLayout, q: Question): DatasetRecord {
+function buildRecord(split: SplitName, index: number, seed: number, level: LevelName, attempt: number, scene: Scene, layout: SceneLayout, q: Question): DatasetRecord {
   const names = objectNames(scene, layout);
   return {
     id: itemId(split, index),
@@ -154,6 +191,7 @@ function buildRecord(split: SplitName, index: number, seed: number, attempt: num
     meta: {
       generator: DATASET_NAME,
       version: GENERATOR_VERSION,
+      level,
       seed,
       split,
       index,
@@ -189,15 +227,18 @@ export function generateItem(split: SplitName, index: number, seed: number, opti
   const gold = goldPosition(seed, split, task, Math.floor(index / opts.tasks.length), CHOICE_COUNT[task]);
   const rng = new Rng(`${DATASET_NAME}|${seed}|${split}|scene|${index}`);
   const image = { width: opts.width, height: opts.height };
+  const { zMin, zMax, scale } = LEVELS[opts.level];
+  // Distance asks about a reference and two candidates: its scenes have at least three objects.
+  const minObjects = task === 'Distance' ? Math.max(3, opts.minObjects) : opts.minObjects;
   // A Count item decides its question first and has the scene built to fit it.
   const count = task === 'Count' ? planCount(rng, gold, opts.maxObjects) : undefined;
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    const scene = sampleScene(rng, image, { minObjects: opts.minObjects, maxObjects: opts.maxObjects, count });
+    const scene = sampleScene(rng, image, { minObjects, maxObjects: opts.maxObjects, count, zMin, zMax, scale });
     if (!scene) continue;
     const layout = layoutScene(scene);
     const q = makeQuestion(task, scene, layout, { rng, gold, minVisible: opts.minVisible, count });
     if (!q) continue;
-    const record = buildRecord(split, index, seed, attempt, scene, layout, q);
+    const record = buildRecord(split, index, seed, opts.level, attempt, scene, layout, q);
     if (opts.describe) {
       // Its own random stream: describing a scene never changes the scene, question or picture.
       record.meta.description = describeScene(scene, layout, new Rng(`${DATASET_NAME}|${seed}|${split}|describe|${index}`), opts.minVisible);
@@ -316,11 +357,15 @@ export async function writeDataset(outDir: string, options: WriteDatasetOptions)
     generator: {
       name: DATASET_NAME,
       version: GENERATOR_VERSION,
+      level: opts.level,
       seed: options.seed,
       width: opts.width,
       height: opts.height,
       min_objects: opts.minObjects,
       max_objects: opts.maxObjects,
+      // The level's scene distribution (LEVELS): ground depth range and object size factor.
+      depth_range: [LEVELS[opts.level].zMin, LEVELS[opts.level].zMax],
+      object_scale: LEVELS[opts.level].scale,
       min_visible: opts.minVisible,
       tasks: opts.tasks,
       ...(opts.describe ? { describe: true } : {}),

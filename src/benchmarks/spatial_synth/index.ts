@@ -4,6 +4,8 @@ export {
   DATASET_NAME,
   DEFAULT_SYNTH_OPTIONS,
   GENERATOR_VERSION,
+  LEVEL_NAMES,
+  LEVELS,
   MAX_ITEMS_PER_SPLIT,
   SPLITS,
   generateItem,
@@ -15,7 +17,7 @@ export {
   syntheticSplit,
   writeDataset,
 } from './generate';
-export type { DatasetInfo, ResolvedSynthOptions, SplitName, SynthItem, SynthOptions, SynthProgress, WriteDatasetOptions } from './generate';
+export type { DatasetInfo, LevelName, LevelSpec, ResolvedSynthOptions, SplitName, SynthItem, SynthOptions, SynthProgress, WriteDatasetOptions } from './generate';
 export { DESCRIBE_LIMITS, describeScene } from './describe';
 export type { Fact, FactKind, SceneDescription } from './describe';
 export { CHOICE_COUNT, MARGINS, TASKS } from './questions';

@@ -96,7 +96,8 @@ export function planCount(rng: Rng, gold: number, maxObjects: number): CountPlan
   const attribute: CountPlan['attribute'] = draw < 0.5 ? 'color' : draw < 0.8 ? 'shape' : 'color+shape';
   const color = attribute === 'shape' ? undefined : rng.pick(COLOR_NAMES);
   const shape = attribute === 'color' ? undefined : rng.pick(SHAPES);
-  // The start never depends on `gold`; capping it by maxObjects - 3 keeps every count plantable.
+  // The start never depends on `gold`; capping it by maxObjects - 3 keeps every count plantable
+  // (the easy level's 4 objects: windows 0-3 and 1-4, each letter equally likely in each).
   const start = rng.int(0, Math.min(COUNT_MAX_START, maxObjects - 3));
   return { attribute, color, shape, start, count: start + gold };
 }

@@ -15,9 +15,9 @@ import {
   circlePoints,
   convexHull,
   cubeCorners,
+  dimsOf,
   layoutScene,
   objectCenter,
-  objectDims,
   project,
 } from './scene';
 
@@ -87,7 +87,7 @@ function drawObject(scene: Scene, layout: SceneLayout, index: number, sh: Shadin
   const o = scene.objects[index];
   const { camera, image } = scene;
   const base = paint(o);
-  const dims = objectDims(o.shape, o.size);
+  const dims = dimsOf(o);
   const toPoint = (p: Vec3): Point => {
     const q = project(camera, image, p);
     return [q.u, q.v];
@@ -150,7 +150,7 @@ function drawObject(scene: Scene, layout: SceneLayout, index: number, sh: Shadin
 
 /** A soft dark patch on the ground, stretched away from the light by the object's height. */
 function shadowPolygon(scene: Scene, o: SceneObject, sh: Shading): Point[] {
-  const dims = objectDims(o.shape, o.size);
+  const dims = dimsOf(o);
   const r = dims.radius * (o.shape === 'cube' ? 1.25 : 1.05);
   const horizontal = Math.hypot(sh.light.x, sh.light.z) || 1;
   const length = Math.min((dims.height * 0.5) / Math.tan(scene.light.elevation * RAD), 1.5 * dims.radius);

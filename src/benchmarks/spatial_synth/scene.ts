@@ -69,6 +69,11 @@ export interface SceneObject {
   yaw: number;
   /** Brightness factor of the object's paint (a little variation, ~0.92-1.08). */
   shade: number;
+  /**
+   * Factor on the size class's radius (every dimension scales with it). Absent means 1: the
+   * standard level's scenes never carry it; the easy level draws larger objects (generate.ts LEVELS).
+   */
+  scale?: number;
 }
 
 export interface Scene {
@@ -98,8 +103,8 @@ export interface ObjectDims {
 }
 
 /** Shape proportions chosen so that the four shapes of one size class look about equally big. */
-export function objectDims(shape: Shape, size: SizeClass): ObjectDims {
-  const r = SIZE_RADIUS[size];
+export function objectDims(shape: Shape, size: SizeClass, scale = 1): ObjectDims {
+  const r = SIZE_RADIUS[size] * scale;
   switch (shape) {
     case 'cube': {
       const half = 0.85 * r;
@@ -116,7 +121,12 @@ export function objectDims(shape: Shape, size: SizeClass): ObjectDims {
 
 /** The object's centre in 3-D: its footprint centre, lifted by half its height. */
 export function objectCenter(o: SceneObject): Vec3 {
-  return { x: o.x, y: objectDims(o.shape, o.size).height / 2, z: o.z };
+  return { x: o.x, y: dimsOf(o).height / 2, z: o.z };
+}
+
+/** An object's dimensions, its scale included. */
+export function dimsOf(o: Pick<SceneObject, 'shape' | 'size' | 'scale'>): ObjectDims {
+  return objectDims(o.shape, o.size, o.scale ?? 1);
 }
 
 export function cameraPosition(camera: Camera): Vec3 {
@@ -175,7 +185,7 @@ export function circlePoints(cx: number, y: number, cz: number, r: number, n = 2
 
 /** A cube's 8 corners: bottom 0-3 then top 4-7, each ring in the same order around the cube. */
 export function cubeCorners(o: SceneObject): Vec3[] {
-  const { radius: h, height } = objectDims(o.shape, o.size);
+  const { radius: h, height } = dimsOf(o);
   const c = Math.cos(o.yaw * RAD);
   const s = Math.sin(o.yaw * RAD);
   const ring: [number, number][] = [[-h, -h], [h, -h], [h, h], [-h, h]];
@@ -214,7 +224,7 @@ export function insideConvex(poly: Point[], u: number, v: number): boolean {
 
 /** The object's outline in the image: a convex polygon, exactly what the renderer fills. */
 export function silhouette(camera: Camera, image: ImageSize, o: SceneObject): Point[] {
-  const dims = objectDims(o.shape, o.size);
+  const dims = dimsOf(o);
   const toPoint = (p: Vec3): Point => {
     const q = project(camera, image, p);
     return [q.u, q.v];
@@ -335,6 +345,11 @@ export interface SceneOptions {
   minObjects: number;
   maxObjects: number;
   camera?: Camera;
+  /** Ground depth range objects are drawn in (world units). Default PLACEMENT's 3.2 to 11.5. */
+  zMin?: number;
+  zMax?: number;
+  /** Factor on every object's size (SceneObject.scale). Default 1, recorded on no object. */
+  scale?: number;
   /** Plant exactly this many objects of a category (the others never belong to it). */
   count?: CountConstraint;
 }
@@ -399,19 +414,23 @@ export function sampleScene(rng: Rng, image: ImageSize, options: SceneOptions): 
   const f = focalLength(camera, image);
   const t = camera.pitch * RAD;
   const objects: SceneObject[] = [];
+  const zMin = options.zMin ?? PLACEMENT.zMin;
+  const zMax = options.zMax ?? PLACEMENT.zMax;
+  const scale = options.scale ?? 1;
   for (const { shape, color, planted: mustFit } of order) {
     const size = rng.pick(SIZES);
     const yaw = shape === 'cube' ? q1(rng.range(0, 90)) : 0;
     const shade = q3(rng.range(0.92, 1.08));
-    const footprint = objectDims(shape, size).footprint;
+    const footprint = objectDims(shape, size, scale).footprint;
     let placed = false;
     for (let tries = 0; tries < PLACEMENT.triesPerObject && !placed; tries++) {
-      const z = q3(rng.range(PLACEMENT.zMin, PLACEMENT.zMax));
+      const z = q3(rng.range(zMin, zMax));
       // Half the width of the view at this ground depth: depth along the axis times the half field.
       const halfWidth = ((camera.height * Math.sin(t) + z * Math.cos(t)) * image.width) / 2 / f;
       const x = q3(rng.range(-halfWidth, halfWidth));
-      const candidate: SceneObject = { shape, color, size, x, z, yaw, shade };
-      const clear = objects.every((o) => planeDistance(o, candidate) >= footprint + objectDims(o.shape, o.size).footprint + PLACEMENT.gap);
+      // A scale of 1 is left out, so that standard scenes stay exactly as they were.
+      const candidate: SceneObject = scale === 1 ? { shape, color, size, x, z, yaw, shade } : { shape, color, size, x, z, yaw, shade, scale };
+      const clear = objects.every((o) => planeDistance(o, candidate) >= footprint + dimsOf(o).footprint + PLACEMENT.gap);
       if (clear && fitsInFrame(camera, image, candidate)) {
         objects.push(candidate);
         placed = true;

@@ -5,6 +5,7 @@ import { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import type { EvalRuns } from '../../benchmarks/runs';
 import { imageExtension } from '../../benchmarks/loaders/common';
+import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
 import { BENCHMARKS } from '../../benchmarks/types';
 import type { AppContext } from '../app';
 import { HttpError } from '../errors';
@@ -16,12 +17,19 @@ export function evaluateSchema(maxNewTokens: number, defaultMaxNewTokens: number
       split: z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only').optional(),
       subsets: z.array(z.string().min(1).max(64).regex(/^[\w.-]+$/, 'letters, digits, _ . - only')).max(32).optional(),
       limit: z.number().int().min(1).max(1_000_000).optional(),
+      // spatial-synth's generator level (docs/spatial-synth.md "Levels"); standard when absent.
+      level: z.enum(LEVEL_NAMES).optional(),
       template: z.enum(['r1', 'direct', 'instruct']).default('r1'),
       strategy: z.enum(['r1', 'strict']).default('r1'),
       max_new_tokens: z.number().int().min(1).max(maxNewTokens).default(defaultMaxNewTokens),
       model: z.string().min(1).max(200).optional(),
     })
-    .strict();
+    .strict()
+    .superRefine((body, ctx) => {
+      if (body.level !== undefined && body.benchmark !== 'spatial-synth') {
+        ctx.addIssue({ code: 'custom', path: ['level'], message: `applies to spatial-synth only, not to ${body.benchmark}` });
+      }
+    });
 }
 
 function runs(ctx: AppContext): EvalRuns {
@@ -66,6 +74,8 @@ export function evaluateRouter(ctx: AppContext): Router {
       split: body.split,
       subsets: body.subsets,
       limit: body.limit,
+      // Stored with every spatial-synth run, so that its params and result say which level it scored.
+      ...(body.benchmark === 'spatial-synth' ? { level: body.level ?? 'standard' } : {}),
       template: body.template,
       strategy: body.strategy,
       maxNewTokens: body.max_new_tokens,

@@ -92,6 +92,17 @@ async function refreshRuns() {
   if (now && before && (now.status !== before.status || now.progress.done !== before.progress.done)) await showRun(now, true);
 }
 
+/** spatial-synth's generator level ("standard" for runs stored before levels existed); null for other benchmarks. */
+function runLevel(run) {
+  return run.benchmark === 'spatial-synth' ? (run.params?.level ?? 'standard') : null;
+}
+
+/** The benchmark and split, with the level for spatial-synth. */
+function runSet(run) {
+  const level = runLevel(run);
+  return `${run.benchmark} ${run.split}${level ? ` · ${level}` : ''}`;
+}
+
 function runLabel(run) {
   return `${run.model} · ${run.params?.template ?? 'r1'}/${run.params?.strategy ?? 'r1'} · ${shortId(run.id)}`;
 }
@@ -113,7 +124,7 @@ function renderRunList() {
           onclick: () => (location.hash = `#evaluation/${run.id}`),
           onkeydown: (e) => e.key === 'Enter' && (location.hash = `#evaluation/${run.id}`),
         },
-        el('td', { title: run.id }, shortId(run.id), el('div', { class: 'meta' }, `${run.benchmark} ${run.split}`)),
+        el('td', { title: run.id }, shortId(run.id), el('div', { class: 'meta' }, runSet(run))),
         el('td', {}, run.model, el('div', { class: 'meta' }, `${run.params?.template ?? 'r1'} / ${run.params?.strategy ?? 'r1'}`)),
         el('td', {}, badge(run.status), run.status === 'running' ? ` ${run.progress.done}/${run.progress.total}` : ''),
         el('td', {}, percent(run.result?.accuracy)),
@@ -137,13 +148,14 @@ async function select(id) {
 async function showRun(run, reloadPredictions) {
   $('#run-empty').hidden = true;
   $('#run-view').hidden = false;
-  $('#run-title').textContent = `${run.benchmark} ${run.split} · ${run.model}`;
+  $('#run-title').textContent = `${runSet(run)} · ${run.model}`;
   const status = clear($('#run-status'));
   status.append(badge(run.status));
   status.dataset.status = run.status;
   $('#run-progress').textContent = `${run.progress.done} / ${run.progress.total} items`;
   $('#run-meta').textContent = [
     run.id,
+    runLevel(run) ? `level ${runLevel(run)}` : null,
     `template ${run.params?.template ?? 'r1'}`,
     `strategy ${run.params?.strategy ?? 'r1'}`,
     `max ${run.params?.maxNewTokens ?? '–'} new tokens`,
@@ -165,16 +177,16 @@ async function showRun(run, reloadPredictions) {
   if (reloadPredictions) await loadPredictions(run);
 }
 
-/** Runs of the same benchmark (and split) with results, the selected one first. */
+/** Runs of the same benchmark (and split, and level) with results, the selected one first. */
 function comparable(run) {
-  return state.runs.filter((r) => r.id !== run.id && r.benchmark === run.benchmark && r.split === run.split && r.result);
+  return state.runs.filter((r) => r.id !== run.id && r.benchmark === run.benchmark && r.split === run.split && runLevel(r) === runLevel(run) && r.result);
 }
 
 function renderComparison(run) {
   const others = comparable(run);
   if (state.compared === null) state.compared = new Set(others.slice(0, MAX_COMPARED - 1).map((r) => r.id));
   const box = clear($('#compare-runs'));
-  if (!others.length) box.append(el('span', { class: 'meta' }, `No other finished ${run.benchmark} ${run.split} runs to compare with.`));
+  if (!others.length) box.append(el('span', { class: 'meta' }, `No other finished ${runSet(run)} runs to compare with.`));
   for (const other of others) {
     const input = el('input', { type: 'checkbox', value: other.id, checked: state.compared.has(other.id) });
     input.addEventListener('change', () => {
