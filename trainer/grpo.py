@@ -359,7 +359,16 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 
 # --- main -------------------------------------------------------------------------------------------
 
-def build_trainer(config: JobConfig, device: str, output_dir: Path, rollouts: Rollouts, metrics: JsonlWriter):
+def build_trainer(config: JobConfig, device: str, output_dir: Path, rollouts: Rollouts, metrics: JsonlWriter,
+                  reward_funcs: list | None = None):
+    """The GRPOTrainer of a job, with the StepLog that writes metrics.jsonl.
+
+    reward_funcs: for tests and library users only (no CLI option or config key), TRL reward
+    functions `f(prompts, completions, completion_ids, **columns) -> list[float]` used instead of the
+    paper's (make_rewards: accuracy + format). metrics.jsonl still gets `reward`, `kl` and the other
+    TRL figures; rollouts.jsonl, reflection_rate and rollout tokens come from the paper's accuracy
+    function, so with other rewards they stay empty / 0.
+    """
     from trl import GRPOTrainer
 
     model = load_model(config, device)
@@ -371,7 +380,7 @@ def build_trainer(config: JobConfig, device: str, output_dir: Path, rollouts: Ro
     callbacks, stopper = make_callbacks(config, rollouts, metrics)
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=make_rewards(rollouts, config.length_reward),
+        reward_funcs=list(reward_funcs) if reward_funcs is not None else make_rewards(rollouts, config.length_reward),
         args=args,
         train_dataset=dataset,
         processing_class=processor,
