@@ -73,15 +73,16 @@ if has base; then
   stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" \
     --steps "$PRETRAIN_STEPS" --batch-size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR" --warmup 100 --max-pixels "$MAX_PIXELS" \
     --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --eval-every 250 --seed 0 \
-    --max-seconds "${PRETRAIN_MAX_SECONDS:-0}"
+    --max-seconds "${PRETRAIN_MAX_SECONDS:-0}" $([ -n "${PRETRAIN_MAX_SECONDS:-}" ] && echo --fit-to-time)
 fi
 
 # 3. Probes of the base: does it see, and where does R1-Zero start?
 if has probes; then
-  stage perception "$PY" -m trainer.nano.perception --model "$B/base/model" --data "$B/pretrain" --items 128 \
-    --device "$DEVICE" --threads "$THREADS" --out "$B/base-perception.json"
+  stage perception "$PY" -m trainer.nano.perception --model "$B/base/model" --data "$B/pretrain" --items "${PROBE_ITEMS:-128}" \
+    --device "$DEVICE" --threads "$THREADS" --out "$B/base-perception.json" || echo "perception probe failed" >&2
   stage format-probe "$PY" -m trainer.nano.format_probe --model "$B/base/model" --dataset "$B/spatial-synth" \
-    --items 200 --samples 8 --device "$DEVICE" --threads "$THREADS" --out "$B/base-probe.json"
+    --items "${PROBE_ITEMS:-200}" --samples 8 --device "$DEVICE" --threads "$THREADS" --out "$B/base-probe.json" \
+    || echo "format probe failed" >&2
 fi
 
 # 4. SFT baseline: direct answers, GRPO_STEPS x GRPO_PROMPTS examples.

@@ -58,6 +58,9 @@ class LMConfig:
     eval_every: int = 0  # validation losses every N steps (0 = only at the end)
     log_every: int = 1
     max_seconds: float = 0  # stop early (with a checkpoint and the model saved) after this long; 0 = no limit
+    # With max_seconds: after FIT_AFTER steps, shorten `steps` to what the measured speed fits in
+    # max_seconds, so the schedule still decays to its floor (the new count is in metrics.jsonl).
+    fit_to_time: bool = False
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -65,6 +68,9 @@ class LMConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
+
+
+FIT_AFTER = 40
 
 
 def lr_at(step: int, config: LMConfig) -> float:
@@ -219,6 +225,7 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
         state = torch.load(checkpoint / "state.pt", map_location=device, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
+        config.steps = state.get("steps", config.steps)  # a schedule fitted to time stays as it was
         print(f"[{name}] resuming from step {start}", file=sys.stderr)
     elif (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()  # a fresh start: no lines of an earlier run
@@ -261,9 +268,20 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
                 bar.set_postfix(loss=f"{ema:.3f}", lr=f"{lr:.2e}", refresh=False)
                 started = time.time()
             bar.update(1)
+            if config.fit_to_time and config.max_seconds and step == start + FIT_AFTER and not resume:
+                per_step = (time.time() - began) / FIT_AFTER
+                fitted = max(step + 1, int(0.93 * config.max_seconds / per_step))
+                if fitted < config.steps:
+                    print(f"[{name}] {per_step:.3f} s/step: {fitted} steps fit in {config.max_seconds:.0f} s",
+                          file=sys.stderr)
+                    config.steps = fitted
+                    bar.total = fitted
+                    (out / "lm_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+            if step >= config.steps:
+                break
             out_of_time = config.max_seconds and time.time() - began > config.max_seconds
             if (config.save_every and step % config.save_every == 0 and step < config.steps) or out_of_time:
-                save_checkpoint(model, optimizer, step, config.model, checkpoint)
+                save_checkpoint(model, optimizer, step, config.steps, config.model, checkpoint)
             if out_of_time:
                 print(f"[{name}] stopping at step {step}: over {config.max_seconds:.0f} s", file=sys.stderr)
                 break
@@ -318,12 +336,12 @@ def save(model, source: str | Path, folder: Path) -> Path:
     return folder
 
 
-def save_checkpoint(model, optimizer, step: int, source: str | Path, folder: Path) -> None:
+def save_checkpoint(model, optimizer, step: int, steps: int, source: str | Path, folder: Path) -> None:
     """Weights (a loadable model folder) and the optimiser state, written beside and then renamed
     into place, so an interruption mid-write leaves the previous checkpoint whole."""
     tmp = folder.with_name(folder.name + ".tmp")
     save(model, source, tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp / "state.pt")
+    torch.save({"optimizer": optimizer.state_dict(), "step": step, "steps": steps}, tmp / "state.pt")
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
         folder.rename(old)
