@@ -2,9 +2,9 @@
 
     python -m trainer.nano.plot_dynamics --job build/nano/grpo --out docs/nano-dynamics.png [--smooth 10]
 
-Three panels against the optimizer step: accuracy and format reward of the step's rollouts, mean
-completion length (tokens) and reflection rate (share of completions with a self-reflection word,
-rewards.REFLECTION_PATTERN). While a run stays within its first epoch every step's prompts are new
+Four panels against the optimizer step: the reward and its two parts (accuracy and format) over the
+step's rollouts, mean completion length (tokens), reflection rate (share of completions with a
+self-reflection word, rewards.REFLECTION_PATTERN) and the KL to the initial policy. While a run stays within its first epoch every step's prompts are new
 to the policy, so the accuracy panel is accuracy on held-out items (sampled at the rollout
 temperature). Thin lines are the per-step values, thick lines a moving average.
 """
@@ -20,7 +20,9 @@ from ..metrics import read_jsonl
 
 WIDTH, PANEL_HEIGHT = 900, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 20, 34, 34
-COLOURS = {"accuracy": (31, 119, 180), "format": (255, 127, 14), "length": (44, 160, 44), "reflection": (214, 39, 40)}
+COLOURS = {"accuracy": (31, 119, 180), "format": (255, 127, 14), "reward": (90, 90, 90), "length": (44, 160, 44),
+           "reflection": (214, 39, 40), "kl": (148, 103, 189)}
+PANELS = 4
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -90,17 +92,19 @@ def plot(metrics: list[dict], out: Path, smooth: int = 10, title: str = "") -> P
         raise ValueError("no metrics lines with a step")
     steps = [m["step"] for m in rows]
     get = lambda key: [float(m.get(key) or 0.0) for m in rows]  # noqa: E731
-    image = Image.new("RGB", (WIDTH, 3 * PANEL_HEIGHT + 30), "white")
+    image = Image.new("RGB", (WIDTH, PANELS * PANEL_HEIGHT + 30), "white")
     draw = ImageDraw.Draw(image)
     draw.text((MARGIN_LEFT, 8), title or "GRPO training dynamics", fill=(0, 0, 0))
-    draw_panel(draw, 30, "accuracy / format reward (rollouts on unseen items)", steps,
-               [("accuracy", get("rewards/accuracy"), COLOURS["accuracy"]), ("format", get("rewards/format"), COLOURS["format"])],
-               1.0, smooth)
+    draw_panel(draw, 30, "reward = accuracy + format (rollouts on unseen items)", steps,
+               [("reward", get("reward"), COLOURS["reward"]), ("accuracy", get("rewards/accuracy"), COLOURS["accuracy"]),
+                ("format", get("rewards/format"), COLOURS["format"])], 2.0, smooth)
     draw_panel(draw, 30 + PANEL_HEIGHT, "mean completion length (tokens)", steps,
                [("length", get("completion_length"), COLOURS["length"])], None, smooth)
     draw_panel(draw, 30 + 2 * PANEL_HEIGHT, "reflection rate", steps,
                [("reflection", get("reflection_rate"), COLOURS["reflection"])], 1.0, smooth)
-    draw.text((WIDTH // 2 - 20, 3 * PANEL_HEIGHT + 12), "step", fill=(0, 0, 0))
+    draw_panel(draw, 30 + 3 * PANEL_HEIGHT, "KL to the initial policy", steps,
+               [("kl", get("kl"), COLOURS["kl"])], None, smooth)
+    draw.text((WIDTH // 2 - 20, PANELS * PANEL_HEIGHT + 12), "step", fill=(0, 0, 0))
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
     return out

@@ -178,5 +178,5 @@ def test_plot_writes_a_png(tmp_path):
                 "reflection_rate": 0.1} for s in range(1, 21)]
     out = plot_dynamics.plot(metrics, tmp_path / "d.png", smooth=3)
     with Image.open(out) as image:
-        assert image.size == (plot_dynamics.WIDTH, 3 * plot_dynamics.PANEL_HEIGHT + 30)
+        assert image.size == (plot_dynamics.WIDTH, plot_dynamics.PANELS * plot_dynamics.PANEL_HEIGHT + 30)
     assert plot_dynamics.moving_average([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
