@@ -122,3 +122,47 @@ def test_perception_scores_each_fact():
     assert perception.score("The sky is light.", gold)["count"] == 0.0
     with pytest.raises(ValueError):
         perception.score(gold, "no list here")
+
+
+def test_weights_delta_rebuilds_fine_tuned_weights(tmp_path):
+    """scripts/weights_delta.py: base + fp16(model - base) gives the model back to fp16 precision of the change."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    spec = importlib.util.spec_from_file_location("weights_delta", Path(__file__).parents[2] / "scripts" / "weights_delta.py")
+    weights_delta = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(weights_delta)
+    torch.manual_seed(0)
+    base = {"w": torch.randn(64, 32) * 0.05, "b": torch.randn(32)}
+    tuned = {k: v + torch.randn_like(v) * 1e-3 for k, v in base.items()}
+    for name, tensors in (("base", base), ("tuned", tuned)):
+        (tmp_path / name).mkdir()
+        save_file(tensors, str(tmp_path / name / "model.safetensors"))
+    weights_delta.pack(tmp_path / "base", tmp_path / "tuned", tmp_path / "delta.safetensors")
+    assert (tmp_path / "delta.safetensors").stat().st_size < (tmp_path / "tuned" / "model.safetensors").stat().st_size * 0.6
+    weights_delta.unpack(tmp_path / "base", tmp_path / "delta.safetensors", tmp_path / "rebuilt")
+    rebuilt = load_file(tmp_path / "rebuilt" / "model.safetensors")
+    for k in base:
+        change = (tuned[k] - base[k]).abs().max()
+        assert (rebuilt[k] - tuned[k]).abs().max() <= change * 1e-3 + 1e-9
+        assert rebuilt[k].dtype == torch.float32
+
+
+def test_pretraining_fits_its_schedule_to_a_time_budget(synth_dir, tmp_path, monkeypatch):
+    from trainer.nano import lm
+
+    monkeypatch.setattr(lm, "FIT_AFTER", 2)
+    out = tmp_path / "fit"
+    assert pretrain.main(["--data", str(synth_dir), "--questions", str(synth_dir), "--preset", "tiny", "--batch-size", "2",
+                          "--warmup", "1", "--val-items", "2", "--threads", "1", "--device", "cpu",
+                          "--max-pixels", str(56 * 56), "--steps", "100000", "--max-seconds", "2", "--fit-to-time",
+                          "--out", str(out)]) == 0
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    fitted = lines[-1]["total_steps"]
+    assert 2 < fitted < 100000
+    # The shortened schedule runs to (or, on a machine slower than at the start, close to) its end,
+    # where the learning rate has decayed to its floor.
+    assert lines[-1]["step"] >= 0.8 * fitted
+    assert lines[-1]["learning_rate"] < 0.2 * 2e-3
