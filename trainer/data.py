@@ -1,10 +1,10 @@
-"""Training data: a data set folder in our format (design.md "A data set on disk", written by
+"""Training data: a data set folder in our format (docs/architecture.md, "A data set on disk", written by
 `npm run synth` and `npm run prepare-data`) turned into GRPO prompts.
 
 Each item becomes one conversational prompt whose single user turn holds the image and the text
 of the chosen template; the trainer's processor renders it (for `r1`, with no roles at all, see
-grpo.RAW_CHAT_TEMPLATE). The gold answer for the accuracy reward is the option text (reference.md
-1.2), as in the paper's SAT training.
+grpo.RAW_CHAT_TEMPLATE). The gold answer for the accuracy reward is the option text (docs/method.md,
+"Rewards"), as in the paper's SAT training.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def read_split(dataset_dir: str | Path, split: str, max_items: int = 0) -> tuple
 
 
 def sat_question(question: str, choices: list[str]) -> str:
-    """The paper's SAT training question (reference.md 1): options in natural language."""
+    """The paper's SAT training question (docs/method.md, "The training question"): options in natural language."""
     options = choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + f" or {choices[-1]}"
     return f"Answer in natural language. {question} Choose between the following options: {options}"
 

@@ -20,7 +20,7 @@ from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 from .presets import PRESETS, Preset, get_preset
 from .tokenizer import save_tokenizer, special_token_ids, train_tokenizer
 
-# CLIP normalisation and Qwen2-VL's resize bounds (reference.md 2.1); the service applies its own
+# CLIP normalisation and Qwen2-VL's resize bounds (docs/qwen2-vl.md, "Image tokens"); the service applies its own
 # MAX_PIXELS on top, as training does.
 PREPROCESSOR_CONFIG = {
     "image_processor_type": "Qwen2VLImageProcessor",
@@ -87,7 +87,7 @@ def build_config(preset: Preset, ids: dict[str, int], tokenizer_size: int) -> Qw
 
 
 def generation_config(ids: dict[str, int]) -> dict:
-    # Both end tokens stop a base model (reference.md 1.3); no sampling defaults are stored, so a
+    # Both end tokens stop a base model (docs/method.md, "End tokens"); no sampling defaults are stored, so a
     # checkpoint never overrides the temperature a caller asks for.
     eos = ids["<|endoftext|>"]
     return {

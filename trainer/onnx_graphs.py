@@ -3,9 +3,9 @@
 Each wrapper reuses the Hugging Face submodules (and so their weights) of a loaded
 `Qwen2VLForConditionalGeneration`, and recomputes with tensor operations only the parts HF computes
 with Python loops or `.tolist()` (vision position ids, per-image attention split, the causal mask,
-the KV cache), since tracing would freeze those to the dummy input's shapes (reference.md 4).
+the KV cache), since tracing would freeze those to the dummy input's shapes (docs/export.md, "Graphs").
 
-Graph interfaces (reference.md 2):
+Graph interfaces (docs/export.md, "Graphs"):
   embed_tokens          input_ids [B,S] int64                       -> inputs_embeds [B,S,H]
   vision_encoder        pixel_values [N,1176], grid_thw [I,3] int64 -> image_features [N/4,H]
   decoder_model_merged  inputs_embeds [B,S,H], attention_mask [B,P+S] int64, position_ids [3,B,S] int64,
@@ -153,7 +153,7 @@ class Decoder(nn.Module):
         key = torch.cat([past_key, k], dim=2)
         value = torch.cat([past_value, v], dim=2)
         # Grouped-query attention by expand + reshape, which exports with dynamic batch sizes
-        # (repeat_interleave did not; reference.md 4).
+        # (repeat_interleave did not; docs/export.md, "Graphs").
         rep = self.heads // self.kv_heads
         total = key.shape[2]
         k_all = key[:, :, None].expand(batch, self.kv_heads, rep, total, self.head_dim).reshape(

@@ -2,7 +2,7 @@
 
 Every preset is a Qwen2-VL architecture (transformers' `Qwen2VLForConditionalGeneration`), so the
 same code path serves a few-MB test model and the real 2B shapes. Numbers for `qwen2-vl-2b` are the
-published Qwen2-VL-2B configuration (reference.md section 2).
+published Qwen2-VL-2B configuration (docs/qwen2-vl.md, "Shapes").
 """
 
 from __future__ import annotations

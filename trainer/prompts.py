@@ -1,7 +1,7 @@
 """Prompt templates (a shared rule: the TypeScript engine renders the same strings, pinned by
 test/vectors/templates.json).
 
-- `r1`: the paper's base-model prompt (reference.md 1.1). No roles, no system turn: the image
+- `r1`: the paper's base-model prompt (docs/method.md, "Prompts"). No roles, no system turn: the image
   placeholder, the literal text `<image>`, then the conversation text ending in `<think>`, so the
   completion starts inside the think block.
 - `direct`: the same conversation without the sentence about thinking, ending in `Assistant: `.

@@ -1,7 +1,7 @@
 """The paper's rewards and the completion parser (shared rules: the TypeScript side computes the
 same values, pinned by test/vectors/rewards.json).
 
-Format (reference.md 1.2): `"<think>" + completion` must *fully* match
+Format (docs/method.md, "Rewards"): `"<think>" + completion` must *fully* match
 `<think>.*?</think>\\s*<answer>.*?</answer>` with dot-matches-newline; anything after `</answer>`
 fails it. Accuracy: the first `<answer>(.*?)</answer>` span (no dot-all), stripped, or else the
 whole completion stripped, equal (case-sensitive) to the gold option text. Accuracy does not
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 FORMAT_PATTERN = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 ANSWER_SPAN = re.compile(r"<answer>(.*?)</answer>")
-# Self-reflection words counted per completion for the "aha moment" curves (reference.md 1).
+# Self-reflection words counted per completion for the "aha moment" curves (docs/method.md, "Self-reflection").
 # ASCII word boundaries, so the TypeScript regex (whose \b and \w are ASCII) decides alike.
 REFLECTION_PATTERN = re.compile(
     r"\b(?:wait|re-?check\w*|check\w*|verif(?:y|ied|ies|ying|ication)|aha|possibl[ey]|yet|re-?evaluat\w*)\b",

@@ -3,7 +3,7 @@
 This is the reference for a shared rule: src/benchmarks/scoring.ts computes the same values, pinned
 by test/vectors/scoring.json (written by `python -m trainer.vectors`).
 
-Extraction strategies (reference.md 3):
+Extraction strategies (docs/evaluation.md, "Extraction"):
 - `r1` (the paper's evaluation): the first `<answer>\\s*(.*?)\\s*</answer>` span, `.` without
   DOTALL (so the content stays on one line, while the surrounding `\\s*` may cross newlines); when
   there is none or it is empty, the whole response stripped. Always a string (maybe empty).
@@ -15,7 +15,7 @@ Extraction strategies (reference.md 3):
   final `</answer>`), stripped. None when the format fails, the block is empty, or the block holds
   another `<answer>`/`</answer>` tag (several answer blocks are not one well-formed answer).
 
-Matching (`is_correct`), for multiple choice with a gold letter (reference.md 3); `extracted` is
+Matching (`is_correct`), for multiple choice with a gold letter (docs/evaluation.md, "Matching"); `extracted` is
 stripped (Python `str.strip`) first and None is never correct:
 1. exact forms: it equals `G`, `g`, `(G)` or `(g)` for the gold letter G;
 2. standalone letter: the option letters it contains as tokens are exactly {G}. A token is an
@@ -27,7 +27,7 @@ stripped (Python `str.strip`) first and None is never correct:
 3. option text: it equals the gold option text (stripped), case-sensitively; with
    `case_insensitive_text=True` (a labelled variant) after `str.lower()` of both.
 
-Aggregation (`score_predictions`, reference.md 3): plain accuracy, format rate, accuracy per task,
+Aggregation (`score_predictions`, docs/evaluation.md, "Aggregation"): plain accuracy, format rate, accuracy per task,
 and the official score of the benchmark: CV-Bench `((acc_ADE20K + acc_COCO)/2 + acc_Omni3D)/2`
 with accuracy per `source` (None with a reason when a source group is missing or a source is
 unknown); BLINK the unweighted mean of the per-subtask (`task`) accuracies; VSR, SAT and
@@ -48,13 +48,14 @@ BENCHMARKS = ("cv-bench", "blink", "vsr", "sat", "spatial-synth")
 CV_BENCH_SOURCES = ("ADE20K", "COCO", "Omni3D")
 DEFAULT_OPTION_LETTERS = "ABCDEF"
 
-# reference.md 3 (`r1`): the first `<answer>\s*(.*?)\s*</answer>` without DOTALL, as the paper's script.
+# docs/evaluation.md, "Extraction" (`r1`): the first `<answer>\s*(.*?)\s*</answer>` without DOTALL, as the paper's script.
 R1_ANSWER = re.compile(r"<answer>\s*(.*?)\s*</answer>")
-# reference.md 3 (`strict`): the answer block of the format pattern (reference.md 1.2), DOTALL, full match.
+# docs/evaluation.md, "Extraction" (`strict`): the answer block of the format pattern
+# (docs/method.md, "Rewards"), DOTALL, full match.
 STRICT_LAYOUT = re.compile(r"<think>.*?</think>\s*<answer>(.*?)</answer>", re.DOTALL)
 ANSWER_TAG = re.compile(r"</?answer>")
 THINK_OPEN = "<think>"
-# reference.md 3: a letter as a whole word (ASCII word characters), or a lowercase letter in parentheses.
+# docs/evaluation.md, "Matching": a letter as a whole word (ASCII word characters), or a lowercase letter in parentheses.
 UPPER_TOKEN = re.compile(r"(?<![A-Za-z0-9_])([A-Z])(?![A-Za-z0-9_])")
 LOWER_PAREN_TOKEN = re.compile(r"\(([a-z])\)")
 GOLD_LETTER = re.compile(r"([A-Za-z])|\(([A-Za-z])\)")
@@ -65,21 +66,21 @@ GOLD_LETTER = re.compile(r"([A-Za-z])|\(([A-Za-z])\)")
 
 
 def passes_format(response: str, prompt_opens_think: bool) -> bool:
-    """The training format rule (reference.md 1.2); without the prompt's `<think>` the response must open it."""
+    """The training format rule (docs/method.md, "Rewards"); without the prompt's `<think>` the response must open it."""
     if prompt_opens_think:
         return format_reward(response) == 1.0
     return response.startswith(THINK_OPEN) and format_reward(response[len(THINK_OPEN):]) == 1.0
 
 
 def extract_r1(response: str) -> str:
-    """reference.md 3 `r1`: the first single-line answer span, else (none or empty) the whole response stripped."""
+    """docs/evaluation.md, "Extraction", `r1`: the first single-line answer span, else (none or empty) the whole response stripped."""
     match = R1_ANSWER.search(response)
     answer = match.group(1).strip() if match else ""
     return answer if answer else response.strip()
 
 
 def extract_strict(response: str, prompt_opens_think: bool) -> str | None:
-    """reference.md 3 `strict`: the single answer block of a well-formed response, stripped; else None."""
+    """docs/evaluation.md, "Extraction", `strict`: the single answer block of a well-formed response, stripped; else None."""
     if not passes_format(response, prompt_opens_think):
         return None
     body = response if prompt_opens_think else response[len(THINK_OPEN):]
@@ -124,7 +125,7 @@ def option_letters(choices: Sequence[str]) -> str:
 
 
 def letter_tokens(text: str, letters: str) -> set[str]:
-    """Option letters standing alone in `text` (reference.md 3: "matches as a standalone token")."""
+    """Option letters standing alone in `text` (docs/evaluation.md, "Matching", rule 2)."""
     found = {m.group(1) for m in UPPER_TOKEN.finditer(text)}
     found |= {m.group(1).upper() for m in LOWER_PAREN_TOKEN.finditer(text)}
     return {letter for letter in found if letter in letters}
@@ -140,19 +141,19 @@ def is_correct(extracted: str | None, gold_letter: str, choices: Sequence[str],
     if extracted is None:
         return False
     answer = extracted.strip()
-    # reference.md 3: the gold letter in any of the forms A, a, (A), (a).
+    # docs/evaluation.md, "Matching", rule 1: the gold letter in any of the forms A, a, (A), (a).
     if answer in (gold, gold.lower(), f"({gold})", f"({gold.lower()})"):
         return True
-    # reference.md 3: "for letters, matches as a standalone token"; a second distinct letter voids it.
+    # docs/evaluation.md, "Matching", rule 2: a standalone letter; a second distinct letter voids it.
     if letter_tokens(answer, letters) == {gold}:
         return True
     if not choices:
         return False
     gold_text = choices[ord(gold) - 65].strip()
-    # reference.md 3: "or the gold option text" (exact, case-sensitive).
+    # docs/evaluation.md, "Matching", rule 3: the gold option text (exact, case-sensitive).
     if answer == gold_text:
         return True
-    # reference.md 3: "case-insensitive text match is an allowed, labelled variant".
+    # docs/evaluation.md, "Matching": the case-insensitive variant, reported only with its label.
     return case_insensitive_text and answer.lower() == gold_text.lower()
 
 

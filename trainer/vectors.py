@@ -126,7 +126,7 @@ def image_vectors(model_dir: Path) -> dict:
         errors.append({"name": name, "png_base64": _png_b64(pattern_image(h, w, seed)), "height": h, "width": w,
                        "error_contains": message})
     return {
-        "description": "Qwen2VLImageProcessorPil outputs (reference.md 2.1). Rows are patches in the "
+        "description": "Qwen2VLImageProcessorPil outputs (docs/preprocessing.md). Rows are patches in the "
         "processor's order; each row is channel-major, then temporal (2), then 14x14 pixels.",
         "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711],
@@ -243,12 +243,12 @@ def mrope_vectors(model) -> dict:
         _rope_case(model, "left-padded-text-only", [[("text", 3)], [("text", 6)]], [3, 0]),
     ]
     ref = cases[0]
-    # The documented example (reference.md 2.2) must hold for the reference implementation.
+    # The documented example (docs/qwen2-vl.md, "M-RoPE position ids") must hold for the reference implementation.
     assert ref["position_ids"][0][0][79] == 23 and ref["position_ids"][0][0][88] == 32
     assert ref["rope_deltas"] == [-56]
     return {
         "description": "M-RoPE position ids [3][batch][seq] and rope deltas from Qwen2VLModel.get_rope_index "
-        "(reference.md 2.2). Padding positions hold 0; a decode step at absolute index i of a row uses "
+        "(docs/qwen2-vl.md). Padding positions hold 0; a decode step at absolute index i of a row uses "
         "i_unpadded + rope_delta on all three axes.",
         "image_token_id": cfg.image_token_id,
         "vision_start_token_id": cfg.vision_start_token_id,
@@ -387,7 +387,7 @@ def rewards_vectors() -> dict:
             "reflection": has_reflection(completion),
         })
     return {
-        "description": "The paper's format and accuracy rewards (reference.md 1.2), the completion parser used by "
+        "description": "The paper's format and accuracy rewards (docs/method.md, Rewards), the completion parser used by "
         "/generate (think, answer, format_ok = format_reward == 1) and the reflection-word rule, from "
         "trainer/rewards.py.",
         "cases": cases,
@@ -522,7 +522,7 @@ def scoring_vectors() -> dict:
                     "expected": score_predictions(predictions, benchmark)}
                    for name, benchmark, predictions in AGGREGATION_CASES]
     return {
-        "description": "Evaluation scoring (reference.md 3) from trainer/scoring.py: extraction per strategy "
+        "description": "Evaluation scoring (docs/evaluation.md) from trainer/scoring.py: extraction per strategy "
         "(r1, strict; null = no answer), multiple-choice correctness per strategy, plain and with the "
         "case-insensitive option-text variant, and score aggregation per benchmark (official score null with "
         "a detail when it cannot be computed).",

@@ -1,4 +1,4 @@
-// Reading a data set in our own format (design.md "A data set on disk"): <dir>/<split>.jsonl with
+// Reading a data set in our own format (docs/architecture.md, "A data set on disk"): <dir>/<split>.jsonl with
 // one DatasetRecord per line and image paths relative to <dir>. The synth and prepare CLIs write
 // it; evaluation and the Python trainer read it.
 import { existsSync, readFileSync } from 'node:fs';

@@ -211,7 +211,7 @@ export class EvalRuns {
         rows.map((r) => ({ task: r.task, source: r.source, correct: r.correct === 1, formatOk: r.format_ok === 1 })),
         params.benchmark,
       );
-      // Stored as the API returns it (api.md): fractions in [0, 1], labelled with strategy and template.
+      // Stored as the API returns it (docs/api.md, "Runs"): fractions in [0, 1], labelled with strategy and template.
       this.store.finish(id, 'succeeded', {
         result: {
           n: score.n,

@@ -34,12 +34,13 @@ function pySpaceClass(): string {
 }
 const S = `[${pySpaceClass()}]`;
 
-// reference.md 3 (`r1`): Python `<answer>\s*(.*?)\s*</answer>` without DOTALL, as the paper's script.
+// docs/evaluation.md, "Extraction" (`r1`): Python `<answer>\s*(.*?)\s*</answer>` without DOTALL, as the paper's script.
 const R1_ANSWER = new RegExp(`<answer>${S}*([^\\n]*?)${S}*</answer>`);
-// reference.md 3 (`strict`): the answer block of the format pattern (reference.md 1.2), DOTALL, full match.
+// docs/evaluation.md, "Extraction" (`strict`): the answer block of the format pattern
+// (docs/method.md, "Rewards"), DOTALL, full match.
 const STRICT_LAYOUT = new RegExp(`^<think>[\\s\\S]*?</think>${S}*<answer>([\\s\\S]*?)</answer>$`);
 const ANSWER_TAG = /<\/?answer>/;
-// reference.md 3: a letter as a whole word (ASCII word characters), or a lowercase letter in parentheses.
+// docs/evaluation.md, "Matching": a letter as a whole word (ASCII word characters), or a lowercase letter in parentheses.
 const UPPER_TOKEN = /(?<![A-Za-z0-9_])([A-Z])(?![A-Za-z0-9_])/g;
 const LOWER_PAREN_TOKEN = /\(([a-z])\)/g;
 const GOLD_LETTER = /^(?:([A-Za-z])|\(([A-Za-z])\))$/;
@@ -47,20 +48,20 @@ const GOLD_LETTER = /^(?:([A-Za-z])|\(([A-Za-z])\))$/;
 // ---------------------------------------------------------------------------------------------
 // Extraction
 
-/** The training format rule (reference.md 1.2); without the prompt's `<think>` the response must open it. */
+/** The training format rule (docs/method.md, "Rewards"); without the prompt's `<think>` the response must open it. */
 export function passesFormat(response: string, promptOpensThink: boolean): boolean {
   if (promptOpensThink) return formatReward(response) === 1;
   return response.startsWith(THINK_OPEN) && formatReward(response.slice(THINK_OPEN.length)) === 1;
 }
 
-/** reference.md 3 `r1`: the first single-line answer span, else (none or empty) the whole response stripped. */
+/** docs/evaluation.md, "Extraction", `r1`: the first single-line answer span, else (none or empty) the whole response stripped. */
 export function extractR1(response: string): string {
   const match = R1_ANSWER.exec(response);
   const answer = match ? pyStrip(match[1]) : '';
   return answer !== '' ? answer : pyStrip(response);
 }
 
-/** reference.md 3 `strict`: the single answer block of a well-formed response, stripped; else null. */
+/** docs/evaluation.md, "Extraction", `strict`: the single answer block of a well-formed response, stripped; else null. */
 export function extractStrict(response: string, promptOpensThink: boolean): string | null {
   if (!passesFormat(response, promptOpensThink)) return null;
   const body = promptOpensThink ? response : response.slice(THINK_OPEN.length);
@@ -100,7 +101,7 @@ export function optionLetters(choices: readonly string[]): string {
   return choices.map((_c, i) => String.fromCharCode(65 + i)).join('');
 }
 
-/** Option letters standing alone in `text` (reference.md 3: "matches as a standalone token"). */
+/** Option letters standing alone in `text` (docs/evaluation.md, "Matching", rule 2). */
 export function letterTokens(text: string, letters: string): Set<string> {
   const found = new Set<string>();
   for (const m of text.matchAll(UPPER_TOKEN)) if (letters.includes(m[1])) found.add(m[1]);
@@ -119,16 +120,16 @@ export function isCorrect(extracted: string | null, goldLetter: string, choices:
   if (extracted === null) return false;
   const answer = pyStrip(extracted);
   const lower = gold.toLowerCase();
-  // reference.md 3: the gold letter in any of the forms A, a, (A), (a).
+  // docs/evaluation.md, "Matching", rule 1: the gold letter in any of the forms A, a, (A), (a).
   if (answer === gold || answer === lower || answer === `(${gold})` || answer === `(${lower})`) return true;
-  // reference.md 3: "for letters, matches as a standalone token"; a second distinct letter voids it.
+  // docs/evaluation.md, "Matching", rule 2: a standalone letter; a second distinct letter voids it.
   const tokens = letterTokens(answer, letters);
   if (tokens.size === 1 && tokens.has(gold)) return true;
   if (choices.length === 0) return false;
   const goldText = pyStrip(choices[gold.charCodeAt(0) - 65]);
-  // reference.md 3: "or the gold option text" (exact, case-sensitive).
+  // docs/evaluation.md, "Matching", rule 3: the gold option text (exact, case-sensitive).
   if (answer === goldText) return true;
-  // reference.md 3: "case-insensitive text match is an allowed, labelled variant" (Python str.lower()).
+  // docs/evaluation.md, "Matching": the case-insensitive variant, reported only with its label (Python str.lower()).
   return caseInsensitiveText && answer.toLowerCase() === goldText.toLowerCase();
 }
 
@@ -171,7 +172,7 @@ export interface ScoreSummary {
 /** A labelled score as reported: the summary plus the labels the caller fills in. */
 export interface EvalScore extends ScoreSummary {
   strategy: ExtractionStrategy;
-  /** true: option text was compared ignoring case (the labelled variant of reference.md 3); absent or false: exact. */
+  /** true: option text was compared ignoring case (the labelled variant of docs/evaluation.md, "Matching"); absent or false: exact. */
   caseInsensitiveText?: boolean;
   /** The prompt template used (a PromptTemplate, or "chat"). */
   template: string;
@@ -214,7 +215,7 @@ function cvBenchOfficial(predictions: readonly Prediction[]): OfficialScore {
   return { name, score: ((acc('ADE20K') + acc('COCO')) / 2 + acc('Omni3D')) / 2 };
 }
 
-/** Scores of one evaluation run (reference.md 3); throws on an unknown benchmark or no predictions. */
+/** Scores of one evaluation run (docs/evaluation.md, "Aggregation"); throws on an unknown benchmark or no predictions. */
 export function scorePredictions(predictions: readonly Prediction[], benchmark: BenchmarkName): ScoreSummary {
   if (!BENCHMARKS.includes(benchmark)) throw new Error(`unknown benchmark ${JSON.stringify(benchmark)}; choose one of ${BENCHMARKS.join(', ')}`);
   if (predictions.length === 0) throw new Error('no predictions to score');

@@ -1,7 +1,7 @@
 // The shapes every benchmark part agrees on: an evaluation item (one line of a data set on disk,
-// design.md "A data set on disk", with its images resolvable to bytes) and a loaded benchmark split.
+// docs/architecture.md, "A data set on disk", with its images resolvable to bytes) and a loaded benchmark split.
 
-/** One line of `<dataset>/<split>.jsonl` (design.md). */
+/** One line of `<dataset>/<split>.jsonl` (docs/architecture.md, "A data set on disk"). */
 export interface DatasetRecord {
   /** Stable across runs, e.g. "spatial-synth/test/000123" or "cv-bench/test_2d/17". */
   id: string;

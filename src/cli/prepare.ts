@@ -1,5 +1,5 @@
 // prepare: convert a split of a published benchmark (read from DATA_DIR in its own format) into our
-// data set format (design.md "A data set on disk"):
+// data set format (docs/architecture.md, "A data set on disk"):
 //   <out>/<split>.jsonl   one DatasetRecord per line, image paths relative to <out>/
 //   <out>/images/<split>/ the original encoded image bytes, extension from the actual format
 //   <out>/dataset.json    name, source, licence of the original, counts, converter settings

@@ -10,16 +10,16 @@
 const PY_SPACE_CLASS = '\\t\\n\\x0b\\x0c\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const PY_SPACE = new RegExp(`[${PY_SPACE_CLASS}]`);
 
-// reference.md 1.2: `<think>.*?</think>\s*<answer>.*?</answer>` with DOTALL, as a full match.
+// docs/method.md, "Rewards": `<think>.*?</think>\s*<answer>.*?</answer>` with DOTALL, as a full match.
 const FORMAT_PATTERN = new RegExp(`^<think>[\\s\\S]*?</think>[${PY_SPACE_CLASS}]*<answer>[\\s\\S]*?</answer>$`);
-// reference.md 1.2: the first `<answer>(.*?)</answer>` without DOTALL: the span stays on one line.
+// docs/method.md, "Rewards": the first `<answer>(.*?)</answer>` without DOTALL: the span stays on one line.
 const ANSWER_SPAN = /<answer>([^\n]*?)<\/answer>/;
 // Python: `<think>(.*?)(?:</think>|\Z)` with DOTALL.
 const THINK_BLOCK = /<think>([\s\S]*?)(?:<\/think>|$)/;
 // Python: `<answer>(.*?)</answer>` with DOTALL.
 const ANSWER_BLOCK = /<answer>([\s\S]*?)<\/answer>/;
 
-/** Self-reflection words counted for the "aha moment" curves (reference.md 1). */
+/** Self-reflection words counted for the "aha moment" curves (docs/method.md, "Self-reflection"). */
 export const REFLECTION_WORDS: readonly string[] = ['wait', 'check', 'verify', 'aha', 'possibl', 'yet', 're-evaluate'];
 // Python compiles it with re.IGNORECASE | re.ASCII: ASCII `\b`/`\w` and ASCII-only case folding,
 // which is what JS gives with the `i` flag and no `u` flag.
@@ -39,28 +39,28 @@ export function pyStrip(text: string): string {
   return text.slice(start, end);
 }
 
-/** Format reward (reference.md 1.2): `"<think>" + completion` fully matches the think/answer layout. */
+/** Format reward (docs/method.md, "Rewards"): `"<think>" + completion` fully matches the think/answer layout. */
 export function formatReward(completion: string): 0 | 1 {
   return FORMAT_PATTERN.test(`<think>${completion}`) ? 1 : 0;
 }
 
-/** What the accuracy reward compares (reference.md 1.2): the first single-line answer span, else everything, stripped. */
+/** What the accuracy reward compares (docs/method.md, "Rewards"): the first single-line answer span, else everything, stripped. */
 export function extractAnswerText(completion: string): string {
   const match = ANSWER_SPAN.exec(completion);
   return pyStrip(match ? match[1] : completion);
 }
 
-/** Accuracy reward (reference.md 1.2): exact, case-sensitive equality with the gold option text; no format needed. */
+/** Accuracy reward (docs/method.md, "Rewards"): exact, case-sensitive equality with the gold option text; no format needed. */
 export function accuracyReward(completion: string, gold: string): 0 | 1 {
   return extractAnswerText(completion) === pyStrip(gold) ? 1 : 0;
 }
 
-/** Optional length reward (reference.md 1.2: tried by the paper, ineffective; off unless enabled). */
+/** Optional length reward (docs/method.md, "Rewards": tried by the paper, ineffective; off unless enabled). */
 export function lengthReward(numTokens: number, weight = 0.001): number {
   return weight * numTokens;
 }
 
-/** Whether `text` contains a self-reflection word (reference.md 1). */
+/** Whether `text` contains a self-reflection word (docs/method.md, "Self-reflection"). */
 export function hasReflection(text: string): boolean {
   return REFLECTION_PATTERN.test(text);
 }

@@ -27,7 +27,7 @@ export interface EngineOptions {
   threads?: number;
   scheduler: SchedulerOptions;
   memoryBudgetBytes: number;
-  /** Image resize bounds (reference.md 2.1); MAX_PIXELS 401,408 as in training. */
+  /** Image resize bounds (docs/qwen2-vl.md, "Image tokens"); MAX_PIXELS 401,408 as in training. */
   maxPixels: number;
   minPixels?: number;
   /** Images declaring more pixels than this are refused before decoding. */

@@ -1,6 +1,7 @@
-// A model folder in the onnx-community Qwen2-VL layout (design.md "A model folder"): its JSON
-// files read into one typed view, and the graph files chosen per dtype. Works for our own exports
-// (nested text_config plus flat mirrors) and for real downloads (flat Qwen2-VL config.json).
+// A model folder in the onnx-community Qwen2-VL layout (docs/architecture.md, "A model folder";
+// docs/export.md): its JSON files read into one typed view, and the graph files chosen per dtype.
+// Works for our own exports (nested text_config plus flat mirrors) and for real downloads (flat
+// Qwen2-VL config.json).
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { EngineError } from './errors';
@@ -8,7 +9,7 @@ import { EngineError } from './errors';
 export const GRAPHS = ['embed_tokens', 'vision_encoder', 'decoder_model_merged'] as const;
 export type GraphName = (typeof GRAPHS)[number];
 
-// transformers.js file suffixes per dtype (reference.md 2).
+// transformers.js file suffixes per dtype (docs/qwen2-vl.md, "Graphs and how they run").
 export const DTYPE_SUFFIX = {
   fp32: '',
   fp16: '_fp16',
@@ -146,7 +147,7 @@ export function readModelFolder(dir: string, options: { dtype?: DtypeChoice; nam
   const text = textShape(config, where);
   const tokenizerConfig = readJson(dir, 'tokenizer_config.json', false);
   const eos = new Set([...ids(generation.eos_token_id), ...ids(config.eos_token_id)]);
-  // Both end tokens end a completion of a Qwen2 base model (reference.md 1.3); their ids come from
+  // Both end tokens end a completion of a Qwen2 base model (docs/method.md, "End tokens"); their ids come from
   // the tokenizer, since a model folder may only list one of them.
   for (const token of ['<|endoftext|>', '<|im_end|>']) {
     const id = addedTokenId(tokenizerConfig, token);

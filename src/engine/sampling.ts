@@ -4,7 +4,7 @@
 // Temperature 0 is greedy decoding (argmax after the repetition penalty).
 //
 // Logit rows may be longer than the tokenizer (Qwen2-VL's 151,936 rows vs. its vocabulary): ids at
-// or above `vocabLimit` are never read, hence never chosen (reference.md 2).
+// or above `vocabLimit` are never read, hence never chosen (docs/qwen2-vl.md, "Tokens").
 //
 // Efficiency for a 151,936-token vocabulary: one pass finds the max, one pass collects the tokens
 // whose probability is not negligible (scaled logit within NEGLIGIBLE_LOGIT of the max); a small

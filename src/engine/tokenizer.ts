@@ -1,7 +1,7 @@
 // The model folder's tokenizer: byte-level BPE from tokenizer.json (via @huggingface/tokenizers) and
 // the chat template from tokenizer_config.json (via @huggingface/jinja). A shared rule: token ids,
 // decoded text and chat-template renderings match the Python reference (tokenizers / transformers),
-// pinned by test/vectors/tokenizer.json. Byte-level BPE, no BOS (reference.md 2).
+// pinned by test/vectors/tokenizer.json. Byte-level BPE, no BOS (docs/qwen2-vl.md, "Tokens").
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';

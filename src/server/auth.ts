@@ -1,5 +1,6 @@
-// Admin authentication (api.md "Admin"): `Authorization: Bearer <ADMIN_TOKEN>`. Without a
-// configured token the admin routes are off (503 admin_disabled) whatever the request carries.
+// Admin authentication (docs/api.md, "Admin: training jobs and models"): `Authorization: Bearer
+// <ADMIN_TOKEN>`. Without a configured token the admin routes are off (503 admin_disabled)
+// whatever the request carries.
 // Tokens are compared as SHA-256 digests in constant time (equal lengths, no early exit), and
 // never logged: the request log holds the route and status only.
 import { createHash, timingSafeEqual } from 'node:crypto';

@@ -1,4 +1,4 @@
-// One error body shape and one function mapping errors to statuses (api.md):
+// One error body shape and one function mapping errors to statuses (docs/api.md, "Errors"):
 // {"error": {"code": "<snake_case>", "message": "<what was wrong and how to fix it>"}}.
 // 5xx bodies never carry internals; the full error goes to the log instead.
 import type { Response } from 'express';

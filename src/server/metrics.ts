@@ -1,4 +1,4 @@
-// Prometheus metrics, one registry per app instance (api.md "Metrics"). Latency buckets span what
+// Prometheus metrics, one registry per app instance (docs/api.md, "Probes and metrics"). Latency buckets span what
 // LLM serving produces: milliseconds per token up to minutes per request.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { EngineObserver, RequestStats } from '../engine/engine';

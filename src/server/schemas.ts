@@ -1,4 +1,4 @@
-// Request schemas: the source of truth for each endpoint's input (api.md). Limits come from the
+// Request schemas: the source of truth for each endpoint's input (docs/api.md). Limits come from the
 // configuration; unknown fields of /generate are rejected so that typos do not pass silently,
 // while the OpenAI-compatible endpoint ignores fields it does not use (clients send many).
 import { z } from 'zod';

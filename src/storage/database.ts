@@ -1,5 +1,6 @@
-// The service's SQLite database (design.md: STATE_DIR/service.db, WAL): one connection, schema
-// migrations in order, and a clear error when the state directory cannot be written.
+// The service's SQLite database (docs/architecture.md, "The service's state": STATE_DIR/service.db,
+// WAL): one connection, schema migrations in order, and a clear error when the state directory
+// cannot be written.
 import Database from 'better-sqlite3';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import { join } from 'node:path';

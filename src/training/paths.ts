@@ -100,7 +100,7 @@ export function resolveDataset(value: string, dataDir: string, split: string): s
     if (!reallyInside(dataDir, dir) || !reallyInside(dataDir, file)) throw outside('dataset', value, `DATA_DIR (${dataDir}) once symbolic links are followed`);
   }
   if (!existsSync(file)) {
-    const how = named ? `; make it with: ${named.make(dir)}` : ' (data set format: design.md "A data set on disk")';
+    const how = named ? `; make it with: ${named.make(dir)}` : ' (data set format: docs/architecture.md, "A data set on disk")';
     throw new EngineError('not_found', 'dataset_not_found', `no ${split} split for dataset "${value}": ${file} is missing${how}`);
   }
   return dir;

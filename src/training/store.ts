@@ -1,6 +1,7 @@
 // Training jobs and their per-step metrics in SQLite. The job manager owns these rows and the
-// trainer never sees them (design.md): it writes files, the manager follows them. train_metrics
-// mirrors the job's metrics.jsonl: one row per step, the line as the trainer wrote it.
+// trainer never sees them (docs/architecture.md, "The trainer and the service"): it writes files,
+// the manager follows them. train_metrics mirrors the job's metrics.jsonl: one row per step, the
+// line as the trainer wrote it.
 import { Db, timestamp } from '../storage/database';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';

@@ -1,4 +1,4 @@
-// The admin routes over HTTP (api.md "Admin: training jobs") with the fake trainer: the token
+// The admin routes over HTTP (docs/api.md, "Admin: training jobs and models") with the fake trainer: the token
 // (503 without one configured, 401, never logged), job creation and validation, status, list,
 // per-step events as SSE and JSON lines, cancel, model loading, and the Prometheus gauges.
 import { join } from 'node:path';

@@ -1,4 +1,4 @@
-// POST /evaluate and friends over HTTP (api.md): 202 + Location, ?wait=true, status, predictions
+// POST /evaluate and friends over HTTP (docs/api.md, "Evaluation"): 202 + Location, ?wait=true, status, predictions
 // as JSON lines, cancel, and 4xx for bad requests and missing benchmark data.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -1,4 +1,4 @@
-// Property-based fuzzing of the HTTP contract (api.md) against the real app: the tiny model, real
+// Property-based fuzzing of the HTTP contract (docs/api.md) against the real app: the tiny model, real
 // evaluation runs and training jobs (the fake trainer). Whatever arrives — any JSON, any bytes
 // under any content type, mutated or random images — the answer is a documented status, never a
 // 5xx, errors are always the envelope with a bounded message, and the process keeps serving.
@@ -21,7 +21,7 @@ import { MODELS_ROOT, TrainingFixture } from '../helpers/training';
 const TOKEN = 'fuzz-admin-token-3e9a71c2';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 
-/** Statuses api.md documents for requests that are not bugs. */
+/** Statuses docs/api.md documents for requests that are not bugs. */
 const DOCUMENTED = new Set([200, 202, 400, 404, 409, 413, 415, 422, 429, 503]);
 /** What an image can get: accepted, or refused as bad, too large, unsupported or unusable. */
 const IMAGE_STATUSES = new Set([200, 400, 413, 415, 422]);

@@ -1,4 +1,4 @@
-// HTTP contract of /generate, the probes, /v1/models and /metrics (api.md), and every bad-input
+// HTTP contract of /generate, the probes, /v1/models and /metrics (docs/api.md), and every bad-input
 // case: each answers a documented 4xx in the error envelope and the process keeps serving.
 import request from 'supertest';
 import sharp from 'sharp';

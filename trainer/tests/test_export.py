@@ -1,7 +1,7 @@
 """The exported graphs reproduce the PyTorch model, at shapes other than the export's dummy inputs.
 
 Dummy inputs used by the exporter: batch 2, sequence 5, past 3, two images of grids 1x4x6 and
-1x2x4. Every test here uses other sizes, left padding and several image grids (reference.md 4).
+1x2x4. Every test here uses other sizes, left padding and several image grids (docs/export.md, "Graphs").
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def test_special_tokens_follow_the_vocabulary_in_qwen2_vl_order(tiny_dir):
     assert config["image_token_id"] == tok.token_to_id("<|image_pad|>")
     assert config["vision_start_token_id"] == tok.token_to_id("<|vision_start|>")
     gen = json.loads((tiny_dir / "generation_config.json").read_text())
-    # Both end tokens of a base model stop generation (reference.md 1.3); no sampling defaults stored.
+    # Both end tokens of a base model stop generation (docs/method.md, "End tokens"); no sampling defaults stored.
     assert gen["eos_token_id"] == [tok.token_to_id("<|endoftext|>"), tok.token_to_id("<|im_end|>")]
     assert not {"temperature", "top_p", "top_k", "do_sample"} & gen.keys()
 

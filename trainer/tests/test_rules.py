@@ -1,4 +1,4 @@
-"""The shared rules against the paper's definitions, written out by hand (reference.md 1.1, 1.2)."""
+"""The shared rules against the paper's definitions, written out by hand (docs/method.md, "Prompts" and "Rewards")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation scoring against reference.md 3, written out by hand (independent of test/vectors/scoring.json)."""
+"""Evaluation scoring against docs/evaluation.md, written out by hand (independent of test/vectors/scoring.json)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 // SAT, Spatial Aptitude Training (array/SAT, MIT): synthetic ProcTHOR scenes (train ~175k, val
 // ~4k, static ~127k) and 150 real-image test items. The paper trains on the first 15k train rows,
-// single-image items only (reference.md section 1).
+// single-image items only (docs/method.md, "Training data").
 //
 // Layout: array/SAT publishes one file per split, SAT_train.parquet, SAT_val.parquet,
 // SAT_test.parquet, SAT_static.parquet; also accepted: <split>.parquet, Hugging Face shards

@@ -1,7 +1,8 @@
-// Qwen2-VL image preprocessing (reference.md 2.1), matching transformers' `Qwen2VLImageProcessorPil`
-// numerically: decode -> RGB (PIL `convert('RGB')` semantics) -> smart_resize -> Pillow bicubic resize
-// (byte-exact re-implementation) -> x/255, mean/std normalisation (float32, same operation order as
-// NumPy) -> temporal duplication and patchify in the processor's row order.
+// Qwen2-VL image preprocessing (docs/preprocessing.md; docs/qwen2-vl.md, "Image tokens"), matching
+// transformers' `Qwen2VLImageProcessorPil` numerically: decode -> RGB (PIL `convert('RGB')`
+// semantics) -> smart_resize -> Pillow bicubic resize (byte-exact re-implementation) -> x/255,
+// mean/std normalisation (float32, same operation order as NumPy) -> temporal duplication and
+// patchify in the processor's row order.
 //
 // sharp is used to decode only: no resize, no colour management, no EXIF rotation. Everything after
 // the decoded 8-bit pixels is our code, so results do not depend on libvips' resamplers.

@@ -1,4 +1,4 @@
-// Qwen2-VL's three ONNX graphs (reference.md 2): opened, checked against the layout, and run with
+// Qwen2-VL's three ONNX graphs (docs/export.md, "Graphs"): opened, checked against the layout, and run with
 // our own tensors. Runs inside the model worker thread only.
 import { EngineError } from '../errors';
 import { GraphName, ModelFolder } from '../model_folder';

@@ -1,4 +1,4 @@
-// M-RoPE (multimodal rotary position) ids for Qwen2-VL: reference.md 2.2.
+// M-RoPE (multimodal rotary position) ids for Qwen2-VL: docs/qwen2-vl.md, "M-RoPE position ids".
 //
 // The rules are those of transformers' `Qwen2VLModel.get_rope_index` (prefill) and
 // `compute_3d_position_ids` (decode), which produced test/vectors/mrope.json:
@@ -51,7 +51,7 @@ function invalid(code: string, message: string): EngineError {
   return new EngineError('invalid_input', code, message);
 }
 
-/** Number of LLM tokens an image of grid (t, h, w) becomes: t * (h/merge) * (w/merge) (reference.md 2.1). */
+/** Number of LLM tokens an image of grid (t, h, w) becomes: t * (h/merge) * (w/merge) (docs/qwen2-vl.md, "Image tokens"). */
 export function imageTokenCount(gridThw: ArrayLike<number>, spatialMergeSize: number): number {
   checkGrid(gridThw);
   return gridThw[0] * Math.floor(gridThw[1] / spatialMergeSize) * Math.floor(gridThw[2] / spatialMergeSize);
@@ -65,7 +65,7 @@ function checkGrid(grid: ArrayLike<number>): void {
 
 /**
  * Replaces the k-th `<|image_pad|>` placeholder of a prompt by `tokensPerImage[k]` copies of it
- * (the processor's expansion; reference.md 2.1: t*h*w/4 tokens per image).
+ * (the processor's expansion; docs/qwen2-vl.md, "Image tokens": t*h*w/4 tokens per image).
  */
 export function expandImageTokens(ids: ArrayLike<number>, imageTokenId: number, tokensPerImage: ArrayLike<number>): number[] {
   let placeholders = 0;
@@ -218,7 +218,7 @@ export function ropeIndex(inputIds: Rows, attentionMask: Rows | null, imageGridT
   return { positionIds, ropeDeltas: flat.ropeDeltas };
 }
 
-/** Int64 data for an onnxruntime tensor of dims [3, batch, seq] (reference.md 2: `position_ids`). */
+/** Int64 data for an onnxruntime tensor of dims [3, batch, seq] (docs/export.md, "Graphs": `position_ids`). */
 export function toBigInt64(positions: ArrayLike<number>): BigInt64Array {
   const out = new BigInt64Array(positions.length);
   for (let i = 0; i < positions.length; i++) out[i] = BigInt(positions[i]);
@@ -236,7 +236,7 @@ export function decodePosition(unpaddedPromptLength: number, ropeDelta: number, 
 }
 
 /**
- * The same rule from the prompt's positions (reference.md 2.2): max prompt position + 1 + step.
+ * The same rule from the prompt's positions (docs/qwen2-vl.md, "M-RoPE position ids", rule 5): max prompt position + 1 + step.
  * Equal to decodePosition, since rope_delta = max + 1 - unpadded length.
  */
 export function nextPosition(maxPromptPosition: number, step: number): number {

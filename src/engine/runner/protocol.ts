@@ -30,7 +30,7 @@ export interface AdmitRequest {
   inputIds: number[];
   /** M-RoPE positions of the prompt, axis-major: [3 * inputIds.length]. */
   positionIds: number[];
-  /** Position of the first generated token (max prompt position + 1, reference.md 2.2). */
+  /** Position of the first generated token (max prompt position + 1, docs/qwen2-vl.md, "M-RoPE position ids"). */
   nextPosition: number;
   images: ImageInput[];
   sampling: SamplingParams;

@@ -1,4 +1,4 @@
-// Admin routes (api.md "Admin: training jobs"), all behind the admin token: training jobs (create,
+// Admin routes (docs/api.md, "Admin: training jobs and models"), all behind the admin token: training jobs (create,
 // list, status, per-step metrics as server-sent events or JSON lines, cancel) and loading a
 // model folder (an exported job's model, for instance) into the engine. Also the sampled rollouts
 // of a step (rollouts.jsonl), which the dashboard shows beside the curves.

@@ -1,4 +1,4 @@
-// POST /v1/chat/completions: OpenAI-compatible chat (api.md). The think text goes to
+// POST /v1/chat/completions: OpenAI-compatible chat (docs/api.md, "POST /v1/chat/completions"). The think text goes to
 // `reasoning_content`, the answer to `content`. `template` (an extension) says how the
 // conversation becomes a prompt: r1 (default), direct, instruct and raw use the last user turn as
 // the question; chat renders the whole conversation with the model's chat template.

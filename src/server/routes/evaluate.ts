@@ -1,4 +1,4 @@
-// Evaluation runs over HTTP (api.md "POST /evaluate"): create (202 + Location, or ?wait=true for
+// Evaluation runs over HTTP (docs/api.md, "Evaluation"): create (202 + Location, or ?wait=true for
 // the finished run), status, predictions as JSON lines, cancel, list; and a run's items with
 // their images (the dashboard's predictions browser).
 import { Request, Response, Router } from 'express';

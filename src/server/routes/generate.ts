@@ -1,4 +1,4 @@
-// POST /generate (api.md): an image and a question, answered in a prompt template; JSON or
+// POST /generate (docs/api.md, "POST /generate"): an image and a question, answered in a prompt template; JSON or
 // multipart in, JSON or server-sent events out.
 import { randomUUID } from 'node:crypto';
 import { NextFunction, Request, Response, Router } from 'express';

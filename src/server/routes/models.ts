@@ -1,4 +1,4 @@
-// GET /v1/models: every model folder under the model roots, by folder name (api.md).
+// GET /v1/models: every model folder under the model roots, by folder name (docs/api.md, "GET /v1/models").
 import { statSync } from 'node:fs';
 import { Request, Response, Router } from 'express';
 import type { AppContext } from '../app';

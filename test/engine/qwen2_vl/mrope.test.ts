@@ -1,5 +1,5 @@
 // M-RoPE position ids against transformers' Qwen2VLModel.get_rope_index (test/vectors/mrope.json,
-// written by `python -m trainer.vectors`) and the worked example of reference.md 2.2.
+// written by `python -m trainer.vectors`) and the worked example of docs/qwen2-vl.md, "M-RoPE position ids".
 import {
   decodePosition,
   decodePositionIds,
@@ -89,7 +89,7 @@ describe('ropeIndex reproduces transformers get_rope_index', () => {
   });
 });
 
-describe('reference.md 2.2 worked example', () => {
+describe('docs/qwen2-vl.md M-RoPE worked example', () => {
   const c = caseNamed('reference-2.2');
   const { positionIds, ropeDeltas } = ropeIndex(c.input_ids, c.attention_mask, c.image_grid_thw, config);
   const [t, h, w] = positionIds.map((axis) => axis[0]);
