@@ -2,7 +2,10 @@
 # VisualThinker service image.
 #   docker build -t visualthinker .                          CPU image (embedded model inside)
 #   docker build -t visualthinker:gpu --target gpu .         CUDA image: onnxruntime-node's CUDA
-#                                                             provider and a PyTorch runtime for trainer/
+#                                                             provider libraries and a PyTorch runtime
+#                                                             for trainer/. The trainer uses the GPU;
+#                                                             the service's engine opens its sessions on
+#                                                             the CPU provider only (src/engine/onnx/ort.ts).
 ARG NODE_VERSION=20
 
 # --- build: compile TypeScript ----------------------------------------------------------------
@@ -16,7 +19,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# --- gpu: CUDA provider for onnxruntime-node, PyTorch for the trainer -------------------------
+# --- gpu: CUDA for the trainer's PyTorch; onnxruntime-node's CUDA provider installed, unused ----
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
 ARG NODE_MAJOR=20
 ENV NODE_ENV=production PORT=8080 STATE_DIR=/var/lib/visualthinker/state DATA_DIR=/var/lib/visualthinker/data

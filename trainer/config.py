@@ -4,8 +4,9 @@ Overrides go defaults -> job.json -> command-line flags; unknown keys are reject
 checked with messages that name the bad value; the resolved configuration is written to
 `<output_dir>/config.resolved.json` and beside every checkpoint (docs/training.md).
 
-Defaults are the paper's recipe (reference.md 1.3). Options marked "auto" are scaled to the model
-and the device when the job starts (see `resolve_auto`).
+Defaults are the paper's recipe (docs/method.md, "The recipe"). Options marked "auto" are resolved
+for the model and the device when the job starts (`resolved_config` in trainer/grpo.py); the saved
+config.resolved.json and job_config.json hold the resolved values, not "auto".
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 class JobConfig:
     # --- what to train and where ---------------------------------------------------------------
     base_model: str = ""  # Hugging Face model folder (safetensors) to start from
-    dataset: str = ""  # data set folder in our format (design.md): <dataset>/<split>.jsonl + images/
+    dataset: str = ""  # data set folder in our format (docs/architecture.md): <dataset>/<split>.jsonl + images/
     output_dir: str = ""  # job folder: metrics.jsonl, rollouts.jsonl, checkpoints/, result.json
     job_id: str = "local"  # used in logs and the exported model's name
     split: str = "train"  # JSONL split trained on
@@ -39,7 +40,7 @@ class JobConfig:
     max_pixels: int = 401408  # image resize upper bound (<= 512 visual tokens)
     min_pixels: int = 3136  # image resize lower bound
 
-    # --- GRPO (reference.md 1.3) --------------------------------------------------------------
+    # --- GRPO (docs/method.md) -----------------------------------------------------------------
     steps: int = 1500  # optimizer steps
     num_generations: int = 8  # G: completions sampled per prompt
     prompts_per_step: int = 8  # prompts per optimizer step, all devices together (8 x G = 64 completions)

@@ -4,9 +4,10 @@
 
 Writes onnx/{embed_tokens,vision_encoder,decoder_model_merged}{suffix}.onnx (suffixes as
 transformers.js names them: fp32 none, fp16 `_fp16`, q8 `_quantized`, q4 `_q4`), weights over
-2 GB as `{file}.onnx_data`, and copies the JSON and tokenizer files, adding to config.json the flat
+1.8 GB as `{file}.onnx_data`, and copies the JSON and tokenizer files, adding to config.json the flat
 text fields and the `transformers.js_config` section that transformers.js reads. With --out equal
-to --checkpoint the folder becomes both a checkpoint and a servable model (design.md).
+to --checkpoint the folder becomes both a checkpoint and a servable model (docs/architecture.md,
+"A model folder").
 
 The graphs come from torch.export (the dynamo exporter) of the wrappers in onnx_graphs.py with
 every batch, sequence, past and image dimension dynamic. Variants other than fp32 are made from

@@ -4,7 +4,7 @@
 
 The job folder and the process contract are in docs/training.md; every option is in config.py.
 
-Where TRL 1.16 departs from the paper (reference.md 1.3), and what this recipe does:
+Where TRL 1.16 departs from the paper (docs/method.md, "GRPO" and "The recipe"), and what this recipe does:
  1. Loss aggregation: TRL defaults to "dapo" (tokens of the whole batch); the paper averages each
     sequence's tokens, then the sequences -> loss_type="grpo".
  2. KL: TRL defaults to beta=0 (no reference model); the paper uses 0.04 with the k3 estimator,
@@ -22,7 +22,7 @@ Where TRL 1.16 departs from the paper (reference.md 1.3), and what this recipe d
  7. Prompts: TRL passes images only with conversational prompts rendered by the processor's chat
     template. For the r1 base-model prompt (no roles, no system turn) the processor gets
     RAW_CHAT_TEMPLATE, which renders the image placeholder and the text and nothing else, so the
-    rendered prompt is exactly the paper's (reference.md 1.1, test_grpo.py checks it).
+    rendered prompt is exactly the paper's (docs/method.md, "Prompts"; test_grpo.py checks it).
  8. Several prompts per step: TRL re-runs the processor over the prompts for the forward pass; it
     left-pads prompt ids, so the processor must pad on the left too, or mm_token_type_ids (and so
     image/grid positions) misalign with the ids. The original only worked with one prompt per device.
@@ -36,6 +36,7 @@ Where TRL 1.16 departs from the paper (reference.md 1.3), and what this recipe d
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -67,7 +68,7 @@ def log(message: str) -> None:
     print(f"[grpo] {message}", file=sys.stderr, flush=True)
 
 
-# --- rewards (reference.md 1.2; the shared rules in rewards.py) ----------------------------------
+# --- rewards (docs/method.md, "Rewards"; the shared rules in rewards.py) -------------------------
 
 def _text(completion) -> str:
     return completion[0]["content"] if isinstance(completion, list) else completion
@@ -150,12 +151,16 @@ def attn_implementation(config: JobConfig, device: str) -> str:
     return "sdpa"
 
 
+def model_dtype(config: JobConfig, device: str) -> torch.dtype:
+    """bf16 when asked for, or by default on CUDA; fp32 otherwise."""
+    return torch.bfloat16 if (config.dtype == "bf16" or (config.dtype == "auto" and device == "cuda")) else torch.float32
+
+
 def load_model(config: JobConfig, device: str):
     from transformers import Qwen2VLForConditionalGeneration
 
-    dtype = torch.bfloat16 if (config.dtype == "bf16" or (config.dtype == "auto" and device == "cuda")) else torch.float32
     model = Qwen2VLForConditionalGeneration.from_pretrained(
-        config.base_model, dtype=dtype, attn_implementation=attn_implementation(config, device)
+        config.base_model, dtype=model_dtype(config, device), attn_implementation=attn_implementation(config, device)
     )
     return model
 
@@ -231,7 +236,7 @@ def world_size() -> int:
 
 
 def recipe_args(config: JobConfig, device: str, num_params: int):
-    """Every paper setting (reference.md 1.3) mapped to its TRL option."""
+    """Every paper setting (docs/method.md, "The recipe") mapped to its TRL option."""
     from trl import GRPOConfig
 
     devices = world_size()
@@ -286,6 +291,22 @@ def recipe_args(config: JobConfig, device: str, num_params: int):
         dataloader_num_workers=0,
         log_completions=False,
         disable_tqdm=True,
+    )
+
+
+def resolved_config(config: JobConfig, device: str, args) -> JobConfig:
+    """The job's options as this run uses them: every "auto" replaced by its value.
+
+    `args` is the run's GRPOConfig (recipe_args), which holds the learning rate and gradient
+    checkpointing as resolved. Written to config.resolved.json and beside every checkpoint.
+    """
+    return dataclasses.replace(
+        config,
+        device=device,
+        dtype="bf16" if model_dtype(config, device) == torch.bfloat16 else "fp32",
+        learning_rate=args.learning_rate,
+        gradient_checkpointing="on" if args.gradient_checkpointing else "off",
+        attn_implementation=attn_implementation(config, device),
     )
 
 
@@ -377,7 +398,7 @@ def build_trainer(config: JobConfig, device: str, output_dir: Path, rollouts: Ro
     dataset = load_data(config, processor)
     num_params = sum(p.numel() for p in model.parameters())
     args = recipe_args(config, device, num_params)
-    callbacks, stopper = make_callbacks(config, rollouts, metrics)
+    callbacks, stopper = make_callbacks(resolved_config(config, device, args), rollouts, metrics)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=list(reward_funcs) if reward_funcs is not None else make_rewards(rollouts, config.length_reward),
@@ -425,7 +446,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    config.save(output_dir / "config.resolved.json")
     if config.threads:
         torch.set_num_threads(config.threads)
     device = resolve_device(config)
@@ -438,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     rollouts = Rollouts(JsonlWriter(output_dir / "rollouts.jsonl"), config.rollouts_per_step)
     try:
         trainer, processor, stopper = build_trainer(config, device, output_dir, rollouts, metrics)
+        # Once the model is loaded: the auto learning rate depends on its size.
+        resolved_config(config, device, trainer.args).save(output_dir / "config.resolved.json")
         log(f"training {config.base_model} on {device} for {config.steps} steps"
             + (f", resuming from {resume.name}" if resume else ""))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { closeSharedParquetReader, expectedLayout, loadBenchmark, LOADERS, registerLoader } from '../../src/benchmarks/loaders';
+import { closeSharedParquetReader, expectedLayout, loadBenchmark, LOADERS } from '../../src/benchmarks/loaders';
 import { windowOf, windows, WINDOW_ROWS } from '../../src/benchmarks/loaders/parquet';
 import { choicesPrompt, DatasetRecord } from '../../src/benchmarks/types';
 import { parsePrepareArgs, prepare, UsageError } from '../../src/cli/prepare';
@@ -343,20 +343,10 @@ describe('SAT', () => {
 });
 
 describe('registry', () => {
-  test('the four published benchmarks are registered; spatial-synth is left to its own module', async () => {
+  test('the four published benchmarks are registered; spatial-synth has no loader (splits.ts generates it)', async () => {
     expect(Object.keys(LOADERS).sort()).toEqual(['blink', 'cv-bench', 'sat', 'vsr']);
     await expect(loadBenchmark('spatial-synth', { dataDir: data.dataDir })).rejects.toMatchObject({ kind: 'not_found', code: 'benchmark_loader_missing' });
     await expect(loadBenchmark('nope' as never, { dataDir: data.dataDir })).rejects.toMatchObject({ kind: 'invalid_input', code: 'benchmark_unknown' });
-  });
-
-  test('registerLoader adds a benchmark that loadBenchmark then dispatches to', async () => {
-    const split = { benchmark: 'spatial-synth' as const, split: 'test', items: [], info: { layout: 'generated', files: [], rows: 0, skipped: {}, messages: [] } };
-    registerLoader('spatial-synth', { name: 'spatial-synth', origin: { title: 'spatial-synth', source: 'generated', licence: 'Apache-2.0' }, splits: ['test'], defaultSplit: 'test', layout: () => 'generated', load: async () => split });
-    try {
-      await expect(loadBenchmark('spatial-synth', { dataDir: data.dataDir })).resolves.toBe(split);
-    } finally {
-      delete LOADERS['spatial-synth'];
-    }
   });
 
   test('expectedLayout names the files and folders of each benchmark', () => {

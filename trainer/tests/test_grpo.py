@@ -30,7 +30,7 @@ SIZES = [(56, 56), (84, 56), (56, 112), (112, 84)]
 
 @pytest.fixture(scope="module")
 def dataset_dir(tmp_path_factory):
-    """A small data set in our format (design.md), images of several sizes."""
+    """A small data set in our format (docs/architecture.md), images of several sizes."""
     root = tmp_path_factory.mktemp("dataset")
     (root / "images").mkdir()
     rng = np.random.default_rng(0)
@@ -89,6 +89,31 @@ def test_flags_override_the_file_which_overrides_defaults(tmp_path):
 def test_bad_configurations_name_the_bad_value(data, message):
     with pytest.raises(ValueError, match=message):
         JobConfig.from_dict({"base_model": "m", "dataset": "d", "output_dir": "o", **data}).validate()
+
+
+def test_resolved_config_holds_the_values_the_run_uses_not_auto(dataset_dir, tmp_path):
+    from types import SimpleNamespace
+
+    auto = job(dataset_dir, tmp_path, device="auto", learning_rate=0.0)
+    assert (auto.dtype, auto.gradient_checkpointing, auto.attn_implementation) == ("auto", "auto", "auto")
+    # CPU: fp32, no checkpointing, sdpa; the auto learning rate follows the model's size.
+    for num_params, lr in ((2_200_000_000, 1e-6), (245_000, 1e-5)):
+        resolved = grpo.resolved_config(auto, "cpu", grpo.recipe_args(auto, "cpu", num_params=num_params))
+        assert (resolved.device, resolved.dtype, resolved.learning_rate, resolved.gradient_checkpointing,
+                resolved.attn_implementation) == ("cpu", "fp32", lr, "off", "sdpa")
+    # CUDA (the GRPOConfig stands in: building a bf16 one needs a GPU): bf16, checkpointing on.
+    resolved = grpo.resolved_config(auto, "cuda", SimpleNamespace(learning_rate=1e-6, gradient_checkpointing=True))
+    assert (resolved.device, resolved.dtype, resolved.gradient_checkpointing) == ("cuda", "bf16", "on")
+    assert resolved.attn_implementation in ("flash_attention_2", "sdpa")
+    # Explicit values stay; the saved file has no "auto" left and loads back as a valid job.
+    explicit = job(dataset_dir, tmp_path, learning_rate=3e-4, dtype="bf16")
+    resolved = grpo.resolved_config(explicit, "cpu", grpo.recipe_args(explicit, "cpu", num_params=245_000))
+    assert (resolved.learning_rate, resolved.dtype) == (3e-4, "bf16")
+    resolved.save(tmp_path / "config.resolved.json")
+    saved = json.loads((tmp_path / "config.resolved.json").read_text())
+    assert "auto" not in saved.values() and saved["learning_rate"] == 3e-4
+    assert JobConfig.from_dict(saved).validate() == resolved
+    assert auto.device == "auto" and auto.learning_rate == 0.0  # the job's own config is left as given
 
 
 # --- the recipe ---------------------------------------------------------------------------------
@@ -239,6 +264,11 @@ def test_cli_writes_the_job_folder_exports_a_servable_model_and_resumes(dataset_
     tokens = OnnxQwen2VL(model_dir).greedy(ids, np.ones_like(ids), np.broadcast_to(np.arange(3)[None, None], (3, 1, 3)), 3)
     assert tokens.shape == (1, 3)
     assert (out / "checkpoints" / "checkpoint-2" / "job_config.json").exists()
+    # The saved configurations hold what the run used, not "auto".
+    for path in (out / "config.resolved.json", out / "checkpoints" / "checkpoint-2" / "job_config.json"):
+        saved = json.loads(path.read_text())
+        assert (saved["device"], saved["dtype"], saved["learning_rate"], saved["gradient_checkpointing"]) == (
+            "cpu", "fp32", 1e-3, "off"), path
 
     # A crash after checkpoint-2 (step 3 logged, its checkpoint lost): the job resumes from step 2,
     # forgets the lost step's lines and redoes step 3 on the same learning-rate schedule.

@@ -1,8 +1,11 @@
 // The only module that imports onnxruntime-node. Everything else sees our own `Tensor` shape and
 // `Graph` wrapper, so the runtime can change without touching the engine.
 //
-// `session.run` blocks the calling thread (reference.md 2.3): graphs are only opened inside the
-// model worker thread (runner/worker.ts), never on the HTTP thread.
+// `session.run` blocks the calling thread (docs/qwen2-vl.md, "Graphs and how they run"): graphs
+// are only opened inside the model worker thread (runner/worker.ts), never on the HTTP thread.
+//
+// Sessions always use onnxruntime's CPU execution provider. The Dockerfile's gpu image installs the
+// CUDA provider libraries, but no session here asks for them: generation runs on the CPU there too.
 import * as ort from 'onnxruntime-node';
 import { basename } from 'node:path';
 import { EngineError } from '../errors';

@@ -1,7 +1,13 @@
-// The model worker thread: owns the ONNX sessions (session.run blocks its thread, reference.md
-// 2.3), the KV cache of the running batch, the image-feature store and one sampler per sequence.
-// The scheduler on the main thread decides what runs; each `step` here does at most one batched
-// prefill of newly admitted sequences and one batched decode of every running sequence.
+// The model worker thread: owns the ONNX sessions (session.run blocks its thread, docs/qwen2-vl.md,
+// "Graphs and how they run"), the KV cache of the running batch, the image-feature store and one
+// sampler per sequence. The scheduler on the main thread decides what runs. Each `step` here does
+// at most one batched prefill of the newly admitted sequences (their first token each), then, while
+// rows remain, up to `decodeSteps` (at least one) batched decode runs over every row of the running
+// batch, the rows just prefilled included: each run feeds every row its last token and samples the
+// next, and rows that finish leave the batch before the next run. The scheduler asks for one run
+// when sequences were just admitted or others wait to join, and for several (as many as fit
+// DECODE_CALL_BUDGET_MS at the recent cost of a run, at most MAX_DECODE_STEPS_PER_CALL) when the
+// batch only decodes, which saves a thread round trip per token.
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineError, isEngineError } from '../errors';
 import { ModelFolder } from '../model_folder';
