@@ -4,7 +4,8 @@
 #   probes    perception (held-out scenes) and step 0 of R1-Zero (format rate, accuracy, option ranking)
 #   sft       the SFT baseline: direct answers, as many examples as GRPO sees
 #   grpo      R1-Zero GRPO on the base with the r1 template, one run per seed (SEEDS)
-#   export    servable folders (safetensors + ONNX) under $B/models
+#   export    servable folders (safetensors + ONNX) under $B/models, named nano-<level>-base, -sft,
+#             -r1zero-seed<N> (copy one to models/nano-r1zero to ship it)
 #   evaluate  the spatial-synth test split through `npm run evaluate` (base r1/direct, SFT, GRPO)
 #
 #   bash scripts/train_nano.sh                      # every stage, on the GPU if there is one
@@ -111,15 +112,16 @@ export_model() {
   cp "$readme" "$dst/README.md"
   "$PY" -m trainer.export --checkpoint "$dst" --out "$dst" --dtype fp32
 }
+# The folders are named after the level (nano-standard-base, ...): the service's model roots are
+# searched in order and models/ comes first, so a build named like a shipped folder would be shadowed.
+M=nano-$LEVEL
 if has export; then
   first_seed=${SEEDS%% *}
-  stage export-base export_model "$B/base/model" "$B/models/nano-base" docs/models/nano-base.md
-  stage export-sft export_model "$B/sft/model" "$B/models/nano-sft" docs/models/nano-sft.md
+  stage export-base export_model "$B/base/model" "$B/models/$M-base" docs/models/nano-base.md
+  stage export-sft export_model "$B/sft/model" "$B/models/$M-sft" docs/models/nano-sft.md
   for seed in $SEEDS; do
-    stage "export-r1zero-seed$seed" export_model "$B/grpo-seed$seed/model" "$B/models/nano-r1zero-seed$seed" docs/models/nano-r1zero.md
+    stage "export-r1zero-seed$seed" export_model "$B/grpo-seed$seed/model" "$B/models/$M-r1zero-seed$seed" docs/models/nano-r1zero.md
   done
-  rm -rf "$B/models/nano-r1zero"
-  cp -r "$B/models/nano-r1zero-seed$first_seed" "$B/models/nano-r1zero"
   "$PY" -m trainer.nano.plot_dynamics --job "$B/grpo-seed$first_seed" --out "$B/dynamics.png" \
     --title "nano-r1zero ($LEVEL level): GRPO on the nano base, r1 template, seed $first_seed"
 fi
@@ -134,10 +136,10 @@ if has evaluate; then
     npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model "$1" --template "$2" \
       --max-new-tokens "$3" $level_flag | tee "$B/eval-$1-$2.md"
   }
-  stage eval-base evaluate nano-base r1 96
-  stage eval-base-direct evaluate nano-base direct 16
-  stage eval-sft evaluate nano-sft direct 16
+  stage eval-base evaluate "$M-base" r1 96
+  stage eval-base-direct evaluate "$M-base" direct 16
+  stage eval-sft evaluate "$M-sft" direct 16
   for seed in $SEEDS; do
-    stage "eval-r1zero-seed$seed" evaluate "nano-r1zero-seed$seed" r1 96
+    stage "eval-r1zero-seed$seed" evaluate "$M-r1zero-seed$seed" r1 96
   done
 fi
