@@ -61,6 +61,7 @@ class LMConfig:
     # With max_seconds: after FIT_AFTER steps, shorten `steps` to what the measured speed fits in
     # max_seconds, so the schedule still decays to its floor (the new count is in metrics.jsonl).
     fit_to_time: bool = False
+    stop_at: int = 0  # end the run after this step (the schedule still spans `steps`); 0 = run to the end
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -278,6 +279,10 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
                     bar.total = fitted
                     (out / "lm_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
             if step >= config.steps:
+                break
+            if config.stop_at and step >= config.stop_at:
+                save_checkpoint(model, optimizer, step, config.steps, config.model, checkpoint)
+                print(f"[{name}] stopping at step {step} (--stop-at)", file=sys.stderr)
                 break
             out_of_time = config.max_seconds and time.time() - began > config.max_seconds
             if (config.save_every and step % config.save_every == 0 and step < config.steps) or out_of_time:

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-every", type=int, default=200, help="checkpoint every N steps (resume point)")
     parser.add_argument("--eval-every", type=int, default=0, help="validation losses and image gap every N steps")
     parser.add_argument("--max-seconds", type=float, default=0, help="stop early, saving everything, after this long")
+    parser.add_argument("--stop-at", type=int, default=0,
+                        help="end after this step, with the schedule of --steps (a checkpoint of a longer run)")
     parser.add_argument("--fit-to-time", action="store_true",
                         help="with --max-seconds: shorten --steps to what the measured speed fits, so the schedule completes")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                       learning_rate=args.lr, warmup_steps=args.warmup, max_pixels=args.max_pixels,
                       seed=args.seed, threads=args.threads, device=args.device, workers=args.workers,
                       save_every=args.save_every, eval_every=args.eval_every, max_seconds=args.max_seconds,
-                      fit_to_time=args.fit_to_time)
+                      fit_to_time=args.fit_to_time, stop_at=args.stop_at)
     model = train(config, examples, name="pretrain", validation=held_out)
     print(f"[pretrain] base model in {model}", file=sys.stderr)
     return 0

@@ -22,8 +22,8 @@ def runs(state: Path) -> list[dict]:
     db = sqlite3.connect(state / "service.db")
     try:
         newest: dict[tuple[str, str], dict] = {}
-        for run_id, model, template, result, finished in db.execute(
-                "select id, model, template, result, finished_at from eval_runs where status = 'succeeded' "
+        for run_id, model, template, result in db.execute(
+                "select id, model, template, result from eval_runs where status = 'succeeded' "
                 "and benchmark = 'spatial-synth' order by finished_at"):
             rows = db.execute("select task, correct, format_ok from eval_predictions where run_id = ?", (run_id,)).fetchall()
             formatted = [correct for _, correct, ok in rows if ok]

@@ -82,7 +82,7 @@ def test_pretrain_resumes_from_its_checkpoint_and_reports_the_image_gap(synth_di
     # Interrupted after 2 of 4 steps (the checkpoint is the resume point), then run again.
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert pretrain.main([*args, "--out", str(whole), "--steps", "4"]) == 0
-    assert pretrain.main([*args, "--out", str(parts), "--steps", "4", "--max-seconds", "1e-9"]) == 0
+    assert pretrain.main([*args, "--out", str(parts), "--steps", "4", "--stop-at", "1"]) == 0
     assert json.loads((parts / "validation.json").read_text())["step"] == 1
     assert pretrain.main([*args, "--out", str(parts), "--steps", "4"]) == 0
     steps = [json.loads(line)["step"] for line in (parts / "metrics.jsonl").read_text().splitlines()]
