@@ -30,14 +30,14 @@ const EnvSchema = z.object({
   FEATURE_CACHE_MB: int(0).default(256),
   /** Unload least recently used models beyond this many MB of weights (0 = never unload). */
   MODEL_MEMORY_BUDGET_MB: int(0).default(0),
-  /** Image resize bound, as in training (reference.md 1.3). */
+  /** Image resize bound, as in training (docs/method.md, "The recipe"). */
   MAX_PIXELS: int(3136).default(401408),
   MIN_PIXELS: int(784).default(3136),
   /** Images declaring more pixels than this are refused before decoding (decompression bombs). */
   MAX_INPUT_PIXELS: int(1).default(40_000_000),
   MAX_IMAGE_BYTES: int(1).default(20 * 1024 * 1024),
   MAX_QUESTION_CHARS: int(1).default(20_000),
-  /** max_new_tokens when a request gives none: 1024 (api.md), capped by MAX_NEW_TOKENS. */
+  /** max_new_tokens when a request gives none: 1024 (docs/api.md, "POST /generate"), capped by MAX_NEW_TOKENS. */
   DEFAULT_MAX_NEW_TOKENS: int(1).optional(),
   MAX_NEW_TOKENS: int(1).default(2048),
   MAX_PROMPT_TOKENS: int(1).default(8192),
