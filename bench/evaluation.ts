@@ -1,6 +1,6 @@
 // Evaluation throughput on spatial-synth: our batched run (the engine's scheduler, many items in
 // flight) against a one-item-at-a-time loop over the same engine and against a transformers.js
-// loop, on the same items in the same run. Prints a markdown table (README "Measured numbers").
+// loop, on the same items in the same run. Prints a markdown table (docs/performance.md).
 //
 //   npx tsx bench/evaluation.ts [--model models/tiny-random] [--items 64] [--tokens 32]
 import { mkdtempSync, rmSync } from 'node:fs';

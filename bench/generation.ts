@@ -1,5 +1,5 @@
 // Generation benchmark: our HTTP server against transformers.js on the same model folder, in the
-// same run. Prints a markdown table (README "Measured numbers").
+// same run. Prints a markdown table (docs/performance.md).
 //
 //   npx tsx bench/generation.ts [--model DIR[:dtype,...]]... [--tokens 32] [--rounds 2] [--no-transformersjs]
 //

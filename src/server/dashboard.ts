@@ -1,4 +1,4 @@
-// The web dashboard (README "Dashboard"): static pages from dashboard_static/ and uPlot's files from
+// The web dashboard (docs/api.md, "Dashboard"): static pages from dashboard_static/ and uPlot's files from
 // node_modules, all under /dashboard, each answered with a Content-Security-Policy that allows
 // nothing outside this origin. The pages use the public API (and the admin API with a token the
 // user types in); nothing here reads a job, a run or a secret.

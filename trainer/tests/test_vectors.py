@@ -25,7 +25,7 @@ def test_committed_vectors_are_current():
 
 
 def test_committed_tiny_random_model_is_reproducible(tmp_path):
-    # The documented command (README "Models"): init with seed 0, then export every dtype.
+    # The documented command (docs/architecture.md, "Shipped model folders"): init with seed 0, then export every dtype.
     out = tmp_path / "tiny-random"
     init_model("tiny", out, seed=0)
     export(out, out, ["fp32", "fp16", "q8", "q4"])
