@@ -37,8 +37,23 @@ export interface TrainerHandle {
   detach(): void;
 }
 
+/**
+ * What a backend's trainers need on this machine before the first can start: the local backend's
+ * Python environment (.venv). A job leaving the queue is `preparing` while it is made.
+ */
+export interface TrainerEnvironment {
+  /** For status messages and logs, e.g. "the trainer's Python environment (.venv)". */
+  readonly description: string;
+  /** Whether it is missing or stale (a quick check, made each time a job leaves the queue). */
+  needed(): boolean;
+  /** Make or refresh it; each output line goes to `log`; rejects when it fails; `signal` stops it. */
+  make(log: (line: string) => void, signal: AbortSignal): Promise<void>;
+}
+
 export interface TrainerBackend {
   readonly name: BackendName;
+  /** What must exist before a trainer can start, when this backend has such a thing. */
+  readonly environment?: TrainerEnvironment;
   /** Start a trainer; rejects when it cannot be started at all. */
   start(spec: TrainerSpec): Promise<TrainerHandle>;
   /** The trainer a previous service process started (by its backend_ref), or null when it is gone. */

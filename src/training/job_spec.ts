@@ -1,6 +1,7 @@
 // What a training request is, and the job.json it becomes (docs/training.md, "job.json"). The
 // HTTP schema (src/server/routes/admin.ts) checks types and ranges; defaults stay the trainer's,
 // so job.json carries only what the request gave, plus the resolved paths.
+import type { LevelName } from '../benchmarks/spatial_synth';
 
 /** A training request as the API takes it (snake_case, like job.json). */
 export interface TrainRequest {
@@ -8,6 +9,12 @@ export interface TrainRequest {
   base_model?: string;
   /** `spatial-synth`, `sat`, or a folder name or path under DATA_DIR; default `spatial-synth`. */
   dataset?: string;
+  /**
+   * spatial-synth only: the level of its items (`standard`, `easy`; docs/spatial-synth.md). Not a
+   * trainer key: it chooses the data set folder. Default: DATA_DIR/spatial-synth's when that holds
+   * the split, else standard.
+   */
+  level?: LevelName;
   split?: string;
   steps?: number;
   num_generations?: number;

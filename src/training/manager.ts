@@ -2,18 +2,23 @@
 // trainers at a time through a backend (a local process or Kubernetes), follows each trainer's
 // metrics.jsonl into the database, and decides how each job ended (docs/training.md).
 //
-// The database is the queue: a job is `queued` until a slot is free, then `running` while a
-// trainer runs for it. A service restart never leaves a job `running` with nothing behind it:
-// recover() re-attaches to trainers that are still alive, restarts lost ones from their newest
-// checkpoint (the trainer resumes from checkpoints/), and fails those that had none.
+// The database is the queue: a job is `queued` until a slot is free, `preparing` while what its
+// trainer needs is made (a spatial-synth split generated into STATE_DIR, the local trainer's
+// .venv; skipped when all is there), then `running` while a trainer runs for it. A service
+// restart never leaves a job `running` with nothing behind it: recover() re-attaches to trainers
+// that are still alive, restarts lost ones from their newest checkpoint (the trainer resumes from
+// checkpoints/), and fails those that had none; a job cut short while preparing is queued again.
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { LevelName, SplitName } from '../benchmarks/spatial_synth';
 import { EngineError } from '../engine/errors';
 import type { TrainerBackend, TrainerExit, TrainerHandle, TrainerSpec } from './backend';
+import { chooseDataset, generatedSynthDir, generateSynthSplit, SYNTH_TRAINING } from './datasets';
 import { MetricsFollower } from './follower';
 import { buildJobConfig, TrainRequest } from './job_spec';
-import { resolveBaseModel, resolveDataset } from './paths';
+import { resolveBaseModel } from './paths';
+import { Preparing, SharedWork } from './prepare';
 import { BackendName, JobRow, JobStatus, JobStore, StepMetrics, TERMINAL } from './store';
 
 export interface JobManagerOptions {
@@ -35,6 +40,10 @@ export interface JobManagerOptions {
   cancelGraceMs: number;
   /** How often metrics.jsonl is read, in ms. */
   pollMs?: number;
+  /** Items of a generated spatial-synth split (default SYNTH_TRAINING.items: train 20,000). */
+  synthItems?: Partial<Record<SplitName, number>>;
+  /** Images rendered at once while generating (default: writeDataset's, 2 per CPU). */
+  synthConcurrency?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -45,6 +54,8 @@ export interface JobView {
   progress: { step: number; total_steps: number | null };
   /** The latest metrics line. */
   metrics: StepMetrics | null;
+  /** While `preparing`: what is being made and how far it is (null otherwise). */
+  preparing: Preparing | null;
   /** Checkpoints found in the job folder, oldest first. */
   checkpoints: { step: number; path: string }[];
   /** The exported model (servable with POST /admin/models/<name>/load), once succeeded. */
@@ -61,7 +72,11 @@ export interface JobView {
   finished_at: string | null;
 }
 
-export type JobEvent = { type: 'metrics'; jobId: string; metrics: StepMetrics } | { type: 'status'; jobId: string; status: JobStatus };
+export type JobEvent =
+  | { type: 'metrics'; jobId: string; metrics: StepMetrics }
+  | { type: 'status'; jobId: string; status: JobStatus }
+  /** Progress of a preparing job (at most one every PREPARING_EVENT_MS, and at each change of stage). */
+  | { type: 'preparing'; jobId: string; preparing: Preparing };
 
 interface Active {
   follower: MetricsFollower;
@@ -73,6 +88,8 @@ interface Active {
   timer?: NodeJS.Timeout;
   killTimer?: NodeJS.Timeout;
   cancelRequested: boolean;
+  /** Ends a preparing job's wait for its preparation (a cancel). */
+  stopPreparing?: () => void;
   signalled: boolean;
   detached: boolean;
   totalStepsKnown: boolean;
@@ -82,6 +99,13 @@ const ID_PREFIX = 'train_';
 /** Lines of trainer.log kept in a failed job's error. */
 const ERROR_TAIL_LINES = 20;
 const MAX_ERROR_CHARS = 4000;
+/** Least time between two `preparing` progress events of a job. */
+const PREPARING_EVENT_MS = 500;
+
+/** One thing a job needs before its trainer can start. */
+type Preparation = { kind: 'dataset'; dir: string; split: SplitName; level: LevelName } | { kind: 'environment' };
+
+class Cancelled extends Error {}
 
 /** The exported model's folder name: grpo-<first 8 hex digits of the job id>. */
 export function modelNameFor(id: string): string {
@@ -92,6 +116,10 @@ export class JobManager {
   private readonly active = new Map<string, Active>();
   private readonly listeners = new Set<(event: JobEvent) => void>();
   private readonly retries = new Set<NodeJS.Timeout>();
+  /** Work several preparing jobs may wait for (one generation per split, one environment setup). */
+  private readonly work = new SharedWork();
+  /** Where each preparing job stands. */
+  private readonly preparingNow = new Map<string, Preparing>();
   private scheduleRetryPending = false;
   private closed = false;
 
@@ -115,7 +143,8 @@ export class JobManager {
     const baseModel = request.base_model ?? this.options.defaultModel;
     const dataset = request.dataset ?? 'spatial-synth';
     const baseModelDir = resolveBaseModel(baseModel, this.options.listModels(), this.options.modelRoots);
-    const datasetDir = resolveDataset(dataset, this.options.dataDir, request.split ?? 'train');
+    const choice = chooseDataset(dataset, { dataDir: this.options.dataDir, stateDir: this.options.stateDir, split: request.split ?? 'train', level: request.level });
+    const datasetDir = choice.dir;
 
     const modelsDir = join(this.options.stateDir, 'models');
     let id: string;
@@ -130,7 +159,7 @@ export class JobManager {
     writeFileSync(`${jobFile}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
     renameSync(`${jobFile}.tmp`, jobFile);
 
-    const accepted: TrainRequest = { ...request, base_model: baseModel, dataset };
+    const accepted: TrainRequest = { ...request, base_model: baseModel, dataset, ...(choice.level ? { level: choice.level } : {}) };
     let row: JobRow;
     try {
       row = this.options.store.insert({ id, request: JSON.stringify(accepted), job_dir: jobDir, backend: backend.name, total_steps: request.steps ?? null });
@@ -139,7 +168,7 @@ export class JobManager {
       rmSync(jobDir, { recursive: true, force: true });
       throw error;
     }
-    this.log('info', 'training job queued', { id, base_model: baseModelDir, dataset: datasetDir });
+    this.log('info', 'training job queued', { id, base_model: baseModelDir, dataset: datasetDir, ...(choice.generate ? { generate_split: request.split ?? 'train' } : {}) });
     this.emit({ type: 'status', jobId: id, status: 'queued' });
     setImmediate(() => this.schedule());
     return this.view(row);
@@ -198,12 +227,14 @@ export class JobManager {
     if (TERMINAL.has(row.status)) throw new EngineError('conflict', 'job_finished', `job ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
     store.requestCancel(id);
     const active = this.active.get(id);
-    if (row.status === 'queued' && !active) {
+    if ((row.status === 'queued' || row.status === 'preparing') && !active) {
       store.finish(id, 'cancelled');
       this.log('info', 'training job cancelled while queued', { id });
       this.emit({ type: 'status', jobId: id, status: 'cancelled' });
     } else if (active) {
       active.cancelRequested = true;
+      // Preparing: the job stops waiting (work other jobs share goes on, and is kept).
+      active.stopPreparing?.();
       this.signalCancel(id, active);
     }
     return this.get(id);
@@ -214,6 +245,13 @@ export class JobManager {
    * checkpoint (queued again), fail those without one; then start queued jobs.
    */
   async recover(): Promise<void> {
+    // Nothing outlives a preparation (it ran in the service): the job starts it again.
+    for (const row of this.options.store.withStatus('preparing')) {
+      if (this.active.has(row.id)) continue;
+      this.options.store.requeue(row.id);
+      this.log('info', 'training job was preparing when the service stopped; queued again', { id: row.id });
+      this.emit({ type: 'status', jobId: row.id, status: 'queued' });
+    }
     for (const row of this.options.store.withStatus('running')) {
       if (!this.active.has(row.id)) await this.recoverJob(row);
     }
@@ -224,6 +262,8 @@ export class JobManager {
   async close(): Promise<void> {
     this.closed = true;
     for (const timer of this.retries) clearTimeout(timer);
+    // Generation and setup stop; their jobs stay `preparing` and are queued again at the next start.
+    const stopping = this.work.close();
     const starting = [...this.active.values()].map((a) => a.started);
     for (const active of this.active.values()) {
       active.detached = true;
@@ -232,8 +272,9 @@ export class JobManager {
       active.handle?.detach();
     }
     // A trainer being started still gets its pid or object name recorded (for re-attaching).
-    await Promise.allSettled(starting);
+    await Promise.allSettled([...starting, stopping]);
     this.active.clear();
+    this.preparingNow.clear();
     this.listeners.clear();
   }
 
@@ -274,7 +315,7 @@ export class JobManager {
     if (this.closed) return;
     const { store, maxConcurrent } = this.options;
     try {
-      while (store.withStatus('running').length < maxConcurrent) {
+      while (store.withStatus('running').length + store.withStatus('preparing').length < maxConcurrent) {
         const next = store.withStatus('queued')[0];
         if (!next) return;
         this.launch(next);
@@ -302,10 +343,156 @@ export class JobManager {
     this.retries.add(retry);
   }
 
+  /** What a job needs made before its trainer can start; empty when all is there. */
+  private preparations(row: JobRow): Preparation[] {
+    const needs: Preparation[] = [];
+    const request = JSON.parse(row.request) as TrainRequest;
+    if (request.dataset === 'spatial-synth') {
+      const level = request.level ?? 'standard';
+      let config: { dataset?: unknown; split?: unknown } = {};
+      try {
+        config = JSON.parse(readFileSync(join(row.job_dir, 'job.json'), 'utf8')) as typeof config;
+      } catch {
+        // No job.json: the trainer says so when it starts.
+      }
+      const split = (typeof config.split === 'string' ? config.split : 'train') as SplitName;
+      const dir = generatedSynthDir(this.options.stateDir, level);
+      if (config.dataset === dir && !existsSync(join(dir, `${split}.jsonl`))) needs.push({ kind: 'dataset', dir, split, level });
+    }
+    if (this.options.backend.environment?.needed()) needs.push({ kind: 'environment' });
+    return needs;
+  }
+
+  /** Leave the queue: prepare what is missing (status `preparing`), then start the trainer. */
   private launch(queued: JobRow) {
-    const { store, backend } = this.options;
-    store.markRunning(queued.id);
+    const needs = this.preparations(queued);
+    if (!needs.length) {
+      this.startTrainer(queued.id);
+      return;
+    }
+    const { store } = this.options;
+    store.markPreparing(queued.id);
     const row = store.get(queued.id)!;
+    const active = this.track(row);
+    this.preparingNow.set(row.id, this.describe(needs[0]));
+    this.emit({ type: 'status', jobId: row.id, status: 'preparing' });
+    active.started = (async () => {
+      try {
+        for (const need of needs) {
+          if (active.cancelRequested) throw new Cancelled('cancelled');
+          await this.prepare(row, active, need);
+        }
+      } catch (error) {
+        if (active.detached) return;
+        this.preparingNow.delete(row.id);
+        if (error instanceof Cancelled || active.cancelRequested) this.conclude(row.id, active, 'cancelled');
+        else this.conclude(row.id, active, 'failed', { error: this.withLogTail(row, error instanceof Error ? error.message : String(error)) });
+        return;
+      }
+      this.preparingNow.delete(row.id);
+      if (active.detached) return;
+      if (active.cancelRequested) {
+        this.conclude(row.id, active, 'cancelled');
+        return;
+      }
+      this.active.delete(row.id);
+      await this.startTrainer(row.id);
+    })();
+  }
+
+  private describe(need: Preparation): Preparing {
+    if (need.kind === 'environment') return { stage: 'environment', message: `making ${this.options.backend.environment?.description ?? "the trainer's environment"}` };
+    const total = this.synthItems(need.split);
+    return { stage: 'dataset', message: `generating spatial-synth ${need.split} split, level ${need.level}, ${total} items, into ${need.dir}`, done: 0, total };
+  }
+
+  private synthItems(split: SplitName): number {
+    return this.options.synthItems?.[split] ?? SYNTH_TRAINING.items[split];
+  }
+
+  /** Make one thing a job needs (or wait for the job that is making it), reporting its progress. */
+  private async prepare(row: JobRow, active: Active, need: Preparation): Promise<void> {
+    const id = row.id;
+    const logFile = join(row.job_dir, 'trainer.log');
+    const note = (line: string) => {
+      try {
+        appendFileSync(logFile, `${line}\n`);
+      } catch {
+        // The job folder went away: nothing to keep the line in.
+      }
+    };
+    // Events at most every PREPARING_EVENT_MS; a report held back is sent when that time is up,
+    // so the latest progress always gets out (a long pip download prints nothing for minutes).
+    let lastEvent = 0;
+    let lastStage = '';
+    let held: NodeJS.Timeout | undefined;
+    const send = () => {
+      held = undefined;
+      const latest = this.preparingNow.get(id);
+      if (!latest || active.detached) return;
+      lastEvent = Date.now();
+      lastStage = latest.stage;
+      this.emit({ type: 'preparing', jobId: id, preparing: latest });
+    };
+    const report = (preparing: Preparing, line?: string) => {
+      if (line !== undefined) note(line);
+      if (active.detached) return;
+      this.preparingNow.set(id, preparing);
+      const wait = lastEvent + PREPARING_EVENT_MS - Date.now();
+      const finished = preparing.total !== undefined && preparing.done === preparing.total;
+      if (wait <= 0 || preparing.stage !== lastStage || finished) {
+        clearTimeout(held);
+        send();
+      } else if (!held) {
+        held = setTimeout(send, wait);
+        held.unref();
+      }
+    };
+    const first = this.describe(need);
+    note(`[job-manager] ${new Date().toISOString()} preparing: ${first.message}`);
+    let joined: { done: Promise<void>; leave(): void };
+    if (need.kind === 'dataset') {
+      const total = this.synthItems(need.split);
+      joined = this.work.join(`dataset:${need.dir}:${need.split}`, first, report, async (tell, signal) => {
+        const started = Date.now();
+        await generateSynthSplit(need.dir, need.split, need.level, {
+          items: total,
+          concurrency: this.options.synthConcurrency,
+          signal,
+          onProgress: (p) => tell({ ...first, done: p.done, total: p.total, message: `generating spatial-synth ${need.split} split, level ${need.level}: ${p.done}/${p.total} items` }),
+        });
+        const seconds = ((Date.now() - started) / 1000).toFixed(1);
+        tell({ ...first, done: total, total, message: `generated spatial-synth ${need.split} split, level ${need.level}: ${total} items in ${seconds} s` }, `[job-manager] ${new Date().toISOString()} wrote ${join(need.dir, `${need.split}.jsonl`)} (${total} items in ${seconds} s)`);
+      });
+    } else {
+      const environment = this.options.backend.environment!;
+      joined = this.work.join('environment', { stage: 'environment', message: `making ${environment.description}` }, report, async (tell, signal) => {
+        const started = Date.now();
+        await environment.make((line) => tell({ stage: 'environment', message: line }, line), signal);
+        tell({ stage: 'environment', message: `${environment.description} ready in ${((Date.now() - started) / 1000).toFixed(1)} s` });
+      });
+    }
+    const cancelled = new Promise<never>((_resolve, reject) => {
+      active.stopPreparing = () => reject(new Cancelled('cancelled'));
+    });
+    try {
+      await Promise.race([joined.done, cancelled]);
+    } catch (error) {
+      if (error instanceof Cancelled) throw error;
+      const what = need.kind === 'dataset' ? `generating spatial-synth ${need.split} split (level ${need.level}) into ${need.dir}` : `making ${this.options.backend.environment?.description}`;
+      throw new Error(`preparing failed: ${what}: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      clearTimeout(held);
+      active.stopPreparing = undefined;
+      joined.leave();
+    }
+  }
+
+  /** Start the trainer of a job that needs nothing more (it turns `running`). */
+  private startTrainer(id: string): Promise<void> {
+    const { store, backend } = this.options;
+    store.markRunning(id);
+    const row = store.get(id)!;
     const active = this.track(row);
     this.emit({ type: 'status', jobId: row.id, status: 'running' });
     active.started = (async () => {
@@ -327,6 +514,7 @@ export class JobManager {
       if (active.detached) handle.detach();
       else void this.follow(row.id, active, handle);
     })();
+    return active.started;
   }
 
   private track(row: JobRow): Active {
@@ -493,6 +681,7 @@ export class JobManager {
       status: row.status,
       backend: row.backend,
       progress: { step: row.step, total_steps: row.total_steps },
+      preparing: row.status === 'preparing' ? (this.preparingNow.get(row.id) ?? null) : null,
       metrics: row.metrics ? (JSON.parse(row.metrics) as StepMetrics) : null,
       checkpoints: listCheckpoints(row.job_dir),
       model_name: row.model_name,

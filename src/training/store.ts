@@ -4,8 +4,12 @@
 // line as the trainer wrote it.
 import { Db, timestamp } from '../storage/database';
 
-export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled'];
+/**
+ * queued: waiting for a slot; preparing: holding a slot while what its trainer needs is made (a
+ * generated data set split, the local trainer's Python environment); running: a trainer runs for it.
+ */
+export type JobStatus = 'queued' | 'preparing' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const JOB_STATUSES: readonly JobStatus[] = ['queued', 'preparing', 'running', 'succeeded', 'failed', 'cancelled'];
 export const TERMINAL: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled']);
 
 export type BackendName = 'local' | 'kubernetes';
@@ -65,6 +69,11 @@ export class JobStore {
     return counts;
   }
 
+  /** The job has left the queue; what its trainer needs is being made (no trainer runs yet). */
+  markPreparing(id: string): void {
+    this.db.prepare(`UPDATE train_jobs SET status = 'preparing' WHERE id = ?`).run(id);
+  }
+
   /** A trainer is being started for the job (again, when it resumes). */
   markRunning(id: string): void {
     this.db
@@ -80,7 +89,7 @@ export class JobStore {
     this.db.prepare('UPDATE train_jobs SET cancel_requested_at = COALESCE(cancel_requested_at, ?) WHERE id = ?').run(timestamp(), id);
   }
 
-  /** Back to the queue (a trainer lost with the service restarts from its checkpoint). */
+  /** Back to the queue (a trainer lost with the service restarts from its checkpoint; a preparation cut short by a restart starts again). */
   requeue(id: string): void {
     this.db.prepare(`UPDATE train_jobs SET status = 'queued', backend_ref = NULL WHERE id = ?`).run(id);
   }

@@ -60,6 +60,8 @@ export interface TestServiceOptions {
   warmup?: boolean;
   /** Serve the app on a free loopback port (`server`, `base`). */
   listen?: boolean;
+  /** false: DATA_DIR starts empty (no spatial-synth folder), as on a fresh clone. */
+  dataset?: boolean;
 }
 
 export interface TestService<R extends EvalRuns | undefined = EvalRuns> extends TestServiceParts {
@@ -77,7 +79,7 @@ export function startTestService(options: TestServiceOptions & { runs: false }):
 export function startTestService(options?: TestServiceOptions): Promise<TestService>;
 export async function startTestService(options: TestServiceOptions = {}): Promise<TestService<EvalRuns | undefined>> {
   const { logger } = options;
-  const fx = trainingFixture();
+  const fx = trainingFixture({ dataset: options.dataset });
   let engine: Engine | undefined;
   let runs: EvalRuns | undefined;
   let disposeApp: (() => void) | undefined;

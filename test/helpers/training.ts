@@ -37,11 +37,12 @@ export function writeDataset(dir: string, split = 'train') {
   writeFileSync(join(dir, `${split}.jsonl`), `${JSON.stringify(record)}\n`);
 }
 
-export function trainingFixture(): TrainingFixture {
+/** Temporary STATE_DIR and DATA_DIR; DATA_DIR/spatial-synth holds a one-line train split unless `dataset` is false (a fresh start). */
+export function trainingFixture(options: { dataset?: boolean } = {}): TrainingFixture {
   const root = mkdtempSync(join(tmpdir(), 'training-'));
   const stateDir = join(root, 'state');
   const dataDir = join(root, 'data');
-  writeDataset(join(dataDir, 'spatial-synth'));
+  if (options.dataset !== false) writeDataset(join(dataDir, 'spatial-synth'));
   const db = openDatabase(stateDir);
   const store = new JobStore(db);
   const managers: JobManager[] = [];

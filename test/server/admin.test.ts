@@ -206,6 +206,9 @@ describe('admin API', () => {
     ['several machines on the local backend', { nodes: 2 }, 400, 'backend_unsupported'],
     ['an unknown base model', { base_model: 'no-such-model' }, 404, 'model_not_found'],
     ['a missing data set', { dataset: 'not-there' }, 404, 'dataset_not_found'],
+    ['an unknown level', { level: 'hard' }, 400, 'invalid_request'],
+    ['a level for a data set other than spatial-synth', { dataset: 'sat', level: 'easy' }, 400, 'level_unsupported'],
+    ['a split spatial-synth does not have', { dataset: 'spatial-synth', split: 'dev' }, 400, 'unknown_split'],
   ])('%s is refused', async (_name, body, status, code) => {
     const before = (await request(app).get('/admin/train').set(auth)).body.data.length;
     const res = await request(app).post('/admin/train').set(auth).send(body);
@@ -247,7 +250,7 @@ describe('admin API', () => {
     await jobs.wait(res.body.id);
     const text = (await request(app).get('/metrics').expect(200)).text;
     const counts = jobs.counts();
-    for (const status of ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const) {
+    for (const status of ['queued', 'preparing', 'running', 'succeeded', 'failed', 'cancelled'] as const) {
       expect(text).toContain(`vlm_train_jobs{status="${status}"} ${counts[status]}`);
     }
     expect(counts.succeeded).toBeGreaterThan(0);

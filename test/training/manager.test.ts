@@ -183,7 +183,7 @@ describe('JobManager with a local trainer process', () => {
     expect(most).toBe(1);
     expect(doneB!.started_at! >= doneA!.finished_at!).toBe(true);
     expect(manager.get(c.id)!.attempts).toBe(0);
-    expect(manager.counts()).toEqual({ queued: 0, running: 0, succeeded: 2, failed: 0, cancelled: 1 });
+    expect(manager.counts()).toEqual({ queued: 0, preparing: 0, running: 0, succeeded: 2, failed: 0, cancelled: 1 });
   });
 
   test('TRAIN_MAX_CONCURRENT=2 runs two at once', async () => {

@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { Request, Response, Router } from 'express';
 import { z } from 'zod';
+import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
 import type { JobManager, JobView } from '../../training/manager';
 import { readRollouts } from '../../training/rollouts';
 import { StepMetrics, TERMINAL } from '../../training/store';
@@ -21,6 +22,7 @@ export const trainSchema = z
   .object({
     base_model: location('base_model').optional(),
     dataset: location('dataset').optional(),
+    level: z.enum(LEVEL_NAMES).optional(),
     split: z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only').optional(),
     steps: z.number().int().min(1).max(10_000_000).optional(),
     num_generations: z.number().int().min(2).max(256).optional(),
@@ -84,7 +86,9 @@ export function adminRouter(ctx: AppContext): Router {
 
   // Every stored step first, then live ones, then `done` with the job's final status. Reading
   // the stored steps and subscribing happen in one synchronous stretch: no step is missed or
-  // sent twice between the two.
+  // sent twice between the two. SSE also carries `status` events while the job is not finished
+  // ({"status", "preparing"}: the status at the start, each change, a preparing job's progress);
+  // JSON lines keep to metrics lines and the final line.
   router.get('/admin/train/:id/events', (req: Request, res: Response) => {
     const manager = jobs(ctx);
     const id = String(req.params.id);
@@ -93,6 +97,7 @@ export function adminRouter(ctx: AppContext): Router {
     if (format !== 'sse' && format !== 'jsonl') throw new HttpError(400, 'invalid_request', 'format: "sse" (default) or "jsonl"');
     let send: (metrics: StepMetrics) => void;
     let done: (job: JobView | undefined) => void;
+    let status: (job: Pick<JobView, 'status' | 'preparing'>) => void = () => undefined;
     if (format === 'jsonl') {
       res.status(200).setHeader('Content-Type', 'application/x-ndjson; charset=utf-8');
       res.setHeader('Cache-Control', 'no-cache');
@@ -102,6 +107,7 @@ export function adminRouter(ctx: AppContext): Router {
     } else {
       const sse = openSse(res);
       send = (metrics) => sse.send('metrics', metrics);
+      status = (job) => sse.send('status', { status: job.status, preparing: job.preparing });
       done = (job) => {
         sse.send('done', { status: job?.status, job });
         sse.end();
@@ -117,7 +123,9 @@ export function adminRouter(ctx: AppContext): Router {
     const unsubscribe = manager.onEvent((event) => {
       if (event.jobId !== id || finished) return;
       if (event.type === 'metrics') send(event.metrics);
+      else if (event.type === 'preparing') status({ status: 'preparing', preparing: event.preparing });
       else if (TERMINAL.has(event.status)) finish();
+      else status({ status: event.status, preparing: manager.get(id)?.preparing ?? null });
     });
     res.on('close', () => {
       finished = true;
@@ -126,6 +134,7 @@ export function adminRouter(ctx: AppContext): Router {
     for (const metrics of manager.history(id)) send(metrics);
     const now = manager.get(id);
     if (!now || TERMINAL.has(now.status)) finish();
+    else status(now);
   });
 
   // The sampled completions of one step (rollouts.jsonl), for the dashboard's rollouts panel.
