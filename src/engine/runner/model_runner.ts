@@ -107,11 +107,15 @@ export class ModelRunner {
   async dispose(): Promise<void> {
     const worker = this.worker;
     if (!worker) return;
+    // The worker gets 5 s to release its sessions; the timer must not outlive a quicker answer
+    // (a pending 5 s timer kept the process, and jest, alive after everything was closed).
+    let timer: NodeJS.Timeout | undefined;
     try {
-      if (!this.exitError) await Promise.race([this.call({ type: 'dispose', id: this.nextId++ }), new Promise((r) => setTimeout(r, 5000))]);
+      if (!this.exitError) await Promise.race([this.call({ type: 'dispose', id: this.nextId++ }), new Promise((r) => (timer = setTimeout(r, 5000)))]);
     } catch {
       // The worker is gone already; terminating below is all that is left.
     } finally {
+      clearTimeout(timer);
       this.worker = null;
       await worker.terminate();
     }
