@@ -20,7 +20,7 @@ import type { Db } from '../../src/storage/database';
 import { JobManager } from '../../src/training/manager';
 import { capturingLogger, startTestService, TestService } from '../helpers/app';
 import { testConfig, vectorPng } from '../helpers/service';
-import { TrainingFixture, until } from '../helpers/training';
+import { readJson, TrainingFixture, until } from '../helpers/training';
 
 const TOKEN = 'faults-admin-token-31c9';
 const auth = { Authorization: `Bearer ${TOKEN}` };
@@ -259,11 +259,11 @@ describe('faults of trainers, storage and data', () => {
       ['missing', 'missing'],
       ['a regular file', 'a-file'],
       ['holding files where benchmark folders go', 'file-inside'],
-    ])('DATA_DIR %s: evaluation is a 404 saying where the data goes; spatial-synth is generated; training is a 404', async (_name, where) => {
+    ])('DATA_DIR %s: evaluation is a 404 saying where the data goes; spatial-synth is generated; a spatial-synth job too, a sat job is a 404', async (_name, where) => {
       const dataDir = join(root, where);
       const config = testConfig({ ADMIN_TOKEN: TOKEN, STATE_DIR: fx.stateDir, DATA_DIR: dataDir });
       const other = new EvalRuns(new RunStore(fx.db), engine, splitLoader(config.dataDir), { concurrency: 2 });
-      const otherJobs = fx.manager({ dataDir: config.dataDir });
+      const otherJobs = fx.manager({ dataDir: config.dataDir, synthItems: { train: 2 } });
       const served = createApp({ config, engine, runs: other, jobs: otherJobs, state: { draining: false, warmed: true } });
       try {
         for (const benchmark of BENCHMARKS.filter((b) => b !== 'spatial-synth')) {
@@ -273,10 +273,14 @@ describe('faults of trainers, storage and data', () => {
         }
         const synth = await request(served.app).post('/evaluate?wait=true').send({ benchmark: 'spatial-synth', limit: 1, max_new_tokens: 2 }).expect(200);
         expect(synth.body.status).toBe('succeeded');
-        const train = await request(served.app).post('/admin/train').set(auth).send({ steps: 1 });
-        expect(train.status).toBe(404);
-        expect(train.body.error.code).toBe('dataset_not_found');
-        expect(train.body.error.message).toContain('npm run synth');
+        // Training on spatial-synth needs no DATA_DIR either: its split is generated into STATE_DIR.
+        const train = await request(served.app).post('/admin/train').set(auth).send({ steps: 1 }).expect(202);
+        expect((await otherJobs.wait(train.body.id))!.status).toBe('succeeded');
+        expect(readJson(join(fx.stateDir, 'jobs', train.body.id, 'job.json'))).toMatchObject({ dataset: join(fx.stateDir, 'datasets', 'spatial-synth-standard') });
+        // A data set made by hand is still a 404 naming the command that makes it.
+        const sat = await request(served.app).post('/admin/train').set(auth).send({ dataset: 'sat', steps: 1 });
+        expect(sat.status).toBe(404);
+        expect(sat.body).toEqual({ error: { code: 'dataset_not_found', message: expect.stringContaining('npm run prepare-data') } });
       } finally {
         served.dispose();
         await other.close();
