@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Trains the embedded nano model from scratch (docs/embedded-model.md):
-#   base      pre-training on the corpus mixture (scene descriptions, markup, other-domain Q/A)
+#   base      pre-training on the corpus mixture (scene descriptions, markup, other-domain Q/A), in up
+#             to three phases (from scratch, continued, mid-training; see stage 2)
 #   probes    perception (held-out scenes) and step 0 of R1-Zero (format rate, accuracy, option ranking)
 #   sft       the SFT baseline: direct answers, as many examples as GRPO sees
 #   grpo      R1-Zero GRPO on the base with the r1 template, one run per seed (SEEDS)
@@ -29,15 +30,16 @@ SYNTH=${SYNTH:-npm run synth --silent --}
 STAGES=${STAGES:-"data base probes sft grpo export evaluate"}
 SEEDS=${SEEDS:-"0 1"}
 # Pre-training and its data.
-SCENES=${SCENES:-60000}            # described scenes for pre-training (seed 2)
+SCENES=${SCENES:-$([ "$LEVEL" = easy ] && echo 40000 || echo 60000)}  # described scenes for pre-training (seed 2)
 QUESTIONS=${QUESTIONS:-4000}       # GRPO / SFT training questions (seed 1; /evaluate's test split is disjoint)
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-3000}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 293 || echo 3000)}  # the easy base: 293 (its GPU phase)
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-64}
 PRETRAIN_LR=${PRETRAIN_LR:-2e-3}
-MIXTURE=${MIXTURE:-"{}"}          # corpus shares replacing trainer/nano/corpus.py's defaults (JSON)
+MIXTURE=${MIXTURE:-$([ "$LEVEL" = easy ] && echo '{"r1":0.05,"tagged":0.25}' || echo '{}')}  # corpus shares replacing trainer/nano/corpus.py's defaults (JSON)
 # GRPO: configs/grpo-nano-r1zero.json; SFT sees as many questions as GRPO's prompts.
 GRPO_CONFIG=${GRPO_CONFIG:-configs/grpo-nano-r1zero.json}
-GRPO_STEPS=${GRPO_STEPS:-$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")}
+CONFIG_STEPS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")
+GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 60 || echo "$CONFIG_STEPS")}  # the shipped easy runs: 60
 GRPO_PROMPTS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompts_per_step'])" "$GRPO_CONFIG")
 if [ "$LEVEL" = easy ]; then SIZE_FLAGS="--level easy"; MAX_PIXELS=${MAX_PIXELS:-28224}; else SIZE_FLAGS=""; MAX_PIXELS=${MAX_PIXELS:-50176}; fi
 export OMP_NUM_THREADS=$THREADS
@@ -69,26 +71,54 @@ if has data; then
   stage synth-questions synth "$B/spatial-synth" --train "$QUESTIONS" --val 200 --test 0 --seed 1
 fi
 
-# 2. Base pre-training (resumes from $B/base/checkpoint).
+# 2. The base, in up to three phases, each continuing the one before and resuming from its own
+#    checkpoint when interrupted (docs/embedded-model.md, "Pre-training"):
+#    base      from scratch on the corpus mixture: PRETRAIN_STEPS x PRETRAIN_BATCH at PRETRAIN_LR
+#    continue  more of the same at batch 16: CONTINUE_STOP steps of a CONTINUE_STEPS-step schedule
+#              (the shipped base was cut there), LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
+#    midtrain  MID_STEPS at LR 3e-4 with more identity Q/A and lettered choices (MID_MIXTURE; 0 skips)
+#    Later stages start from the last phase's model ($BASE).
+CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 1635 || echo 0)}
+CONTINUE_STOP=${CONTINUE_STOP:-$([ "$LEVEL" = easy ] && echo 1000 || echo "$CONTINUE_STEPS")}
+CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
+MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 400 || echo 0)}
+MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.05,"tagged":0.25,"choices":0.5}'}
+BASE=$B/base
+[ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
+[ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
 if has base; then
   stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" \
     --steps "$PRETRAIN_STEPS" --batch-size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR" --warmup 100 --max-pixels "$MAX_PIXELS" \
     --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --eval-every 250 --seed 0 \
     --max-seconds "${PRETRAIN_MAX_SECONDS:-0}" $([ -n "${PRETRAIN_MAX_SECONDS:-}" ] && echo --fit-to-time)
+  last=$B/base
+  if [ "$CONTINUE_STEPS" -gt 0 ]; then
+    stage pretrain-continue "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+      --out "$B/base-continue" --max-items "$CONTINUE_SCENES" --steps "$CONTINUE_STEPS" --stop-at "$CONTINUE_STOP" \
+      --batch-size 16 --lr 1e-3 --warmup 50 --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" \
+      --workers "$WORKERS" --threads "$THREADS" --save-every 200 --eval-every 200 --seed 3
+    last=$B/base-continue
+  fi
+  if [ "$MID_STEPS" -gt 0 ]; then
+    stage midtrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+      --out "$B/base-mid" --max-items "$CONTINUE_SCENES" --steps "$MID_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
+      --max-pixels "$MAX_PIXELS" --mixture "$MID_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
+      --save-every 100 --eval-every 100 --seed 4
+  fi
 fi
 
 # 3. Probes of the base: does it see, and where does R1-Zero start?
 if has probes; then
-  stage perception "$PY" -m trainer.nano.perception --model "$B/base/model" --data "$B/pretrain" --items "${PROBE_ITEMS:-128}" \
+  stage perception "$PY" -m trainer.nano.perception --model "$BASE/model" --data "$B/pretrain" --items "${PROBE_ITEMS:-128}" \
     --device "$DEVICE" --threads "$THREADS" --out "$B/base-perception.json" || echo "perception probe failed" >&2
-  stage format-probe "$PY" -m trainer.nano.format_probe --model "$B/base/model" --dataset "$B/spatial-synth" \
+  stage format-probe "$PY" -m trainer.nano.format_probe --model "$BASE/model" --dataset "$B/spatial-synth" \
     --items "${PROBE_ITEMS:-200}" --samples 8 --device "$DEVICE" --threads "$THREADS" --out "$B/base-probe.json" \
     || echo "format probe failed" >&2
 fi
 
 # 4. SFT baseline: direct answers, GRPO_STEPS x GRPO_PROMPTS examples.
 if has sft; then
-  stage sft "$PY" -m trainer.nano.sft --model "$B/base/model" --dataset "$B/spatial-synth" --out "$B/sft" \
+  stage sft "$PY" -m trainer.nano.sft --model "$BASE/model" --dataset "$B/spatial-synth" --out "$B/sft" \
     --steps "$GRPO_STEPS" --batch-size "$GRPO_PROMPTS" --lr 5e-4 --warmup 20 --max-pixels "$MAX_PIXELS" \
     --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0
 fi
@@ -96,7 +126,7 @@ fi
 # 5. R1-Zero: GRPO on the base with the r1 template, one run per seed.
 if has grpo; then
   for seed in $SEEDS; do
-    stage "grpo-seed$seed" "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$B/base/model" \
+    stage "grpo-seed$seed" "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$BASE/model" \
       --dataset "$B/spatial-synth" --output-dir "$B/grpo-seed$seed" --export-dir "$B/grpo-seed$seed/model" \
       --job-id "nano-r1zero-seed$seed" --seed "$seed" --device "$DEVICE" --threads "$THREADS" --steps "$GRPO_STEPS"
   done
@@ -117,7 +147,7 @@ export_model() {
 M=nano-$LEVEL
 if has export; then
   first_seed=${SEEDS%% *}
-  stage export-base export_model "$B/base/model" "$B/models/$M-base" docs/models/nano-base.md
+  stage export-base export_model "$BASE/model" "$B/models/$M-base" docs/models/nano-base.md
   stage export-sft export_model "$B/sft/model" "$B/models/$M-sft" docs/models/nano-sft.md
   for seed in $SEEDS; do
     stage "export-r1zero-seed$seed" export_model "$B/grpo-seed$seed/model" "$B/models/$M-r1zero-seed$seed" docs/models/nano-r1zero.md

@@ -28,8 +28,10 @@ in captions, never asked and answered. Mixture (`Mixture`, shares of all documen
    arithmetic, comparing two or three numbers, alphabetical order, the length of a word, a value
    looked up in a list) and
    `image_qa` (0.10; image): identity questions about the scene (the color of the one object of a
-   shape, the shape of the one object of a color, the size word of an object), asked only where the
-   referent is unique in the scene and mostly visible, answered from `meta.scene.objects`.
+   shape, the shape of the one object of a color, the size word of an object, and which object
+   (its "color shape" phrase, the form the benchmarks' options name objects in) is the one of a
+   color or of a shape), asked only where the referent is unique in the scene and mostly visible,
+   answered from `meta.scene.objects`.
    Each Q/A document takes one style (shares of the Q/A documents): `tagged` (0.4: the question,
    then `<think> reasoning </think>` and `<answer>VALUE</answer>`), `r1` (0.15: the conversation of
    the paper's r1 prompt, "A conversation between User and Assistant. ... User: {q} \\nAssistant:
@@ -278,7 +280,7 @@ class QA:
 
 
 TEXT_TASKS = ("arithmetic", "comparison", "alphabet", "length", "lookup")
-IMAGE_TASKS = ("color", "shape", "size")
+IMAGE_TASKS = ("color", "shape", "size", "object")
 
 # Words for the alphabet, length and lookup tasks: ordinary nouns, none a word of the evaluated
 # families' questions (no left, near, camera, ...) and none a self-reflection word.
@@ -433,9 +435,11 @@ def identity_referents(record: dict) -> dict[str, list[tuple[str, dict]]]:
         if shapes[o["shape"]] == 1:
             found["color"].append((o["shape"], o))
             found["size"].append((o["shape"], o))
+            found["object"].append((o["shape"], o))
         if colors[o["color"]] == 1:
             found["shape"].append((f"{o['color']} object", o))
             found["size"].append((f"{o['color']} object", o))
+            found["object"].append((f"{o['color']} object", o))
         if kinds[(o["color"], o["shape"])] == 1 and shapes[o["shape"]] > 1 and colors[o["color"]] > 1:
             found["size"].append((f"{o['color']} {o['shape']}", o))
     return found
@@ -461,6 +465,22 @@ def image_question(record: dict, rng: random.Random) -> QA | None:
                                f"Which shape does the {name} have?"])
         reasoning = rng.choice([f"The {name} is a {shape}.", f"The only {name} in the picture is a {shape}."])
         return QA("shape", question, shape, reasoning, _options(shape, SHAPES, rng))
+    if task == "object":
+        # Named by its one unique attribute, answered with the "color shape" phrase the benchmarks'
+        # options use for objects; the distractors are the scene's other objects, then unseen pairs.
+        phrase = f"{obj['color']} {obj['shape']}"
+        if name.endswith(" object"):
+            color = name.split()[0]
+            question = rng.choice([f"Which object is {color}?", f"Which object in the image is {color}?",
+                                   f"What is the {color} object?"])
+        else:
+            question = rng.choice([f"Which object is the {name}?", f"What is the {name} in the image?",
+                                   f"Which object in the picture is a {name}?"])
+        reasoning = rng.choice([f"The {name} is the {phrase}.", f"The only {name} in the picture is the {phrase}."])
+        objects = (record.get("meta") or {}).get("scene", {}).get("objects") or []
+        others = [f"{o['color']} {o['shape']}" for o in objects]
+        unseen = [f"{c} {s}" for c in rng.sample(COLOR_NAMES, 3) for s in rng.sample(SHAPES, 1)]
+        return QA("object", question, phrase, reasoning, _options(phrase, others if len(set(others)) > 1 else unseen, rng))
     size = obj["size"]
     question = rng.choice([f"What size is the {name}, small or large?", f"Is the {name} small or large?",
                            f"What is the size of the {name}?"])

@@ -62,6 +62,7 @@ class LMConfig:
     # max_seconds, so the schedule still decays to its floor (the new count is in metrics.jsonl).
     fit_to_time: bool = False
     stop_at: int = 0  # end the run after this step (the schedule still spans `steps`); 0 = run to the end
+    length_window: int = 32  # batch examples of similar length within runs of this many batches (0 = random)
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -71,7 +72,7 @@ class LMConfig:
             raise ValueError(f"device must be cpu, cuda or auto, got {self.device!r}")
 
 
-FIT_AFTER = 40
+FIT_AFTER = 40  # at least one length window (32 batches): a window mixes short and long batches
 
 
 def lr_at(step: int, config: LMConfig) -> float:
@@ -155,15 +156,38 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def data_order(n: int, steps: int, batch_size: int, seed: int) -> list[int]:
-    """Example indices for every step: whole shuffled passes over the examples, one after another."""
+def data_order(n: int, steps: int, batch_size: int, seed: int, lengths: list[int] | None = None,
+               window: int = 0) -> list[int]:
+    """Example indices for every step: whole shuffled passes over the examples, one after another.
+
+    With `lengths` and `window` > 0, each run of `window` batches is regrouped so that examples of
+    similar length share a batch (sorted by length, cut into batches, the batches shuffled): a batch
+    is padded to its longest example, and with documents of 40 to 360 tokens half of a random
+    batch was padding. Windows start at fixed offsets, so the order of the first k steps does not
+    depend on `steps` (a resumed or shortened run sees the same batches)."""
     rng = random.Random(seed)
+    span = batch_size * max(window, 1)
+    need = -(-steps * batch_size // span) * span
     order: list[int] = []
-    while len(order) < steps * batch_size:
+    while len(order) < need:
         epoch = list(range(n))
         rng.shuffle(epoch)
         order.extend(epoch)
+    order = order[:need]
+    if lengths is not None and window > 0:
+        grouped: list[int] = []
+        for start in range(0, need, span):
+            chunk = sorted(order[start:start + span], key=lambda i: lengths[i])
+            cut = [chunk[i:i + batch_size] for i in range(0, span, batch_size)]
+            random.Random(f"{seed}:{start}").shuffle(cut)  # per window: independent of `steps`
+            grouped.extend(i for batch in cut for i in batch)
+        order = grouped
     return order[: steps * batch_size]
+
+
+def example_length(example: dict) -> int:
+    """Characters of an example's text: the length key of `data_order` (tokens follow characters)."""
+    return len(example.get("prefix", "")) + len(example.get("target", ""))
 
 
 class _Indexed(torch.utils.data.Dataset):
@@ -232,7 +256,8 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
         (out / "metrics.jsonl").unlink()  # a fresh start: no lines of an earlier run
     if start >= config.steps:
         return save(model, config.model, out / "model")
-    order = data_order(len(examples), config.steps, config.batch_size, config.seed)
+    order = data_order(len(examples), config.steps, config.batch_size, config.seed,
+                       [example_length(e) for e in examples], config.length_window)
     loader = batches(examples, order, config.batch_size, start, batcher, config.workers)
     metrics = JsonlWriter(out / "metrics.jsonl")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)

@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="end after this step, with the schedule of --steps (a checkpoint of a longer run)")
     parser.add_argument("--fit-to-time", action="store_true",
                         help="with --max-seconds: shorten --steps to what the measured speed fits, so the schedule completes")
+    parser.add_argument("--length-window", type=int, default=LMConfig.length_window,
+                        help="batch documents of similar length within runs of this many batches (0 = random batches)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mixture", type=json.loads, default={},
                         help='shares replacing the corpus defaults, as JSON: \'{"text_qa": 0.3, "description": 0.5}\'')
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                       learning_rate=args.lr, warmup_steps=args.warmup, max_pixels=args.max_pixels,
                       seed=args.seed, threads=args.threads, device=args.device, workers=args.workers,
                       save_every=args.save_every, eval_every=args.eval_every, max_seconds=args.max_seconds,
-                      fit_to_time=args.fit_to_time, stop_at=args.stop_at)
+                      fit_to_time=args.fit_to_time, stop_at=args.stop_at,
+                      length_window=args.length_window)
     model = train(config, examples, name="pretrain", validation=held_out)
     print(f"[pretrain] base model in {model}", file=sys.stderr)
     return 0

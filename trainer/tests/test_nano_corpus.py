@@ -136,6 +136,8 @@ IMAGE_SOLVERS = [
     (r"What color is the (.+)\?|What is the color of the (.+) in the image\?|Which color does the (.+) have\?", "color"),
     (r"What shape is the (.+)\?|What is the shape of the (.+)\?|Which shape does the (.+) have\?", "shape"),
     (r"What size is the (.+), small or large\?|Is the (.+) small or large\?|What is the size of the (.+)\?", "size"),
+    (r"Which object is (?:the )?(.+)\?|Which object in the image is (.+)\?|What is the (\w+ object)\?"
+     r"|What is the (.+) in the image\?|Which object in the picture is a (.+)\?", "object"),
 ]
 
 
@@ -156,6 +158,11 @@ def solve_image(question: str, record: dict) -> tuple[str, str]:
         phrase = next(g for g in m.groups() if g)
         words = phrase.split()
         objects = record["meta"]["scene"]["objects"]
+        if attribute == "object":  # "red" / "red object": the one object of that color; "cone": of that shape
+            key = "color" if words[0] in corpus.COLOR_NAMES else "shape"
+            hits = [i for i, o in enumerate(objects) if o[key] == words[0]]
+            assert len(hits) == 1, f"{question!r}: referent not unique in the scene"
+            return attribute, f"{objects[hits[0]]['color']} {objects[hits[0]]['shape']}"
         if words[-1] == "object":  # "red object": the one object of that color
             hits = [i for i, o in enumerate(objects) if o["color"] == words[0]]
             assert len(words) == 2 and attribute != "color"
@@ -302,7 +309,9 @@ def test_every_question_is_answered_correctly(examples, records):
             task, expected = solve_image(question, records[example["image"]])
             tasks.add(task)
             if options:
-                assert set(options) <= set({"color": corpus.COLOR_NAMES, "shape": corpus.SHAPES, "size": corpus.SIZES}[task])
+                phrases = [f"{c} {s}" for c in corpus.COLOR_NAMES for s in corpus.SHAPES]
+                assert set(options) <= set({"color": corpus.COLOR_NAMES, "shape": corpus.SHAPES, "size": corpus.SIZES,
+                                            "object": phrases}[task])
         assert answer == expected, example["target"]
         if reasoning is not None:  # the reasoning reaches the stated answer
             assert re.search(rf"(?<!\w){re.escape(answer)}(?!\w)", reasoning), example["target"]
