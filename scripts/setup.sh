@@ -46,7 +46,7 @@ if wants node; then
       stale+=(node_modules)
     else
       started=$SECONDS
-      echo "[setup] npm ci: node_modules is missing or stale (about a minute on a fresh clone, docs/training.md)" >&2
+      echo "[setup] npm ci: node_modules is missing or stale (a few minutes on a fresh clone, docs/training.md \"Setting up\")" >&2
       npm ci --no-fund --no-audit --loglevel=error
       echo "$node_stamp" > node_modules/.setup-stamp
       echo "[setup] node_modules ready in $(took)" >&2
@@ -64,7 +64,7 @@ if wants python; then
       started=$SECONDS
       quiet=(--quiet)
       [ "${SETUP_VERBOSE:-0}" = 1 ] && quiet=(--progress-bar off)
-      echo "[setup] python virtual environment .venv: $TORCH_SPEC and requirements.txt (several minutes on a fresh clone, docs/training.md)" >&2
+      echo "[setup] python virtual environment .venv: $TORCH_SPEC and requirements.txt (a few minutes on a fresh clone, docs/training.md \"Setting up\")" >&2
       [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
       .venv/bin/python -m pip install "${quiet[@]}" --disable-pip-version-check --upgrade pip
       .venv/bin/python -m pip install "${quiet[@]}" --disable-pip-version-check "$TORCH_SPEC" \
