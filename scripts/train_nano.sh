@@ -14,8 +14,9 @@
 #   STAGES="grpo export" bash scripts/train_nano.sh # some stages (each reads what the earlier wrote)
 #   DEVICE=cpu bash scripts/train_nano.sh           # force the CPU
 #
-# An interrupted run started again resumes: the data stage skips finished folders, pre-training
-# and SFT continue from their last checkpoint, GRPO from its last checkpoint. $B/timings.txt gets
+# An interrupted run started again resumes: the data stage skips finished folders, finished
+# pre-training phases and SFT are kept, unfinished ones continue from their last checkpoint, GRPO
+# from its last checkpoint. $B/timings.txt gets
 # the seconds of each stage. Sizes are environment variables (defaults below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,14 +33,14 @@ SEEDS=${SEEDS:-"0 1"}
 # Pre-training and its data.
 SCENES=${SCENES:-$([ "$LEVEL" = easy ] && echo 40000 || echo 60000)}  # described scenes for pre-training (seed 2)
 QUESTIONS=${QUESTIONS:-4000}       # GRPO / SFT training questions (seed 1; /evaluate's test split is disjoint)
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 293 || echo 3000)}  # the easy base: 293 (its GPU phase)
-PRETRAIN_BATCH=${PRETRAIN_BATCH:-64}
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 187 || echo 3000)}  # the shipped easy base: 187 x 32
+PRETRAIN_BATCH=${PRETRAIN_BATCH:-$([ "$LEVEL" = easy ] && echo 32 || echo 64)}
 PRETRAIN_LR=${PRETRAIN_LR:-2e-3}
 MIXTURE=${MIXTURE:-$([ "$LEVEL" = easy ] && echo '{"r1":0.05,"tagged":0.25}' || echo '{}')}  # corpus shares replacing trainer/nano/corpus.py's defaults (JSON)
 # GRPO: configs/grpo-nano-r1zero.json; SFT sees as many questions as GRPO's prompts.
 GRPO_CONFIG=${GRPO_CONFIG:-configs/grpo-nano-r1zero.json}
 CONFIG_STEPS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")
-GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 60 || echo "$CONFIG_STEPS")}  # the shipped easy runs: 60
+GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 40 || echo "$CONFIG_STEPS")}  # the shipped easy runs: 40
 GRPO_PROMPTS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompts_per_step'])" "$GRPO_CONFIG")
 if [ "$LEVEL" = easy ]; then SIZE_FLAGS="--level easy"; MAX_PIXELS=${MAX_PIXELS:-28224}; else SIZE_FLAGS=""; MAX_PIXELS=${MAX_PIXELS:-50176}; fi
 export OMP_NUM_THREADS=$THREADS
@@ -47,6 +48,9 @@ mkdir -p "$B"
 touch "$B/timings.txt"
 
 has() { [[ " $STAGES " == *" $1 "* ]]; }
+trained() {  # trained OUT: a finished training run (its model folder is written last) is kept
+  [ -f "$1/model/model.safetensors" ] && echo "(kept $1: finished)" >&2
+}
 stage() {
   local name=$1
   shift
@@ -78,29 +82,29 @@ fi
 #              (the shipped base was cut there), LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
 #    midtrain  MID_STEPS at LR 3e-4 with more identity Q/A and lettered choices (MID_MIXTURE; 0 skips)
 #    Later stages start from the last phase's model ($BASE).
-CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 1635 || echo 0)}
-CONTINUE_STOP=${CONTINUE_STOP:-$([ "$LEVEL" = easy ] && echo 1000 || echo "$CONTINUE_STEPS")}
+CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 400 || echo 0)}
+CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
-MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 400 || echo 0)}
+MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 200 || echo 0)}
 MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.05,"tagged":0.25,"choices":0.5}'}
 BASE=$B/base
 [ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
 [ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
 if has base; then
-  stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" \
+  trained "$B/base" || stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" \
     --steps "$PRETRAIN_STEPS" --batch-size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR" --warmup 100 --max-pixels "$MAX_PIXELS" \
     --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --eval-every 250 --seed 0 \
     --max-seconds "${PRETRAIN_MAX_SECONDS:-0}" $([ -n "${PRETRAIN_MAX_SECONDS:-}" ] && echo --fit-to-time)
   last=$B/base
   if [ "$CONTINUE_STEPS" -gt 0 ]; then
-    stage pretrain-continue "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+    trained "$B/base-continue" || stage pretrain-continue "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
       --out "$B/base-continue" --max-items "$CONTINUE_SCENES" --steps "$CONTINUE_STEPS" --stop-at "$CONTINUE_STOP" \
       --batch-size 16 --lr 1e-3 --warmup 50 --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" \
       --workers "$WORKERS" --threads "$THREADS" --save-every 200 --eval-every 200 --seed 3
     last=$B/base-continue
   fi
   if [ "$MID_STEPS" -gt 0 ]; then
-    stage midtrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+    trained "$B/base-mid" || stage midtrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
       --out "$B/base-mid" --max-items "$CONTINUE_SCENES" --steps "$MID_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
       --max-pixels "$MAX_PIXELS" --mixture "$MID_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
       --save-every 100 --eval-every 100 --seed 4
@@ -118,7 +122,7 @@ fi
 
 # 4. SFT baseline: direct answers, GRPO_STEPS x GRPO_PROMPTS examples.
 if has sft; then
-  stage sft "$PY" -m trainer.nano.sft --model "$BASE/model" --dataset "$B/spatial-synth" --out "$B/sft" \
+  trained "$B/sft" || stage sft "$PY" -m trainer.nano.sft --model "$BASE/model" --dataset "$B/spatial-synth" --out "$B/sft" \
     --steps "$GRPO_STEPS" --batch-size "$GRPO_PROMPTS" --lr 5e-4 --warmup 20 --max-pixels "$MAX_PIXELS" \
     --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0
 fi
