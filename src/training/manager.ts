@@ -480,7 +480,7 @@ export class JobManager {
     } catch (error) {
       if (error instanceof Cancelled) throw error;
       const what = need.kind === 'dataset' ? `generating spatial-synth ${need.split} split (level ${need.level}) into ${need.dir}` : `making ${this.options.backend.environment?.description}`;
-      throw new Error(`preparing failed: ${what}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new Error(`preparing failed: ${what}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     } finally {
       clearTimeout(held);
       active.stopPreparing = undefined;

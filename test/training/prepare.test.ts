@@ -198,10 +198,10 @@ describe('DATA_DIR/spatial-synth, when the synth command wrote it', () => {
 
   test('a job on it goes straight from queued to running', async () => {
     const manager = fx.manager({ fake: { FAKE_STEP_MS: '5' } });
-    let id: string | undefined;
-    const seen = watch(manager, () => id);
+    const watched: { id?: string } = {};
+    const seen = watch(manager, () => watched.id);
     const job = manager.create({ steps: 1 });
-    id = job.id;
+    watched.id = job.id;
     expect(job.request).toMatchObject({ dataset: 'spatial-synth', level: 'standard' });
     expect((await manager.wait(job.id))!.status).toBe('succeeded');
     expect(seen.statuses).toEqual(['running', 'succeeded']);
