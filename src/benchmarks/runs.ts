@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { GenerateRequest, GenerateResult } from '../engine/engine';
 import { EngineError } from '../engine/errors';
-import { promptOpensThink, PromptTemplate } from '../engine/templates';
+import { promptOpensThink, PromptTemplate } from '../engine/prompts';
 import { extractAnswer, isCorrect, scorePredictions, Strategy } from './scoring';
 import { RunRow, RunStatus, RunStore, TERMINAL } from './store';
 import type { LevelName } from './spatial_synth';

@@ -1,10 +1,10 @@
 // Evaluation scoring as pure functions: answer extraction, multiple-choice matching and aggregation.
 // A shared rule with trainer/scoring.py (the reference; the full rules are in its docstring), pinned
-// by test/vectors/scoring.json. Regexes are translated as in src/engine/completion.ts: Python `.`
+// by test/vectors/scoring.json. Regexes are translated as in src/engine/rewards.ts: Python `.`
 // without DOTALL becomes `[^\n]`, with DOTALL `[\s\S]`; a full match is `^...$` without the `m`
 // flag; Python `\s` is `str.isspace`, whose class is derived here from `isPySpace` (not JS `\s`);
 // word boundaries are spelled out with ASCII classes (no `u` flag, no `\b`).
-import { formatReward, isPySpace, pyStrip } from '../engine/completion';
+import { formatReward, isPySpace, pyStrip } from '../engine/rewards';
 import { BENCHMARKS, type BenchmarkName } from './types';
 
 export type ExtractionStrategy = 'r1' | 'strict';

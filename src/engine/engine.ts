@@ -2,7 +2,7 @@
 // dispose. It turns a request (template + question, or chat messages, plus image bytes) into
 // token ids, M-RoPE positions and pixel values, hands the sequence to the model's scheduler, and
 // turns the sampled tokens back into text, think/answer and format_ok. No HTTP here.
-import { parseCompletion } from './completion';
+import { parseCompletion } from './rewards';
 import { EngineError } from './errors';
 import { imageCacheKey } from './feature_cache';
 import { DtypeChoice } from './model_folder';
@@ -12,7 +12,7 @@ import { LoadedModel, ModelEntry, ModelRegistry } from './registry';
 import { FinishReason, StepResult } from './runner/protocol';
 import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling';
 import { SchedulerOptions, SequenceImage, SequenceTimings } from './scheduler';
-import { IMAGE_PLACEHOLDER, PromptTemplate, promptOpensThink, renderPrompt } from './templates';
+import { IMAGE_PLACEHOLDER, PromptTemplate, promptOpensThink, renderPrompt } from './prompts';
 import { ChatMessage } from './tokenizer';
 
 export interface EngineOptions {

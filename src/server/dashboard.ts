@@ -4,7 +4,7 @@
 // user types in); nothing here reads a job, a run or a secret.
 import { dirname, join } from 'node:path';
 import express, { NextFunction, Request, Response, Router } from 'express';
-import { REFLECTION_PATTERN, REFLECTION_WORDS } from '../engine/completion';
+import { REFLECTION_PATTERN, REFLECTION_WORDS } from '../engine/rewards';
 
 /** Beside this module: src/server/dashboard_static, or dist/server/dashboard_static (`npm run build` copies it). */
 export const DASHBOARD_DIR = join(__dirname, 'dashboard_static');
@@ -38,7 +38,7 @@ function securityHeaders(_req: Request, res: Response, next: NextFunction) {
   next();
 }
 
-/** The shared rules the pages apply client-side (src/engine/completion.ts): reflection words. */
+/** The shared rules the pages apply client-side (src/engine/rewards.ts): reflection words. */
 export function dashboardRules() {
   return { reflection_words: REFLECTION_WORDS, reflection_pattern: REFLECTION_PATTERN.source, reflection_flags: 'gi' };
 }

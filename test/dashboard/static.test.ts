@@ -3,7 +3,7 @@
 // Content-Security-Policy that allows this origin only; no file names an external URL; nothing
 // outside the two asset folders can be reached; the page's reflection rule is the shared one.
 import request from 'supertest';
-import { REFLECTION_PATTERN, REFLECTION_WORDS } from '../../src/engine/completion';
+import { REFLECTION_PATTERN, REFLECTION_WORDS } from '../../src/engine/rewards';
 import { createApp } from '../../src/server/app';
 import { DASHBOARD_CSP } from '../../src/server/dashboard';
 import { Engine } from '../../src/engine/engine';

@@ -1,7 +1,7 @@
 // Prompt templates render the same strings as trainer/prompts.py and, through the tiny-random
 // tokenizer, the same input ids (test/vectors/templates.json).
 import { EngineError } from '../../src/engine/errors';
-import { isPromptTemplate, PROMPT_TEMPLATES, PromptTemplate, promptOpensThink, renderPrompt } from '../../src/engine/templates';
+import { isPromptTemplate, PROMPT_TEMPLATES, PromptTemplate, promptOpensThink, renderPrompt } from '../../src/engine/prompts';
 import { ChatMessage, Tokenizer } from '../../src/engine/tokenizer';
 import { loadVectors, TINY_MODEL_DIR } from '../helpers/vectors';
 

@@ -11,7 +11,7 @@ import {
   parseCompletion,
   pyStrip,
   REFLECTION_WORDS,
-} from '../../src/engine/completion';
+} from '../../src/engine/rewards';
 import { loadVectors } from '../helpers/vectors';
 
 interface RewardCase {

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Request, Response, Router } from 'express';
 import type { GenerateRequest, GenerateResult } from '../../engine/engine';
-import { promptOpensThink } from '../../engine/templates';
+import { promptOpensThink } from '../../engine/prompts';
 import type { ChatMessage } from '../../engine/tokenizer';
 import type { AppContext } from '../app';
 import { errorBody, HttpError, toHttpError } from '../errors';

@@ -1,6 +1,6 @@
 // Completions shown as the paper reads them: the think block, the answer block and the tags set
 // apart, and self-reflection words marked. The reflection pattern is the service's own shared
-// rule (src/engine/completion.ts, served as /dashboard/rules.json), not a copy.
+// rule (src/engine/rewards.ts, served as /dashboard/rules.json), not a copy.
 import { getJson } from './api.js';
 import { el } from './dom.js';
 
