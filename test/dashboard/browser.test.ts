@@ -3,17 +3,20 @@
 // writes metrics and rollouts) and two real evaluation runs. Each view is loaded and checked for
 // data: the curves hold the job's points and take a new step live from the events stream, the
 // rollouts are highlighted, the bars cover the runs' tasks, the predictions (with images) are
-// listed and filtered, Try it streams an answer, and Cancel stops the job. The page may request
+// listed and filtered, Try it streams an answer, and Cancel stops the job; a job waiting for the
+// trainer's environment (a stand-in the test controls) shows `preparing`, what is being made, and
+// then `running`. The page may request
 // nothing outside the service and may log no error (a CSP violation would be one). Screenshots go
 // to test-output/dashboard/.
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
 import request from 'supertest';
+import type { TrainerBackend, TrainerEnvironment } from '../../src/training/backend';
 import { JobManager } from '../../src/training/manager';
 import { startTestService, TestService } from '../helpers/app';
 import { vectorPng } from '../helpers/service';
-import { until } from '../helpers/training';
+import { fakeBackend, until } from '../helpers/training';
 import { REPO_ROOT } from '../helpers/vectors';
 
 // Callbacks run in the page; the project compiles without the DOM library.
@@ -26,6 +29,22 @@ const TOKEN = 'dashboard-e2e-token-7d21f0';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 /** Steps the fake trainer makes before it hangs (until cancelled). */
 const STEPS_BEFORE_HANG = 4;
+
+/** The trainer's environment as the test makes it: needed when the test says, made when it says. */
+const setup: { needed: boolean; say: (line: string) => void; finish: () => void } = { needed: false, say: () => undefined, finish: () => undefined };
+const environment: TrainerEnvironment = {
+  description: 'the test environment',
+  needed: () => setup.needed,
+  make: (log) =>
+    new Promise<void>((resolve) => {
+      setup.say = log;
+      log('Collecting torch');
+      setup.finish = () => {
+        setup.needed = false;
+        resolve();
+      };
+    }),
+};
 
 interface Prediction {
   id: string;
@@ -55,7 +74,11 @@ describe('dashboard in a browser', () => {
       adminToken: TOKEN,
       env: { MAX_NEW_TOKENS: '64' },
       runs: { concurrency: 8 },
-      jobs: { fake: { FAKE_TRAINER: 'hang', FAKE_HANG_AFTER: String(STEPS_BEFORE_HANG), FAKE_ROLLOUTS: '3', FAKE_STEP_MS: '10' }, maxConcurrent: 2 },
+      jobs: () => {
+        const fake = fakeBackend({ FAKE_TRAINER: 'hang', FAKE_HANG_AFTER: String(STEPS_BEFORE_HANG), FAKE_ROLLOUTS: '3', FAKE_STEP_MS: '10' });
+        const backend: TrainerBackend = { name: fake.name, environment, start: (spec) => fake.start(spec), attach: (spec, ref) => fake.attach(spec, ref) };
+        return { backend, maxConcurrent: 2 };
+      },
       listen: true,
     });
     ({ jobs, app } = service);
@@ -180,6 +203,32 @@ describe('dashboard in a browser', () => {
     await page.click('#job-cancel');
     await page.waitForSelector('#job-status[data-status="cancelled"]', { timeout: 20_000 });
     expect(jobs.get(jobId)?.status).toBe('cancelled');
+  });
+
+  test('training: a preparing job shows its badge and what is being made, live, then runs', async () => {
+    // The page still holds the token (previous test). The next job finds the environment missing.
+    setup.needed = true;
+    const created = await request(app).post('/admin/train').set(auth).send({ steps: 10 }).expect(202);
+    const id: string = created.body.id;
+    await until(() => jobs.get(id)?.preparing?.message === 'Collecting torch', 20_000, 'the job to wait for the environment');
+    await page.click('#jobs-refresh');
+    await page.click(`#job-list tr[data-id="${id}"]`);
+    await page.waitForSelector(`#job-list tr[data-id="${id}"] .badge-preparing`);
+    await page.waitForSelector('#job-status[data-status="preparing"] .badge-preparing');
+    await page.waitForSelector('#job-preparing[data-stage="environment"]:not([hidden]):has-text("Collecting torch")');
+    expect(await page.textContent('#job-preparing')).toBe('Collecting torch');
+    expect(await page.textContent('#job-progress')).toBe("making the trainer's environment");
+
+    // A new line of the setup arrives through the events stream's `status` events.
+    setup.say('Installing collected packages: torch');
+    await page.waitForSelector('#job-preparing:has-text("Installing collected packages: torch")', { timeout: 10_000 });
+    await page.screenshot({ path: join(OUT, 'training-preparing.png'), fullPage: true });
+
+    // Made: the trainer starts and the page says so.
+    setup.finish();
+    await page.waitForSelector('#job-status[data-status="running"] .badge-running', { timeout: 20_000 });
+    expect(await page.isVisible('#job-preparing')).toBe(false);
+    expect((await request(app).post(`/admin/train/${id}/cancel?wait=true`).set(auth).expect(200)).body.status).toBe('cancelled');
   });
 
   test('try it: an uploaded image and a question, the answer streamed', async () => {

@@ -7,6 +7,7 @@ import { REFLECTION_PATTERN, REFLECTION_WORDS } from '../../src/engine/rewards';
 import { createApp } from '../../src/server/app';
 import { DASHBOARD_CSP } from '../../src/server/dashboard';
 import { Engine } from '../../src/engine/engine';
+import { JOB_STATUSES } from '../../src/training/store';
 import { engineFor, testConfig } from '../helpers/service';
 
 type App = ReturnType<typeof createApp>['app'];
@@ -145,6 +146,14 @@ describe('dashboard files', () => {
     expect(html).not.toMatch(/\sstyle=/i);
     expect(html).not.toMatch(/\son[a-z]+=/i);
     for (const file of served) expect(file.body).not.toMatch(/Bearer [A-Za-z0-9]/);
+  });
+
+  test('every training job status has a badge style; preparing its own', () => {
+    const css = served.find((f) => f.path === '/dashboard/style.css')!.body;
+    const rules = [...css.matchAll(/^([^{}\n]*\.badge-[^{}\n]*)\{/gm)].map((m) => m[1].split(',').map((s) => s.trim()));
+    for (const status of JOB_STATUSES) expect({ status, styled: rules.some((selectors) => selectors.includes(`.badge-${status}`)) }).toEqual({ status, styled: true });
+    // Not shared with queued and running: a job that is generating its data set looks different.
+    expect(rules.filter((selectors) => selectors.includes('.badge-preparing'))).toEqual([['.badge-preparing']]);
   });
 
   test('rules.json carries the shared reflection rule', async () => {

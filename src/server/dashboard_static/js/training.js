@@ -1,7 +1,9 @@
 // Training view: the job list, live curves of a job from its events stream (reward and its
 // accuracy/format parts, mean completion length, reflection rate, KL against step), the sampled
-// rollouts of a step, and the admin actions (start, cancel, load the exported model). The
-// training API is admin-only: nothing is asked for until the user has given the token.
+// rollouts of a step, and the admin actions (start, cancel, load the exported model). A
+// `preparing` job (its split generated, the trainer's .venv made) shows what is made and how far,
+// live from the stream's `status` events. The training API is admin-only: nothing is asked for
+// until the user has given the token.
 import { call, getJson, hasToken, onTokenChange, sendJson, serverEvents } from './api.js';
 import { lineChart } from './charts.js';
 import { renderCompletion } from './completion.js';
@@ -121,12 +123,46 @@ function renderJobList() {
           onkeydown: (e) => e.key === 'Enter' && (location.hash = `#training/${job.id}`),
         },
         el('td', { title: job.id }, shortId(job.id)),
-        el('td', {}, badge(job.status)),
+        statusCell(job),
         el('td', {}, `${job.progress.step}${total ? ` / ${total}` : ''}`),
         el('td', {}, number(job.metrics?.reward)),
       ),
     );
   }
+}
+
+/** What a preparing job is making, or null when it is not preparing. */
+function preparingOf(job) {
+  return job.status === 'preparing' ? (job.preparing ?? null) : null;
+}
+
+const counted = (p) => typeof p.done === 'number' && typeof p.total === 'number' && p.total > 0;
+
+/** The list's status cell: the badge, and a preparing job's items done of all. */
+function statusCell(job) {
+  const preparing = preparingOf(job);
+  return el(
+    'td',
+    { class: 'job-status', title: preparing?.message },
+    badge(job.status),
+    preparing && counted(preparing) ? ` ${preparing.done}/${preparing.total}` : '',
+  );
+}
+
+/** A `status` event of the job's stream: its status, and what it is preparing (null otherwise). */
+function applyStatus(id, data) {
+  const index = state.jobs.findIndex((j) => j.id === id);
+  const known = index >= 0 ? state.jobs[index] : state.job?.id === id ? state.job : null;
+  if (!known || !data?.status) return;
+  const job = { ...known, status: data.status, preparing: data.preparing ?? null };
+  if (index >= 0) {
+    state.jobs[index] = job;
+    const row = [...$('#job-list tbody').rows].find((r) => r.dataset.id === id);
+    // Progress alone changes one cell; a new status may change the rest (a rendered list anyway).
+    if (row && known.status === job.status) row.cells[1].replaceWith(statusCell(job));
+    else renderJobList();
+  }
+  if (state.selected === id) showJob(job);
 }
 
 function ensureCharts() {
@@ -158,11 +194,23 @@ function showJob(job) {
   status.append(badge(job.status));
   status.dataset.status = job.status;
   const total = job.progress.total_steps;
-  $('#job-progress').textContent = `step ${job.progress.step}${total ? ` of ${total}` : ''}`;
+  const preparing = preparingOf(job);
+  $('#job-progress').textContent = preparing
+    ? preparing.stage === 'dataset'
+      ? `generating the data set${counted(preparing) ? `: ${preparing.done} of ${preparing.total} items` : ''}`
+      : "making the trainer's environment"
+    : `step ${job.progress.step}${total ? ` of ${total}` : ''}`;
+  const box = clear($('#job-preparing'));
+  box.hidden = !preparing;
+  box.dataset.stage = preparing?.stage ?? '';
+  if (preparing) {
+    box.append(el('span', { class: 'preparing-message' }, preparing.message ?? ''));
+    if (counted(preparing)) box.append(el('progress', { max: preparing.total, value: preparing.done }));
+  }
   const request = job.request ?? {};
   $('#job-meta').textContent = [
     `base model ${request.base_model ?? '–'}`,
-    `data set ${request.dataset ?? '–'}`,
+    `data set ${request.dataset ?? '–'}${request.level ? ` (${request.level})` : ''}`,
     `template ${request.template ?? 'r1'}`,
     `created ${when(job.created_at)}`,
     job.finished_at ? `finished ${when(job.finished_at)}` : null,
@@ -194,6 +242,8 @@ async function follow(id) {
         state.points.set(message.data.step, message.data);
         queueDraw();
         queueRollouts();
+      } else if (message.event === 'status') {
+        applyStatus(id, message.data);
       } else if (message.event === 'done') {
         if (message.data.job) {
           const index = state.jobs.findIndex((j) => j.id === id);
