@@ -34,7 +34,8 @@ def read_split(dataset_dir: str | Path, split: str, max_items: int = 0) -> tuple
     root = Path(dataset_dir)
     path = root / f"{split}.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"no {split}.jsonl in {root}: write one with `npm run synth -- --out {root}` or `npm run prepare-data`")
+        raise FileNotFoundError(f"no {split}.jsonl in {root}: write one with `npm run synth -- --out {root}` or `npm run prepare-data` "
+                                "(a service job with dataset spatial-synth generates its split itself, into STATE_DIR/datasets)")
     items: list[Item] = []
     skipped = {"multi_image": 0, "no_image": 0}
     with path.open() as lines:

@@ -46,7 +46,10 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (run_id, item_id)
    );
    CREATE INDEX eval_predictions_order ON eval_predictions(run_id, item_index);`,
-  // 1 -> 2: training jobs (src/training/store.ts) and their per-step metrics.
+  // 1 -> 2: training jobs (src/training/store.ts) and their per-step metrics. train_jobs.status is
+  // queued | preparing | running | succeeded | failed | cancelled (JobStatus); `preparing` came
+  // later and needed no migration (the column is free text), so the released SQL comment below
+  // still lists the original five.
   `CREATE TABLE train_jobs (
      id TEXT PRIMARY KEY,
      status TEXT NOT NULL,           -- queued | running | succeeded | failed | cancelled
