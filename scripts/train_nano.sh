@@ -82,10 +82,10 @@ fi
 #              (the shipped base was cut there), LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
 #    midtrain  MID_STEPS at LR 3e-4 with more identity Q/A and lettered choices (MID_MIXTURE; 0 skips)
 #    Later stages start from the last phase's model ($BASE).
-CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 400 || echo 0)}
-CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
+CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 800 || echo 0)}
+CONTINUE_STOP=${CONTINUE_STOP:-$([ "$LEVEL" = easy ] && echo 400 || echo "$CONTINUE_STEPS")}  # the shipped base: 400 of 800
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
-MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 200 || echo 0)}
+MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 100 || echo 0)}
 MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.05,"tagged":0.25,"choices":0.5}'}
 BASE=$B/base
 [ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
@@ -128,12 +128,28 @@ if has sft; then
 fi
 
 # 5. R1-Zero: GRPO on the base with the r1 template, one run per seed.
-if has grpo; then
-  for seed in $SEEDS; do
-    stage "grpo-seed$seed" "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$BASE/model" \
-      --dataset "$B/spatial-synth" --output-dir "$B/grpo-seed$seed" --export-dir "$B/grpo-seed$seed/model" \
-      --job-id "nano-r1zero-seed$seed" --seed "$seed" --device "$DEVICE" --threads "$THREADS" --steps "$GRPO_STEPS"
+#    GRPO_PARALLEL=1 runs the seeds at once, the threads shared out: on a CPU a step is mostly
+#    token-by-token generation, which keeps one core busy, so two runs of one thread finish sooner.
+grpo() {  # grpo SEED THREADS
+  "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$BASE/model" \
+    --dataset "$B/spatial-synth" --output-dir "$B/grpo-seed$1" --export-dir "$B/grpo-seed$1/model" \
+    --job-id "nano-r1zero-seed$1" --seed "$1" --device "$DEVICE" --threads "$2" --steps "$GRPO_STEPS"
+}
+grpo_parallel() {
+  local seeds=($SEEDS) pids=() seed
+  local each=$(( THREADS / ${#seeds[@]} > 0 ? THREADS / ${#seeds[@]} : 1 ))
+  for seed in "${seeds[@]}"; do
+    grpo "$seed" "$each" > "$B/grpo-seed$seed.log" 2>&1 &
+    pids+=($!)
   done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+}
+if has grpo; then
+  if [ "${GRPO_PARALLEL:-0}" = 1 ]; then
+    stage grpo-seeds grpo_parallel
+  else
+    for seed in $SEEDS; do stage "grpo-seed$seed" grpo "$seed" "$THREADS"; done
+  fi
 fi
 
 # 6. Servable folders: safetensors + ONNX (fp32) in the onnx-community layout.

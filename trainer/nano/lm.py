@@ -258,7 +258,10 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
         return save(model, config.model, out / "model")
     order = data_order(len(examples), config.steps, config.batch_size, config.seed,
                        [example_length(e) for e in examples], config.length_window)
-    loader = batches(examples, order, config.batch_size, start, batcher, config.workers)
+    # A run resumed at or past --stop-at only writes its validation and model (a run stopped early
+    # by a signal, then cut at its last checkpoint).
+    stopped = bool(config.stop_at) and start >= config.stop_at
+    loader = [] if stopped else batches(examples, order, config.batch_size, start, batcher, config.workers)
     metrics = JsonlWriter(out / "metrics.jsonl")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
     model.train()

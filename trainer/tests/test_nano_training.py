@@ -101,6 +101,12 @@ def test_pretrain_resumes_from_its_checkpoint_and_reports_the_image_gap(synth_di
     assert pretrain.main([*args, "--out", str(whole), "--steps", "4"]) == 0
     assert pretrain.main([*args, "--out", str(parts), "--steps", "4", "--stop-at", "1"]) == 0
     assert json.loads((parts / "validation.json").read_text())["step"] == 1
+    # Run again with --stop-at at its checkpoint: the model of step 2, nothing trained.
+    cut = tmp_path / "cut"
+    assert pretrain.main([*args, "--out", str(cut), "--steps", "4", "--stop-at", "2"]) == 0
+    assert pretrain.main([*args, "--out", str(cut), "--steps", "4", "--stop-at", "2"]) == 0
+    assert json.loads((cut / "validation.json").read_text())["step"] == 2
+    assert [json.loads(line)["step"] for line in (cut / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert pretrain.main([*args, "--out", str(parts), "--steps", "4"]) == 0
     steps = [json.loads(line)["step"] for line in (parts / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]
