@@ -83,7 +83,7 @@ fi
 #    midtrain  MID_STEPS at LR 3e-4 with more identity Q/A and lettered choices (MID_MIXTURE; 0 skips)
 #    Later stages start from the last phase's model ($BASE).
 CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 800 || echo 0)}
-CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
+CONTINUE_STOP=${CONTINUE_STOP:-$([ "$LEVEL" = easy ] && echo 400 || echo "$CONTINUE_STEPS")}  # the shipped base: cut at 400 of 800
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
 MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 100 || echo 0)}
 MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.05,"tagged":0.25,"choices":0.5}'}
