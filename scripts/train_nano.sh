@@ -75,39 +75,53 @@ if has data; then
   stage synth-questions synth "$B/spatial-synth" --train "$QUESTIONS" --val 200 --test 0 --seed 1
 fi
 
-# 2. The base, in up to three phases, each continuing the one before and resuming from its own
-#    checkpoint when interrupted (docs/embedded-model.md, "Pre-training"):
-#    base      from scratch on the corpus mixture: PRETRAIN_STEPS x PRETRAIN_BATCH at PRETRAIN_LR
-#    continue  more of the same at batch 16: CONTINUE_STOP steps of a CONTINUE_STEPS-step schedule
-#              (the shipped base was cut there), LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
+# 2. The base: a vision stage, then language-model pre-training in up to three phases, each
+#    continuing the one before and resuming from its own checkpoint when interrupted
+#    (docs/embedded-model.md, "Pre-training"):
+#    vision    the vision tower alone on dense colour/shape labels of the pre-training scenes
+#              (VISION_STEPS x 64; 0 skips it), then kept frozen in every phase below
+#    base      the corpus mixture: PRETRAIN_STEPS x PRETRAIN_BATCH at PRETRAIN_LR
+#    continue  more of the same at batch 16: CONTINUE_STOP steps of a CONTINUE_STEPS-step schedule,
+#              LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
 #    midtrain  MID_STEPS at LR 3e-4 with more identity Q/A and lettered choices (MID_MIXTURE; 0 skips)
 #    Later stages start from the last phase's model ($BASE).
-CONTINUE_STEPS=${CONTINUE_STEPS:-$([ "$LEVEL" = easy ] && echo 800 || echo 0)}
-CONTINUE_STOP=${CONTINUE_STOP:-$([ "$LEVEL" = easy ] && echo 400 || echo "$CONTINUE_STEPS")}  # the shipped base: cut at 400 of 800
+VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}
+CONTINUE_STEPS=${CONTINUE_STEPS:-0}
+CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
 MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 100 || echo 0)}
-MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.05,"tagged":0.25,"choices":0.5}'}
+MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.15,"tagged":0.4,"choices":0.5}'}  # r1 and tagged at the corpus defaults
 BASE=$B/base
 [ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
 [ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
+pretrain_args=(--data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" --batch-size "$PRETRAIN_BATCH"
+  --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0)
+FROM=()
+FREEZE=()
 if has base; then
-  trained "$B/base" || stage pretrain "$PY" -m trainer.nano.pretrain --data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" \
-    --steps "$PRETRAIN_STEPS" --batch-size "$PRETRAIN_BATCH" --lr "$PRETRAIN_LR" --warmup 100 --max-pixels "$MAX_PIXELS" \
-    --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --eval-every 250 --seed 0 \
+  if [ "$VISION_STEPS" -gt 0 ]; then
+    [ -f "$B/base/init/model.safetensors" ] || stage pretrain-init "$PY" -m trainer.nano.pretrain "${pretrain_args[@]}" --init-only
+    stage vision "$PY" -m trainer.nano.vision --model "$B/base/init" --data "$B/pretrain" --out "$B/vision" \
+      --steps "$VISION_STEPS" --batch-size 64 --lr 2e-3 --max-pixels "$MAX_PIXELS" --device "$DEVICE" --threads "$THREADS"
+    FROM=(--continue-from "$B/vision/model")
+    FREEZE=(--freeze-vision)
+  fi
+  trained "$B/base" || stage pretrain "$PY" -m trainer.nano.pretrain "${pretrain_args[@]}" "${FROM[@]}" "${FREEZE[@]}" \
+    --steps "$PRETRAIN_STEPS" --lr "$PRETRAIN_LR" --warmup 100 --eval-every 50 --save-every 50 \
     --max-seconds "${PRETRAIN_MAX_SECONDS:-0}" $([ -n "${PRETRAIN_MAX_SECONDS:-}" ] && echo --fit-to-time)
   last=$B/base
   if [ "$CONTINUE_STEPS" -gt 0 ]; then
     trained "$B/base-continue" || stage pretrain-continue "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
       --out "$B/base-continue" --max-items "$CONTINUE_SCENES" --steps "$CONTINUE_STEPS" --stop-at "$CONTINUE_STOP" \
       --batch-size 16 --lr 1e-3 --warmup 50 --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" \
-      --workers "$WORKERS" --threads "$THREADS" --save-every 200 --eval-every 200 --seed 3
+      --workers "$WORKERS" --threads "$THREADS" --save-every 200 --eval-every 200 --seed 3 "${FREEZE[@]}"
     last=$B/base-continue
   fi
   if [ "$MID_STEPS" -gt 0 ]; then
     trained "$B/base-mid" || stage midtrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
       --out "$B/base-mid" --max-items "$CONTINUE_SCENES" --steps "$MID_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
       --max-pixels "$MAX_PIXELS" --mixture "$MID_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
-      --save-every 100 --eval-every 100 --seed 4
+      --save-every 100 --eval-every 100 --seed 4 "${FREEZE[@]}"
   fi
 fi
 

@@ -63,6 +63,9 @@ class LMConfig:
     fit_to_time: bool = False
     stop_at: int = 0  # end the run after this step (the schedule still spans `steps`); 0 = run to the end
     length_window: int = 32  # batch examples of similar length within runs of this many batches (0 = random)
+    # Keep the vision tower (merger included) as it is: the decoder learns to read a pre-trained
+    # encoder (trainer.nano.vision) instead of collapsing it (LLaVA's first stage does the same).
+    freeze_vision: bool = False
 
     def __post_init__(self):
         for name in ("steps", "batch_size"):
@@ -213,6 +216,8 @@ def param_groups(model, weight_decay: float) -> list[dict]:
     "embed" in its name too) its weights grew without bound and the image features with them."""
     decay, other = [], []
     for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
         (decay if p.ndim >= 2 and "embed_tokens" not in name and "lm_head" not in name else other).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": other, "weight_decay": 0.0}]
 
@@ -242,6 +247,8 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
     source = checkpoint if resume else Path(config.model)
     model = Qwen2VLForConditionalGeneration.from_pretrained(str(source), dtype=torch.float32, attn_implementation="sdpa")
     model.to(device)
+    if config.freeze_vision:
+        model.model.visual.requires_grad_(False)
     processor = load_processor(config.model, max_pixels=config.max_pixels, min_pixels=config.min_pixels)
     batcher = Batcher(processor)
     optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.learning_rate, betas=(0.9, 0.95))
@@ -280,7 +287,8 @@ def train(config: LMConfig, examples: list[dict], name: str = "lm", validation: 
                 loss = model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                                       config.max_grad_norm)
             optimizer.step()
             step += 1
             if step % config.log_every == 0 or step == config.steps:

@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --max-seconds: shorten --steps to what the measured speed fits, so the schedule completes")
     parser.add_argument("--length-window", type=int, default=LMConfig.length_window,
                         help="batch documents of similar length within runs of this many batches (0 = random batches)")
+    parser.add_argument("--init-only", action="store_true",
+                        help="write the tokenizer and the random-initialised model to <out>/init, and stop")
+    parser.add_argument("--freeze-vision", action="store_true",
+                        help="keep the vision tower as it is (a tower pre-trained by trainer.nano.vision)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mixture", type=json.loads, default={},
                         help='shares replacing the corpus defaults, as JSON: \'{"text_qa": 0.3, "description": 0.5}\'')
@@ -93,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         init = build_init(examples, args.questions, args.out / "init", args.preset, args.seed, args.max_pixels)
         print(f"[pretrain] initial model and tokenizer in {init}", file=sys.stderr)
+        if args.init_only:
+            return 0
     config = LMConfig(model=str(init), out=str(args.out), steps=args.steps, batch_size=args.batch_size,
                       learning_rate=args.lr, warmup_steps=args.warmup, max_pixels=args.max_pixels,
                       seed=args.seed, threads=args.threads, device=args.device, workers=args.workers,
                       save_every=args.save_every, eval_every=args.eval_every, max_seconds=args.max_seconds,
                       fit_to_time=args.fit_to_time, stop_at=args.stop_at,
-                      length_window=args.length_window)
+                      length_window=args.length_window, freeze_vision=args.freeze_vision)
     model = train(config, examples, name="pretrain", validation=held_out)
     print(f"[pretrain] base model in {model}", file=sys.stderr)
     return 0
