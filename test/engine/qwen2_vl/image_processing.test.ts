@@ -480,19 +480,6 @@ describe('resizeBicubic', () => {
       expect(resizeBicubic(flat, w, h).data.every((x) => x === 173)).toBe(true);
     }
   });
-
-  test('1000x1000 -> 448x448 takes well under 100 ms', () => {
-    const image = noise(1000, 1000);
-    resizeBicubic(image, 448, 448);
-    const times: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const start = process.hrtime.bigint();
-      resizeBicubic(image, 448, 448);
-      times.push(Number(process.hrtime.bigint() - start) / 1e6);
-    }
-    times.sort((a, b) => a - b);
-    expect(times[2]).toBeLessThan(100);
-  });
 });
 
 describe('pixelValuesFromRgb', () => {
