@@ -33,7 +33,7 @@ SEEDS=${SEEDS:-"0 1"}
 # Pre-training and its data.
 SCENES=${SCENES:-$([ "$LEVEL" = easy ] && echo 40000 || echo 60000)}  # described scenes for pre-training (seed 2)
 QUESTIONS=${QUESTIONS:-4000}       # GRPO / SFT training questions (seed 1; /evaluate's test split is disjoint)
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 187 || echo 3000)}  # the shipped easy base: 187 x 32
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 600 || echo 3000)}  # the shipped easy base: 600 x 32
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-$([ "$LEVEL" = easy ] && echo 32 || echo 64)}
 PRETRAIN_LR=${PRETRAIN_LR:-2e-3}
 MIXTURE=${MIXTURE:-$([ "$LEVEL" = easy ] && echo '{"r1":0.05,"tagged":0.25}' || echo '{}')}  # corpus shares replacing trainer/nano/corpus.py's defaults (JSON)

@@ -1,5 +1,5 @@
 // The service's configuration: one validated schema read once at start, every default in one
-// place. Each variable is documented in the README ("Configuration").
+// place. Each variable is documented in docs/configuration.md.
 import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
@@ -115,8 +115,8 @@ export interface Config {
   warmup: boolean;
 }
 
-/** The model shipped in models/ that a fresh clone serves: the project's trained base (docs/embedded-model.md). */
-export const EMBEDDED_MODEL = 'nano-base';
+/** The model shipped in models/ that a fresh clone serves: the project's R1-Zero GRPO policy (docs/embedded-model.md). */
+export const EMBEDDED_MODEL = 'nano-r1zero';
 // src/config.ts and dist/config.js both sit one level below the repository root.
 export const REPO_ROOT = resolve(__dirname, '..');
 

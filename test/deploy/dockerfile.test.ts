@@ -383,7 +383,7 @@ describe('the runtime stage, replayed from a clean production install', () => {
     const body = (await generated.json()) as { model: string; text: string; usage: { completion_tokens: number } };
     expect(generated.status).toBe(200);
     // The image serves the embedded trained model (it may end its answer before the 4 tokens).
-    expect(body).toMatchObject({ model: 'nano-base', text: expect.any(String) });
+    expect(body).toMatchObject({ model: 'nano-r1zero', text: expect.any(String) });
     expect(body.usage.completion_tokens).toBeGreaterThan(0);
     expect(body.usage.completion_tokens).toBeLessThanOrEqual(4);
 

@@ -1,13 +1,13 @@
-// The service's model choice when nothing is configured: the project's trained base model.
+// The service's model choice when nothing is configured: the project's trained R1-Zero model.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { EMBEDDED_MODEL, loadConfig, REPO_ROOT } from '../../src/config';
 
 describe('default model', () => {
-  test('with no MODEL_DIR or DEFAULT_MODEL a fresh clone serves the shipped, trained nano-base', () => {
-    expect(EMBEDDED_MODEL).toBe('nano-base');
-    expect(loadConfig({}).defaultModel).toBe('nano-base');
+  test('with no MODEL_DIR or DEFAULT_MODEL a fresh clone serves the shipped, trained nano-r1zero', () => {
+    expect(EMBEDDED_MODEL).toBe('nano-r1zero');
+    expect(loadConfig({}).defaultModel).toBe('nano-r1zero');
     for (const graph of ['embed_tokens', 'vision_encoder', 'decoder_model_merged']) {
       expect(existsSync(join(REPO_ROOT, 'models', EMBEDDED_MODEL, 'onnx', `${graph}.onnx`))).toBe(true);
     }
