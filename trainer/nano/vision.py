@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
-        record = {"step": step, "total_steps": args.steps, "loss": float(loss), "learning_rate": lr,
+        record = {"step": step, "total_steps": args.steps, "loss": loss.item(), "learning_rate": lr,
                   "seconds": time.time() - started}
         if step % args.eval_every == 0 or step == args.steps:
             record.update(evaluate(visual, heads, val_batch))
