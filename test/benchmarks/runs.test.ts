@@ -1,14 +1,18 @@
 // Evaluation runs: scoring through the engine, storage, resume after an interruption without
-// re-scoring or losing items, cancel, overload back-off, unusable items.
+// re-scoring or losing items (or samples), several samples per item, response statistics, cancel,
+// overload back-off, unusable items, and the migration to per-sample storage.
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EvalRuns, EvaluateParams, Generator } from '../../src/benchmarks/runs';
+import { passAtK } from '../../src/benchmarks/scoring';
 import { splitLoader } from '../../src/benchmarks/splits';
-import { RunStore } from '../../src/benchmarks/store';
+import { PredictionRow, RunStore } from '../../src/benchmarks/store';
 import { Engine, GenerateResult } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/errors';
-import { Db, openDatabase } from '../../src/storage/database';
+import { hasReflection } from '../../src/engine/rewards';
+import { Db, MIGRATIONS, openDatabase } from '../../src/storage/database';
 import { testEngine } from '../helpers/service';
 
 const PARAMS: EvaluateParams = { benchmark: 'spatial-synth', limit: 12, template: 'r1', strategy: 'r1', maxNewTokens: 6, model: 'tiny-random' };
@@ -39,18 +43,84 @@ describe('evaluation runs', () => {
     expect(created).toMatchObject({ status: 'queued', progress: { done: 0, total: 12 } });
     const run = await runs.wait(created.id);
     expect(run).toMatchObject({ status: 'succeeded', progress: { done: 12, total: 12 } });
+    const stats = {
+      completion_tokens: { mean: expect.any(Number), min: expect.any(Number), p25: expect.any(Number), p50: expect.any(Number), p75: expect.any(Number), p90: expect.any(Number), max: expect.any(Number) },
+      reflection_rate: expect.any(Number),
+      off_option_rate: expect.any(Number),
+    };
+    const taskScore = { n: 3, accuracy: expect.any(Number), format_rate: expect.any(Number), pass_at_k: { '1': expect.any(Number) }, majority_accuracy: expect.any(Number), stats };
     expect(run!.result).toEqual({
       n: 12,
+      samples: 1,
+      responses: 12,
       accuracy: expect.any(Number),
       format_rate: expect.any(Number),
-      by_task: { Count: { n: 3, accuracy: expect.any(Number) }, Depth: expect.any(Object), Distance: expect.any(Object), Relation: expect.any(Object) },
+      pass_at_k: { '1': expect.any(Number) },
+      majority_accuracy: expect.any(Number),
+      stats,
+      by_task: { Count: taskScore, Depth: taskScore, Distance: taskScore, Relation: taskScore },
       official: { name: 'accuracy', score: expect.any(Number) },
       strategy: 'r1',
       template: 'r1',
     });
     const predictions = [...runs.predictions(created.id)];
     expect(predictions.map((p) => p.item_index)).toEqual([...Array(12).keys()]);
-    expect(predictions[0]).toMatchObject({ item_id: 'spatial-synth/test/000000', gold: expect.stringMatching(/^[A-D]$/) });
+    expect(predictions[0]).toMatchObject({ item_id: 'spatial-synth/test/000000', sample: 0, gold: expect.stringMatching(/^[A-D]$/) });
+    // The response statistics are those of the stored responses (tokens as the engine counted them).
+    const result = run!.result as { accuracy: number; pass_at_k: Record<string, number>; stats: { completion_tokens: { mean: number; max: number }; reflection_rate: number } };
+    const tokens = predictions.map((p) => p.completion_tokens as number);
+    expect(tokens.every((t) => t >= 1 && t <= PARAMS.maxNewTokens)).toBe(true);
+    expect(result.stats.completion_tokens.mean).toBeCloseTo(tokens.reduce((a, b) => a + b, 0) / 12, 12);
+    expect(result.stats.completion_tokens.max).toBe(Math.max(...tokens));
+    expect(result.stats.reflection_rate).toBe(predictions.filter((p) => hasReflection(p.prediction)).length / 12);
+    // With one greedy response per item, pass@1 is the accuracy.
+    expect(result.pass_at_k['1']).toBeCloseTo(result.accuracy, 12);
+  });
+
+  test('several samples per item: every response stored, pass@k and majority vote from them, reproducible by seed', async () => {
+    const runs = runsWith();
+    const params: EvaluateParams = { ...PARAMS, limit: 4, samples: 3, temperature: 1, seed: 7 };
+    const created = await runs.create(params);
+    expect(created.progress.total).toBe(12); // responses: 4 items x 3 samples
+    const run = await runs.wait(created.id);
+    expect(run).toMatchObject({ status: 'succeeded', progress: { done: 12, total: 12 }, result: { n: 4, samples: 3, responses: 12 } });
+    const predictions = [...runs.predictions(created.id)];
+    expect(predictions.map((p) => [p.item_index, p.sample])).toEqual([0, 1, 2, 3].flatMap((i) => [0, 1, 2].map((s) => [i, s])));
+    const result = run!.result as { pass_at_k: Record<string, number>; majority_accuracy: number };
+    expect(Object.keys(result.pass_at_k)).toEqual(['1', '2', '3']);
+    let expected3 = 0;
+    for (let i = 0; i < 4; i++) {
+      const c = predictions.filter((p) => p.item_index === i && p.correct === 1).length;
+      expected3 += passAtK(3, c, 3) / 4;
+    }
+    expect(result.pass_at_k['3']).toBeCloseTo(expected3, 12);
+    expect(result.pass_at_k['1']).toBeLessThanOrEqual(result.pass_at_k['2']);
+    expect(result.pass_at_k['2']).toBeLessThanOrEqual(result.pass_at_k['3']);
+    // The same seed draws the same responses.
+    const again = await runs.wait((await runs.create(params)).id);
+    expect([...runs.predictions(again!.id)].map((p) => p.prediction)).toEqual(predictions.map((p) => p.prediction));
+  });
+
+  test('an interrupted multi-sample run resumes each sample exactly once and ends as the uninterrupted run', async () => {
+    const params: EvaluateParams = { ...PARAMS, limit: 6, samples: 3, temperature: 1, seed: 11 };
+    const first = runsWith(engine, 2);
+    const { id } = await first.create(params);
+    while ((first.get(id)?.progress.done ?? 0) < 5) await new Promise((r) => setTimeout(r, 5));
+    await first.close();
+    expect(first.get(id)!.progress.done).toBeLessThan(18);
+    const before = [...first.predictions(id)];
+
+    const second = runsWith(engine, 4);
+    expect(second.resumeInterrupted()).toEqual([id]);
+    const run = await second.wait(id);
+    expect(run).toMatchObject({ status: 'succeeded', progress: { done: 18, total: 18 }, result: { n: 6, samples: 3, responses: 18 } });
+    const after = [...second.predictions(id)];
+    expect(new Set(after.map((p) => `${p.item_id}#${p.sample}`)).size).toBe(18);
+    for (const p of before) expect(after.find((q) => q.item_id === p.item_id && q.sample === p.sample)).toEqual(p);
+    // Per-response seeds make the resumed run's responses those of a run never interrupted.
+    const whole = await second.wait((await second.create(params)).id);
+    expect(after.map((p) => p.prediction)).toEqual([...second.predictions(whole!.id)].map((p) => p.prediction));
+    expect(run!.result).toEqual(whole!.result);
   });
 
   test('an interrupted run resumes without re-scoring or losing items', async () => {
@@ -123,5 +193,41 @@ describe('evaluation runs', () => {
     await expect(runs.create({ ...PARAMS, split: 'train' })).rejects.toMatchObject({ kind: 'not_found', message: expect.stringMatching(/npm run synth/) });
     await expect(runs.create({ ...PARAMS, split: 'dev' })).rejects.toMatchObject({ kind: 'invalid_input' });
     expect(runs.list()).toEqual([]);
+  });
+});
+
+describe('the samples migration', () => {
+  test('a database written before samples keeps its runs and predictions, each as sample 0', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'runs-migrate-'));
+    try {
+      const old = new Database(join(dir, 'service.db'));
+      old.exec(MIGRATIONS[0]);
+      old.exec(MIGRATIONS[1]);
+      old.pragma('user_version = 2');
+      old.prepare(`INSERT INTO eval_runs (id, benchmark, split, model, template, strategy, params, status, total, done, created_at)
+                   VALUES ('eval_old', 'spatial-synth', 'test', 'tiny-random', 'r1', 'r1', '{}', 'succeeded', 1, 1, 't')`).run();
+      old.prepare(`INSERT INTO eval_predictions (run_id, item_index, item_id, task, source, gold, gold_text, prediction, extracted, correct, format_ok, completion_tokens, created_at)
+                   VALUES ('eval_old', 0, 'spatial-synth/test/000000', 'Count', 'spatial-synth', 'B', '3', '<answer>B</answer>', 'B', 1, 0, 5, 't')`).run();
+      old.close();
+      const db = openDatabase(dir);
+      try {
+        expect(db.pragma('user_version', { simple: true })).toBe(MIGRATIONS.length);
+        const store = new RunStore(db);
+        expect(store.predictions('eval_old')).toEqual([
+          expect.objectContaining({ item_id: 'spatial-synth/test/000000', sample: 0, prediction: '<answer>B</answer>', correct: 1, completion_tokens: 5 }),
+        ]);
+        expect(store.getRun('eval_old')).toMatchObject({ status: 'succeeded', done: 1 });
+        // The new key: another sample of the same item is a new row, the same sample a duplicate.
+        const row = { ...store.predictions('eval_old')[0], sample: 1 } as Partial<PredictionRow>;
+        delete row.created_at;
+        expect(store.addPrediction(row as Omit<PredictionRow, 'created_at'>)).toBe(true);
+        expect(store.addPrediction(row as Omit<PredictionRow, 'created_at'>)).toBe(false);
+        expect(store.getRun('eval_old')!.done).toBe(2);
+      } finally {
+        db.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
