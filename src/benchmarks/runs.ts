@@ -57,6 +57,9 @@ export interface UploadedPrediction {
   completionTokens: number | null;
 }
 
+/** Most responses per item a run may ask for (samples) or an upload may hold. */
+export const MAX_SAMPLES = 256;
+
 /** What the runs need from the engine: whole results, and overload errors to back off on. */
 export interface Generator {
   generateText(request: GenerateRequest): Promise<GenerateResult>;

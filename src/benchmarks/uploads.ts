@@ -13,6 +13,8 @@ export interface UploadLimits {
 }
 
 const MAX_ID_CHARS = 1000;
+/** Longest uploaded response text, in characters. */
+export const MAX_PREDICTION_CHARS = 200_000;
 
 function invalid(line: number, message: string): EngineError {
   return new EngineError('invalid_input', 'invalid_predictions', `line ${line}: ${message}`);

@@ -1,6 +1,6 @@
 // POST /evaluate and friends over HTTP (docs/api.md, "Evaluation"): 202 + Location, ?wait=true, status, predictions
 // as JSON lines, cancel, and 4xx for bad requests and missing benchmark data.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -290,6 +290,69 @@ describe('npm run evaluate --level', () => {
       expect(err.join('\n')).toMatch(/--level must be standard or easy/);
       expect(await evaluateMain(['--benchmark', 'vsr', '--level', 'easy'])).toBe(2);
       expect(err.join('\n')).toMatch(/--level applies to --benchmark spatial-synth only/);
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+      stderr.mockRestore();
+    }
+  });
+});
+
+describe('npm run evaluate --samples and --predictions', () => {
+  let dir: string;
+  const saved = { ...process.env };
+  const keys = ['DATA_DIR', 'STATE_DIR', 'DEFAULT_MODEL', 'THREADS', 'MAX_BATCH_SIZE'];
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'eval-cli-samples-'));
+    Object.assign(process.env, { DATA_DIR: join(dir, 'data'), STATE_DIR: join(dir, 'state'), DEFAULT_MODEL: 'tiny-random', THREADS: '1', MAX_BATCH_SIZE: '8' });
+  });
+  afterAll(() => {
+    for (const key of keys) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('samples give pass@k and majority columns; the same responses given as --predictions score the same', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--samples', '2', '--temperature', '1', '--seed', '4', '--max-new-tokens', '3'])).toBe(0);
+      expect(out.join('\n')).toMatch(/2 samples per item/);
+      expect(out.join('\n')).toMatch(/^\| task \| n \| accuracy \| pass@1 \| pass@2 \| majority@2 \| format \| tokens mean \/ p50 \/ p90 \| reflection \| off-option \|$/m);
+      const db = openDatabase(join(dir, 'state'));
+      let generated;
+      try {
+        const store = new RunStore(db);
+        generated = store.listRuns()[0];
+        const lines = store.predictions(generated.id).map((p) => JSON.stringify({ id: p.item_id, sample: p.sample, prediction: p.prediction, completion_tokens: p.completion_tokens }));
+        expect(lines).toHaveLength(6);
+        writeFileSync(join(dir, 'answers.jsonl'), `${lines.join('\n')}\n`);
+      } finally {
+        db.close();
+      }
+      out.length = 0;
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--predictions', join(dir, 'answers.jsonl'), '--model', 'elsewhere'])).toBe(0);
+      expect(out.join('\n')).toMatch(/model elsewhere, uploaded predictions/);
+      const check = openDatabase(join(dir, 'state'));
+      try {
+        const uploaded = new RunStore(check).listRuns().find((r) => r.model === 'elsewhere')!;
+        expect(JSON.parse(uploaded.result!)).toEqual(JSON.parse(generated.result!));
+      } finally {
+        check.close();
+      }
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--samples', '2'])).toBe(2);
+      expect(err.join('\n')).toMatch(/--samples above 1 needs --temperature above 0/);
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--predictions', join(dir, 'answers.jsonl'), '--samples', '2', '--temperature', '1'])).toBe(2);
+      expect(err.join('\n')).toMatch(/--predictions scores given responses/);
+      // An upload that misses items fails with the line's or item's message, and stores nothing.
+      writeFileSync(join(dir, 'partial.jsonl'), '{"id": "spatial-synth/test/000000", "prediction": "A"}\n');
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--predictions', join(dir, 'partial.jsonl')])).toBe(1);
+      expect(err.join('\n')).toMatch(/item "spatial-synth\/test\/000001" has no response for sample 0/);
     } finally {
       log.mockRestore();
       error.mockRestore();

@@ -3,21 +3,17 @@
 // list; and a run's items with their images (the dashboard's predictions browser).
 import express, { NextFunction, Request, Response, Router } from 'express';
 import { z } from 'zod';
-import type { EvalRuns } from '../../benchmarks/runs';
+import { MAX_SAMPLES, type EvalRuns } from '../../benchmarks/runs';
 import { imageExtension } from '../../benchmarks/loaders/common';
 import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
 import { BENCHMARKS } from '../../benchmarks/types';
-import { parsePredictionLines } from '../../benchmarks/uploads';
+import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../../benchmarks/uploads';
 import { MAX_SEED, MAX_TEMPERATURE } from '../../engine/sampling';
 import type { AppContext } from '../app';
 import { HttpError } from '../errors';
 
-/** Most responses per item a run may ask for (samples) or an upload may hold. */
-export const MAX_SAMPLES = 256;
 /** Largest upload of predictions (the body of POST /evaluate/predictions). */
 export const MAX_PREDICTIONS_BYTES = 64 * 1024 * 1024;
-/** Longest uploaded response text, in characters. */
-export const MAX_PREDICTION_CHARS = 200_000;
 
 const SPLIT = z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only');
 const SUBSET = z.string().min(1).max(64).regex(/^[\w.-]+$/, 'letters, digits, _ . - only');
