@@ -187,6 +187,22 @@ describe('evaluation runs', () => {
     expect(run).toMatchObject({ status: 'failed', error: 'the decoder crashed' });
   });
 
+  test('a run from predictions is stored whole or not at all', () => {
+    const store = new RunStore(db);
+    const prediction = {
+      item_index: 0, item_id: 'spatial-synth/test/000000', sample: 0, task: 'Count', source: 'spatial-synth', gold: 'A', gold_text: '1',
+      prediction: 'A', extracted: 'A', correct: 1, format_ok: 0, completion_tokens: null,
+    };
+    const run = { id: 'eval_upload', benchmark: 'spatial-synth', split: 'test', model: 'elsewhere', template: 'r1', strategy: 'r1', params: '{}', total: 2 };
+    // The second row repeats the first: the run row already inserted in the transaction is rolled back.
+    expect(() => store.insertFinishedRun(run, [prediction, prediction], {})).toThrow(/duplicate prediction/);
+    expect(store.getRun('eval_upload')).toBeUndefined();
+    expect(store.predictions('eval_upload')).toEqual([]);
+    const stored = store.insertFinishedRun(run, [prediction, { ...prediction, sample: 1 }], { n: 1 });
+    expect(stored).toMatchObject({ status: 'succeeded', done: 2, total: 2, result: '{"n":1}' });
+    expect(store.predictions('eval_upload').map((p) => [p.sample, p.completion_tokens])).toEqual([[0, null], [1, null]]);
+  });
+
   test('missing benchmark data is refused at creation with where to put which files', async () => {
     const runs = runsWith();
     await expect(runs.create({ ...PARAMS, benchmark: 'cv-bench' })).rejects.toMatchObject({ kind: 'not_found', message: expect.stringMatching(/test_2d\.parquet/) });
