@@ -13,6 +13,7 @@ import { Engine, GenerateResult } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/errors';
 import { hasReflection } from '../../src/engine/rewards';
 import { Db, MIGRATIONS, openDatabase } from '../../src/storage/database';
+import { writeCvBenchJsonl } from '../helpers/benchmark_fixtures';
 import { testEngine } from '../helpers/service';
 
 const PARAMS: EvaluateParams = { benchmark: 'spatial-synth', limit: 12, template: 'r1', strategy: 'r1', maxNewTokens: 6, model: 'tiny-random' };
@@ -185,6 +186,38 @@ describe('evaluation runs', () => {
     const runs = runsWith(broken, 1);
     const run = await runs.wait((await runs.create(PARAMS)).id);
     expect(run).toMatchObject({ status: 'failed', error: 'the decoder crashed' });
+  });
+
+  test('uploaded predictions for CV-Bench: pass@k, majority vote with its tie rule, the official score and the statistics, by hand', async () => {
+    await writeCvBenchJsonl(join(dir, 'data'));
+    const runs = runsWith();
+    // [item, [response of sample 0, response of sample 1]]; gold: 2d/0 C (text "1"), 2d/1 B, 2d/2 A, 3d/3 A, 3d/4 B.
+    const responses: [string, string[]][] = [
+      ['cv-bench/test_2d/0', ['I count.</think> <answer>C</answer>', '<answer>1</answer>']], // both option C: correct; format ok once
+      ['cv-bench/test_2d/1', ['Wait, <answer>left</answer>', '<answer>right</answer>']], // A then B: a tie, the first (wrong) wins
+      ['cv-bench/test_2d/2', ['<answer>maybe seven</answer>', '<answer>(a)</answer>']], // off the options, then correct: tie, wrong
+      ['cv-bench/test_3d/3', ['', '<answer>lamp</answer>']], // nothing extracted (no vote), then correct: majority correct
+      ['cv-bench/test_3d/4', ['<answer>A</answer>', '<answer>A</answer>']], // wrong twice
+    ];
+    const uploaded = responses.flatMap(([id, texts], i) => texts.map((prediction, sample) => ({ line: 2 * i + sample + 1, id, sample, prediction, completionTokens: 10 * (2 * i + sample) })));
+    const run = await runs.importPredictions({ origin: 'uploaded', benchmark: 'cv-bench', template: 'r1', strategy: 'r1', model: 'elsewhere' }, uploaded);
+    expect(run).toMatchObject({ status: 'succeeded', split: 'test', progress: { done: 10, total: 10 } });
+    const result = run.result as Record<string, unknown>;
+    expect(result).toMatchObject({
+      n: 5,
+      samples: 2,
+      responses: 10,
+      accuracy: 0.5,
+      format_rate: 0.1,
+      pass_at_k: { '1': 0.5, '2': 0.8 },
+      majority_accuracy: 0.4,
+      // ((acc_ADE20K + acc_COCO)/2 + acc_Omni3D)/2 over responses: ((2/2 + 2/4)/2 + 1/4)/2
+      official: { score: 0.5 },
+      stats: { completion_tokens: { mean: 45, min: 0, p50: 45, max: 90 }, reflection_rate: 0.1, off_option_rate: 0.2 },
+    });
+    expect((result.by_task as Record<string, unknown>).Count).toMatchObject({ n: 2, accuracy: 0.75, pass_at_k: { '1': 0.75, '2': 1 }, majority_accuracy: 0.5, stats: { off_option_rate: 0.25 } });
+    expect((result.by_task as Record<string, unknown>).Relation).toMatchObject({ n: 1, accuracy: 0.5, pass_at_k: { '2': 1 }, majority_accuracy: 0 });
+    expect([...runs.predictions(run.id)].map((p) => p.extracted)).toEqual(['C', '1', 'left', 'right', 'maybe seven', '(a)', '', 'lamp', 'A', 'A']);
   });
 
   test('a run from predictions is stored whole or not at all', () => {
