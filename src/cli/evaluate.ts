@@ -57,7 +57,11 @@ export function formatTable(run: RunView): string {
   const level = run.params.level === undefined ? '' : `, level ${run.params.level}`;
   const samples = r.samples ?? 1;
   const ks = samples > 1 ? Object.keys(r.pass_at_k) : [];
-  const tokens = (s: Scores) => (s.stats.completion_tokens === null ? '-' : `${s.stats.completion_tokens.mean.toFixed(1)} / ${s.stats.completion_tokens.p50} / ${s.stats.completion_tokens.p90}`);
+  const one = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+  const tokens = (s: Scores) => {
+    const t = s.stats.completion_tokens;
+    return t === null ? '-' : `${one(t.mean)} / ${one(t.p50)} / ${one(t.p90)}`;
+  };
   const row = (name: string, s: Scores) =>
     `| ${name} | ${s.n} | ${pct(s.accuracy)} | ${ks.map((k) => `${pct(s.pass_at_k[k])} | `).join('')}${samples > 1 ? `${pct(s.majority_accuracy)} | ` : ''}${pct(s.format_rate)} | ${tokens(s)} | ${pct(s.stats.reflection_rate)} | ${pct(s.stats.off_option_rate)} |`;
   const header = ['task', 'n', 'accuracy', ...ks.map((k) => `pass@${k}`), ...(samples > 1 ? [`majority@${samples}`] : []), 'format', 'tokens mean / p50 / p90', 'reflection', 'off-option'];
