@@ -23,7 +23,7 @@ export default tseslint.config(
     languageOptions: {
       sourceType: 'module',
       globals: Object.fromEntries(
-        ['window', 'document', 'location', 'sessionStorage', 'fetch', 'FormData', 'URL', 'Node', 'TextDecoderStream', 'AbortController',
+        ['window', 'document', 'location', 'sessionStorage', 'fetch', 'FormData', 'URL', 'URLSearchParams', 'Node', 'TextDecoderStream', 'AbortController',
           'ResizeObserver', 'requestAnimationFrame', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'globalThis', 'console'].map((name) => [name, 'readonly']),
       ),
     },

@@ -1,13 +1,16 @@
 // Evaluation runs: a benchmark split scored through the engine's batching scheduler, stored
-// item by item in SQLite. Runs interrupted by a crash or restart resume where they stopped,
-// without re-scoring finished items; cancelled runs keep their predictions.
+// response by response in SQLite (one per item, or `samples` per item). Runs interrupted by a crash
+// or restart resume where they stopped, without re-scoring a finished sample; cancelled runs keep
+// their predictions. A run can also be made from predictions generated elsewhere (importPredictions).
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { GenerateRequest, GenerateResult } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { promptOpensThink, PromptTemplate } from '../engine/prompts';
-import { extractAnswer, isCorrect, scorePredictions, Strategy } from './scoring';
-import { RunRow, RunStatus, RunStore, TERMINAL } from './store';
+import { formatReward, hasReflection } from '../engine/rewards';
+import { MAX_SEED } from '../engine/sampling';
+import { extractAnswer, isCorrect, matchedOptions, scoreRun, Strategy, voteKey } from './scoring';
+import { doneKey, PredictionRow, RunRow, RunStatus, RunStore, TERMINAL } from './store';
 import type { LevelName } from './spatial_synth';
 import { BenchmarkName, BenchmarkSplit, EvalItem } from './types';
 
@@ -22,14 +25,49 @@ export interface EvaluateParams {
   strategy: Strategy;
   maxNewTokens: number;
   model: string;
+  /** Responses per item (default 1). */
+  samples?: number;
+  /** Sampling of every response (default greedy: temperature 0). */
+  temperature?: number;
+  topP?: number;
+  /** Response s of item i is drawn with seed + i * samples + s (mod 2^53), so each is reproducible. */
+  seed?: number;
 }
+
+/** A run scored from predictions generated elsewhere: what selects and scores the items, and a label for the model. */
+export interface UploadParams {
+  origin: 'uploaded';
+  benchmark: BenchmarkName;
+  split?: string;
+  subsets?: string[];
+  limit?: number;
+  level?: LevelName;
+  template: PromptTemplate;
+  strategy: Strategy;
+  model: string;
+}
+
+/** One uploaded response, as parsed (src/benchmarks/uploads.ts). */
+export interface UploadedPrediction {
+  /** 1-based line of the upload, for error messages. */
+  line: number;
+  id: string;
+  sample: number;
+  prediction: string;
+  completionTokens: number | null;
+}
+
+/** Most responses per item a run may ask for (samples) or an upload may hold. */
+export const MAX_SAMPLES = 256;
 
 /** What the runs need from the engine: whole results, and overload errors to back off on. */
 export interface Generator {
   generateText(request: GenerateRequest): Promise<GenerateResult>;
 }
 
-export type SplitLoader = (params: EvaluateParams) => Promise<BenchmarkSplit>;
+/** What selects a run's items. */
+export type SplitSelection = Pick<EvaluateParams, 'benchmark' | 'split' | 'subsets' | 'limit' | 'level'>;
+export type SplitLoader = (params: SplitSelection) => Promise<BenchmarkSplit>;
 
 export interface RunsOptions {
   /** Items of one run in flight at once: the engine batches them (its batch size is a good value). */
@@ -46,7 +84,7 @@ export interface RunView {
   progress: { done: number; total: number };
   result: unknown | null;
   error?: string;
-  params: EvaluateParams;
+  params: EvaluateParams | UploadParams;
   created_at: string;
   started_at: string | null;
   finished_at: string | null;
@@ -79,7 +117,7 @@ export class EvalRuns {
     if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new runs', { retryAfterSeconds: 5 });
     const split = await this.loadSplit(params);
     if (!split.items.length) throw new EngineError('unprocessable', 'benchmark_empty', `${params.benchmark} ${split.split} has no items`);
-    const id = `eval_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+    const id = newRunId();
     this.store.insertRun({
       id,
       benchmark: params.benchmark,
@@ -89,11 +127,84 @@ export class EvalRuns {
       strategy: params.strategy,
       params: JSON.stringify(params),
       status: 'queued',
-      total: split.items.length,
+      total: split.items.length * (params.samples ?? 1),
     });
     const accepted = this.view(this.store.getRun(id)!);
     this.start(id, params, split);
     return accepted;
+  }
+
+  /**
+   * A finished run from predictions generated elsewhere, scored like a generated run (same
+   * extraction, matching and aggregation). Every response is checked against the split first:
+   * an unknown item, a repeated (item, sample), or an item or sample without a response is the
+   * caller's 4xx naming the line or item, and then nothing is stored. The run and its predictions
+   * are stored in one transaction.
+   */
+  async importPredictions(params: UploadParams, uploaded: readonly UploadedPrediction[]): Promise<RunView> {
+    if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new runs', { retryAfterSeconds: 5 });
+    const split = await this.loadSplit(params);
+    if (!split.items.length) throw new EngineError('unprocessable', 'benchmark_empty', `${params.benchmark} ${split.split} has no items`);
+    if (!uploaded.length) throw new EngineError('invalid_input', 'predictions_empty', 'the upload holds no predictions: send one JSON line {"id", "prediction"} per response');
+    const byId = new Map(split.items.map((item, index) => [item.record.id, { item, index }]));
+    const seen = new Map<string, number>();
+    let samples = 0;
+    for (const p of uploaded) {
+      if (!byId.has(p.id)) {
+        const hint = params.limit === undefined && !params.subsets?.length ? '' : ' as selected by limit and subsets';
+        throw new EngineError('invalid_input', 'prediction_unknown_item', `line ${p.line}: item ${JSON.stringify(p.id.slice(0, 200))} is not in ${params.benchmark} ${split.split}${hint}`);
+      }
+      const key = doneKey(p.id, p.sample);
+      const earlier = seen.get(key);
+      if (earlier !== undefined) {
+        throw new EngineError('invalid_input', 'prediction_duplicate', `line ${p.line}: item ${JSON.stringify(p.id.slice(0, 200))} sample ${p.sample} was already given on line ${earlier}; number an item's responses with "sample": 0, 1, ...`);
+      }
+      seen.set(key, p.line);
+      samples = Math.max(samples, p.sample + 1);
+    }
+    // Every item of the split needs samples 0 .. samples-1: a partial upload would score a different set.
+    for (const item of split.items) {
+      for (let sample = 0; sample < samples; sample++) {
+        if (!seen.has(doneKey(item.record.id, sample))) {
+          const missing = split.items.length * samples - uploaded.length;
+          throw new EngineError(
+            'invalid_input',
+            'predictions_incomplete',
+            `item ${JSON.stringify(item.record.id)} has no response for sample ${sample}; every item of ${params.benchmark} ${split.split} (${split.items.length} items${params.limit === undefined ? '' : ` with limit ${params.limit}`}) needs samples 0 to ${samples - 1} (${missing} response(s) missing)`,
+          );
+        }
+      }
+    }
+    const opensThink = promptOpensThink(params.template);
+    const rows = uploaded.map((p): Omit<PredictionRow, 'created_at' | 'run_id'> => {
+      const { item, index } = byId.get(p.id)!;
+      const { record } = item;
+      const extracted = extractAnswer(p.prediction, params.strategy, opensThink);
+      return {
+        item_index: index,
+        item_id: record.id,
+        sample: p.sample,
+        task: record.task,
+        source: record.source,
+        gold: record.answer,
+        gold_text: record.answer_text,
+        prediction: p.prediction,
+        extracted,
+        correct: extracted !== null && isCorrect(extracted, record.answer, record.choices) ? 1 : 0,
+        // The engine's formatOk: the format reward of the completion (src/engine/rewards.ts).
+        format_ok: formatReward(p.prediction),
+        completion_tokens: p.completionTokens,
+      };
+    });
+    const id = newRunId();
+    const stored: UploadParams = { ...params, ...(params.benchmark === 'spatial-synth' ? { level: params.level ?? 'standard' } : {}) };
+    const result = runResult(rows, split, stored, samples);
+    const row = this.store.insertFinishedRun(
+      { id, benchmark: params.benchmark, split: split.split, model: params.model, template: params.template, strategy: params.strategy, params: JSON.stringify({ ...stored, samples }), total: rows.length },
+      rows,
+      result,
+    );
+    return this.view(row);
   }
 
   /** Follow scored items (metrics); returns a function that stops it. */
@@ -126,7 +237,7 @@ export class EvalRuns {
     if (!row) return undefined;
     let items = this.itemCache.get(runId);
     if (!items) {
-      const params = JSON.parse(row.params) as EvaluateParams;
+      const params = JSON.parse(row.params) as SplitSelection;
       items = this.loadSplit(params).then((split) => new Map(split.items.map((item) => [item.record.id, item])));
       this.itemCache.set(runId, items);
       items.catch(() => this.itemCache.delete(runId));
@@ -186,18 +297,22 @@ export class EvalRuns {
   private async process(id: string, params: EvaluateParams, loaded: BenchmarkSplit | null, signal: AbortSignal): Promise<void> {
     try {
       const split = loaded ?? (await this.loadSplit(params));
-      this.store.markRunning(id, split.items.length);
-      const done = this.store.doneItemIds(id);
-      const todo = split.items.map((item, index) => ({ item, index })).filter(({ item }) => !done.has(item.record.id));
+      const samples = params.samples ?? 1;
+      // Progress counts responses: items x samples.
+      this.store.markRunning(id, split.items.length * samples);
+      const done = this.store.doneSamples(id);
+      const todo = split.items
+        .flatMap((item, index) => Array.from({ length: samples }, (_, sample) => ({ item, index, sample })))
+        .filter(({ item, sample }) => !done.has(doneKey(item.record.id, sample)));
       let next = 0;
       // The first error stops every worker; the run fails once none has an item in flight (no
       // prediction is stored after its failure).
       let failure: { error: unknown } | undefined;
       const worker = async () => {
         while (next < todo.length && !signal.aborted && !failure) {
-          const { item, index } = todo[next++];
+          const { item, index, sample } = todo[next++];
           try {
-            await this.scoreItem(id, params, item, index, signal);
+            await this.scoreItem(id, params, item, index, sample, signal);
           } catch (error) {
             failure ??= { error };
           }
@@ -206,24 +321,7 @@ export class EvalRuns {
       await Promise.all(Array.from({ length: Math.max(1, this.options.concurrency) }, worker));
       if (signal.aborted) return; // cancelled (status already set) or shutting down (resumes later)
       if (failure) throw failure.error;
-      const rows = this.store.predictions(id);
-      const score = scorePredictions(
-        rows.map((r) => ({ task: r.task, source: r.source, correct: r.correct === 1, formatOk: r.format_ok === 1 })),
-        params.benchmark,
-      );
-      // Stored as the API returns it (docs/api.md, "Runs"): fractions in [0, 1], labelled with strategy and template.
-      this.store.finish(id, 'succeeded', {
-        result: {
-          n: score.n,
-          accuracy: score.accuracy,
-          format_rate: score.formatRate,
-          by_task: score.byTask,
-          official: score.official,
-          strategy: params.strategy,
-          template: params.template,
-          ...(params.level === undefined ? {} : { level: params.level }),
-        },
-      });
+      this.store.finish(id, 'succeeded', { result: runResult(this.store.predictions(id), split, params, samples) });
     } catch (error) {
       if (signal.aborted) return;
       const message = error instanceof Error ? error.message : String(error);
@@ -238,7 +336,7 @@ export class EvalRuns {
     }
   }
 
-  private async scoreItem(id: string, params: EvaluateParams, item: EvalItem, index: number, signal: AbortSignal) {
+  private async scoreItem(id: string, params: EvaluateParams, item: EvalItem, index: number, sample: number, signal: AbortSignal) {
     const { record } = item;
     let result: GenerateResult | null = null;
     for (let attempt = 0; !signal.aborted; attempt++) {
@@ -249,7 +347,7 @@ export class EvalRuns {
           prompt: { template: params.template, question: record.prompt },
           images,
           maxNewTokens: params.maxNewTokens,
-          sampling: { temperature: 0 },
+          sampling: samplingOf(params, index, sample),
           signal,
         });
         break;
@@ -276,6 +374,7 @@ export class EvalRuns {
       run_id: id,
       item_index: index,
       item_id: record.id,
+      sample,
       task: record.task,
       source: record.source,
       gold: record.answer,
@@ -305,4 +404,64 @@ export class EvalRuns {
       finished_at: row.finished_at,
     };
   }
+}
+
+function newRunId(): string {
+  return `eval_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+}
+
+const SEED_MODULUS = BigInt(MAX_SEED) + 1n;
+
+/** Sampling of response `sample` of item `index`: greedy unless the run asks for a temperature. */
+function samplingOf(params: EvaluateParams, index: number, sample: number): GenerateRequest['sampling'] {
+  const sampling: GenerateRequest['sampling'] = { temperature: params.temperature ?? 0, topP: params.topP ?? 1 };
+  if (params.seed !== undefined) {
+    // One seed per response, the same after a resume: the stored responses stay reproducible.
+    sampling.seed = Number((BigInt(params.seed) + BigInt(index) * BigInt(params.samples ?? 1) + BigInt(sample)) % SEED_MODULUS);
+  }
+  return sampling;
+}
+
+/** A run's result as the API returns it (docs/api.md, "Runs"): fractions in [0, 1], labelled with strategy and template. */
+function runResult(
+  rows: readonly Pick<PredictionRow, 'item_id' | 'sample' | 'task' | 'source' | 'prediction' | 'extracted' | 'correct' | 'format_ok' | 'completion_tokens'>[],
+  split: BenchmarkSplit,
+  params: Pick<EvaluateParams, 'benchmark' | 'strategy' | 'template' | 'level'>,
+  samples: number,
+) {
+  const choices = new Map(split.items.map((item) => [item.record.id, item.record.choices]));
+  const score = scoreRun(
+    rows.map((r) => {
+      const options = choices.get(r.item_id) ?? [];
+      return {
+        item: r.item_id,
+        sample: r.sample,
+        task: r.task,
+        source: r.source,
+        correct: r.correct === 1,
+        formatOk: r.format_ok === 1,
+        vote: voteKey(r.extracted, options),
+        offOption: matchedOptions(r.extracted, options).length === 0,
+        reflection: hasReflection(r.prediction),
+        completionTokens: r.completion_tokens,
+      };
+    }),
+    params.benchmark,
+    samples,
+  );
+  return {
+    n: score.n,
+    samples: score.samples,
+    responses: score.responses,
+    accuracy: score.accuracy,
+    format_rate: score.formatRate,
+    pass_at_k: score.pass_at_k,
+    majority_accuracy: score.majority_accuracy,
+    stats: score.stats,
+    by_task: score.byTask,
+    official: score.official,
+    strategy: params.strategy,
+    template: params.template,
+    ...(params.level === undefined ? {} : { level: params.level }),
+  };
 }

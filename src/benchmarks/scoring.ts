@@ -241,3 +241,207 @@ export function scorePredictions(predictions: readonly Prediction[], benchmark: 
     official,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Several responses per item: pass@k, majority vote, response statistics (docs/evaluation.md,
+// "Several samples per item" and "Response statistics"). TypeScript only: the Python side has no
+// multi-sample evaluation.
+
+/**
+ * The unbiased pass@k estimator of Chen et al. 2021 ("Evaluating Large Language Models Trained on
+ * Code", section 2.1) for one item with n responses of which c are correct:
+ * 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i), which never forms the
+ * binomials (they overflow doubles near n = 1,030).
+ */
+export function passAtK(n: number, c: number, k: number): number {
+  if (!Number.isInteger(n) || !Number.isInteger(c) || !Number.isInteger(k) || n < 1 || c < 0 || c > n || k < 1 || k > n) {
+    throw new Error(`pass@k needs integers 0 <= c <= n and 1 <= k <= n; got n=${n}, c=${c}, k=${k}`);
+  }
+  if (n - c < k) return 1; // every k-subset holds a correct response
+  let allWrong = 1;
+  for (let i = n - c + 1; i <= n; i++) allWrong *= 1 - k / i;
+  return 1 - allWrong;
+}
+
+/** The k reported for n responses per item: 1, 2, 4, ... (powers of two up to n), and n itself. */
+export function passKs(n: number): number[] {
+  const ks: number[] = [];
+  for (let k = 1; k <= n; k *= 2) ks.push(k);
+  if (ks[ks.length - 1] !== n) ks.push(n);
+  return ks;
+}
+
+/** The letters of the options an extracted answer names (by isCorrect's rules); none for no answer. */
+export function matchedOptions(extracted: string | null, choices: readonly string[]): string[] {
+  if (extracted === null) return [];
+  return [...optionLetters(choices)].filter((letter) => isCorrect(extracted, letter, choices));
+}
+
+/**
+ * What a response votes for in a majority vote: the option it names when it names exactly one
+ * (so `B`, `(B)` and the text of option B are one vote), else its stripped extracted text; null
+ * (no vote) when nothing was extracted or the extraction is empty.
+ */
+export function voteKey(extracted: string | null, choices: readonly string[]): string | null {
+  if (extracted === null) return null;
+  const options = matchedOptions(extracted, choices);
+  if (options.length === 1) return `option:${options[0]}`;
+  const text = pyStrip(extracted);
+  return text === '' ? null : `text:${text}`;
+}
+
+export interface Vote {
+  /** voteKey() of the response; null abstains. */
+  key: string | null;
+  correct: boolean;
+}
+
+/**
+ * The majority answer of one item's responses, in sample order. Responses with the same key are
+ * either all correct or all wrong (the key decides correctness), so the winner's correctness is the
+ * item's. Ties go to the key that appeared first (the lowest sample number): deterministic and
+ * independent of how keys sort. No votes at all: wrong.
+ */
+export function majorityVote(votes: readonly Vote[]): { key: string | null; correct: boolean; count: number } {
+  const tally = new Map<string, { count: number; correct: boolean }>();
+  for (const vote of votes) {
+    if (vote.key === null) continue;
+    const entry = tally.get(vote.key);
+    if (entry) entry.count += 1;
+    else tally.set(vote.key, { count: 1, correct: vote.correct });
+  }
+  let best: { key: string | null; correct: boolean; count: number } = { key: null, correct: false, count: 0 };
+  // Map iteration is insertion order, i.e. first appearance; only a strictly larger count wins.
+  for (const [key, entry] of tally) if (entry.count > best.count) best = { key, correct: entry.correct, count: entry.count };
+  return best;
+}
+
+/** Linear-interpolation quantile of sorted values (numpy's default, "type 7"). */
+export function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) throw new Error('no values');
+  const position = (sorted.length - 1) * q;
+  const lower = Math.floor(position);
+  const upper = Math.min(lower + 1, sorted.length - 1);
+  return sorted[lower] + (sorted[upper] - sorted[lower]) * (position - lower);
+}
+
+/** One scored response of a multi-sample run. */
+export interface ScoredResponse extends Prediction {
+  item: string;
+  sample: number;
+  /** voteKey() of its extracted answer. */
+  vote: string | null;
+  /** Its extracted answer names none of the item's options (nothing extracted counts too). */
+  offOption: boolean;
+  /** hasReflection() of the response text (the shared rule, src/engine/rewards.ts). */
+  reflection: boolean;
+  /** Generated tokens; null when unknown (uploaded predictions without a count). */
+  completionTokens: number | null;
+}
+
+export interface LengthStats {
+  mean: number;
+  min: number;
+  p25: number;
+  p50: number;
+  p75: number;
+  p90: number;
+  max: number;
+}
+
+export interface ResponseStats {
+  /** Completion length in tokens over all responses; null when some response has no count. */
+  completion_tokens: LengthStats | null;
+  /** Share of responses with a self-reflection word. */
+  reflection_rate: number;
+  /** Share of responses whose extracted answer names none of the options. */
+  off_option_rate: number;
+}
+
+/** What a group of items (all of them, or one task) scores beyond plain accuracy. */
+export interface SampleScores {
+  /** pass@k by k (as a string key: "1", "2", ...), averaged over items. */
+  pass_at_k: Record<string, number>;
+  /** Items whose majority answer is correct / items. */
+  majority_accuracy: number;
+  format_rate: number;
+  stats: ResponseStats;
+}
+
+export interface RunScore extends ScoreSummary, SampleScores {
+  /** Responses per item. */
+  samples: number;
+  /** Responses scored (n * samples). */
+  responses: number;
+  byTask: Record<string, TaskScore & SampleScores>;
+}
+
+function lengthStats(rows: readonly ScoredResponse[]): LengthStats | null {
+  const lengths: number[] = [];
+  for (const r of rows) {
+    if (r.completionTokens === null) return null;
+    lengths.push(r.completionTokens);
+  }
+  lengths.sort((a, b) => a - b);
+  let sum = 0;
+  for (const x of lengths) sum += x;
+  return {
+    mean: sum / lengths.length,
+    min: lengths[0],
+    p25: quantile(lengths, 0.25),
+    p50: quantile(lengths, 0.5),
+    p75: quantile(lengths, 0.75),
+    p90: quantile(lengths, 0.9),
+    max: lengths[lengths.length - 1],
+  };
+}
+
+function sampleScores(items: readonly ScoredResponse[][], samples: number): SampleScores {
+  const rows = items.flat();
+  const ks = passKs(samples);
+  const passAt: Record<string, number> = {};
+  for (const k of ks) {
+    let total = 0;
+    for (const item of items) total += passAtK(samples, item.filter((r) => r.correct).length, k);
+    passAt[String(k)] = total / items.length;
+  }
+  let majority = 0;
+  for (const item of items) if (majorityVote(item.map((r) => ({ key: r.vote, correct: r.correct }))).correct) majority += 1;
+  const share = (test: (r: ScoredResponse) => boolean) => rows.filter(test).length / rows.length;
+  return {
+    pass_at_k: passAt,
+    majority_accuracy: majority / items.length,
+    format_rate: share((r) => r.formatOk),
+    stats: { completion_tokens: lengthStats(rows), reflection_rate: share((r) => r.reflection), off_option_rate: share((r) => r.offOption) },
+  };
+}
+
+/**
+ * Scores of a run with `samples` responses per item (1 for a greedy run). Accuracy, format rate and
+ * the official score are over all responses (accuracy is then pass@1); `n` counts items. Throws
+ * unless every item has responses 0 .. samples-1 exactly once.
+ */
+export function scoreRun(responses: readonly ScoredResponse[], benchmark: BenchmarkName, samples: number): RunScore {
+  if (!Number.isInteger(samples) || samples < 1) throw new Error(`samples must be a positive integer, got ${samples}`);
+  const base = scorePredictions(responses, benchmark);
+  const byItem = new Map<string, ScoredResponse[]>();
+  for (const r of responses) {
+    const rows = byItem.get(r.item);
+    if (rows) rows.push(r);
+    else byItem.set(r.item, [r]);
+  }
+  for (const [item, rows] of byItem) {
+    const seen = new Set(rows.map((r) => r.sample));
+    if (rows.length !== samples || seen.size !== samples || rows.some((r) => !Number.isInteger(r.sample) || r.sample < 0 || r.sample >= samples)) {
+      throw new Error(`item ${item} has ${rows.length} response(s) numbered ${[...seen].join(', ')}; expected samples 0 to ${samples - 1}`);
+    }
+    rows.sort((a, b) => a.sample - b.sample);
+  }
+  const items = [...byItem.values()];
+  const byTask: Record<string, TaskScore & SampleScores> = {};
+  for (const task of Object.keys(base.byTask)) {
+    const taskItems = items.filter((rows) => rows[0].task === task);
+    byTask[task] = { n: taskItems.length, accuracy: base.byTask[task].accuracy, ...sampleScores(taskItems, samples) };
+  }
+  return { ...base, n: items.length, samples, responses: responses.length, byTask, ...sampleScores(items, samples) };
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { EngineError } from '../engine/errors';
 import { datasetItems } from './dataset';
 import { loadBenchmark } from './loaders';
-import type { EvaluateParams, SplitLoader } from './runs';
+import type { SplitLoader, SplitSelection } from './runs';
 import { LEVEL_NAMES, LevelName, SPLITS, syntheticSplit } from './spatial_synth';
 import { BenchmarkSplit } from './types';
 
@@ -25,7 +25,7 @@ export function folderLevel(dir: string): string {
 }
 
 export function splitLoader(dataDir: string): SplitLoader {
-  return async (params: EvaluateParams): Promise<BenchmarkSplit> => {
+  return async (params: SplitSelection): Promise<BenchmarkSplit> => {
     if (params.benchmark !== 'spatial-synth') {
       if (params.level !== undefined) {
         throw new EngineError('invalid_input', 'level_unsupported', `level applies to spatial-synth only, not to ${params.benchmark}`);

@@ -52,7 +52,7 @@ export class ServiceMetrics {
     this.batchSize = new Histogram({ name: 'vlm_batch_size', help: 'Sequences per decode step', labelNames: ['model'], buckets: BATCH_BUCKETS, registers });
     this.imageFeatures = new Counter({ name: 'vlm_image_features_total', help: 'Images by where their vision features came from', labelNames: ['model', 'source'], registers });
     this.kvCacheBytes = new Gauge({ name: 'vlm_kv_cache_bytes', help: 'Bytes of KV cache held by the running batch', labelNames: ['model'], registers });
-    this.evalItems = new Counter({ name: 'vlm_eval_items_total', help: 'Evaluation items scored', labelNames: ['benchmark'], registers });
+    this.evalItems = new Counter({ name: 'vlm_eval_items_total', help: 'Evaluation responses generated and scored (one per item and sample)', labelNames: ['benchmark'], registers });
     this.stepSeconds = new Histogram({ name: 'vlm_step_seconds', help: 'Duration of scheduler step phases', labelNames: ['model', 'phase'], buckets: TTFT_BUCKETS, registers });
     const trainingCounts = () => this.trainingCounts?.();
     this.trainJobs = new Gauge({

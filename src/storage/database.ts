@@ -11,7 +11,7 @@ export type Db = Database.Database;
 export const timestamp = () => new Date().toISOString();
 
 // Each entry migrates the schema from version i to i + 1. Never edit a released entry: append.
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE eval_runs (
      id TEXT PRIMARY KEY,
      benchmark TEXT NOT NULL,
@@ -75,6 +75,33 @@ const MIGRATIONS: string[] = [
      metrics TEXT NOT NULL,          -- the metrics.jsonl line (JSON)
      PRIMARY KEY (job_id, step)
    );`,
+  // 2 -> 3: several responses per item (issue 18). A prediction is one response, numbered by
+  // `sample` (0 for every response stored before); completion_tokens may be unknown (uploaded
+  // predictions). SQLite cannot change a primary key in place, so the table is rebuilt.
+  `CREATE TABLE eval_predictions_v3 (
+     run_id TEXT NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+     item_index INTEGER NOT NULL,
+     item_id TEXT NOT NULL,
+     sample INTEGER NOT NULL DEFAULT 0,
+     task TEXT NOT NULL,
+     source TEXT NOT NULL,
+     gold TEXT NOT NULL,
+     gold_text TEXT NOT NULL,
+     prediction TEXT NOT NULL,
+     extracted TEXT,
+     correct INTEGER NOT NULL,
+     format_ok INTEGER NOT NULL,
+     completion_tokens INTEGER,      -- null: not known (uploaded without a count)
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (run_id, item_id, sample)
+   );
+   INSERT INTO eval_predictions_v3
+     (run_id, item_index, item_id, sample, task, source, gold, gold_text, prediction, extracted, correct, format_ok, completion_tokens, created_at)
+     SELECT run_id, item_index, item_id, 0, task, source, gold, gold_text, prediction, extracted, correct, format_ok, completion_tokens, created_at
+     FROM eval_predictions;
+   DROP TABLE eval_predictions;
+   ALTER TABLE eval_predictions_v3 RENAME TO eval_predictions;
+   CREATE INDEX eval_predictions_order ON eval_predictions(run_id, item_index, sample);`,
 ];
 
 export class StateDirError extends Error {}

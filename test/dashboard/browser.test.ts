@@ -21,6 +21,7 @@ import { REPO_ROOT } from '../helpers/vectors';
 
 // Callbacks run in the page; the project compiles without the DOM library.
 declare const document: { querySelectorAll(selector: string): ArrayLike<{ complete?: boolean; naturalWidth?: number }> };
+declare const location: { hash: string };
 declare const sessionStorage: Record<string, string>;
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -160,6 +161,46 @@ describe('dashboard in a browser', () => {
     expect(await shown('format')).toEqual(predictions.filter((p) => !p.format_ok).map((p) => p.id));
     expect(await shown('either')).toEqual(predictions.filter((p) => !p.correct || !p.format_ok).map((p) => p.id));
     expect(await shown('all')).toEqual(predictions.map((p) => p.id));
+  });
+
+  test('evaluation with samples: pass@k curves of the runs side by side, statistics beside accuracy, every sample browsable, a run scored from an uploaded file', async () => {
+    const sampled = (await request(app).post('/evaluate?wait=true').send({ benchmark: 'spatial-synth', limit: 4, samples: 4, temperature: 1, seed: 2, max_new_tokens: 8 }).expect(200)).body;
+    const exported = (await request(app).get(`/evaluate/${sampled.id}/predictions`).expect(200)).text;
+    const tasks = Object.keys(sampled.result.by_task).sort();
+
+    await page.goto(`${base}/dashboard#evaluation/${sampled.id}`);
+    await page.waitForSelector('body[data-ready="true"]');
+    // This run's curve beside the two single-sample runs of the benchmark: k = 1, 2, 4.
+    await page.waitForSelector('#pass-chart[data-series="3"][data-points="3"] canvas');
+    const stats = await page.textContent('#run-stats');
+    expect(stats).toContain('pass@4');
+    expect(stats).toContain(`${(sampled.result.pass_at_k['4'] * 100).toFixed(1)}%`);
+    expect(stats).toContain('majority@4');
+    expect(stats).toContain(`${(sampled.result.majority_accuracy * 100).toFixed(1)}%`);
+    expect(stats).toContain(`${(sampled.result.stats.reflection_rate * 100).toFixed(1)}%`);
+    expect(stats).toContain(`${(sampled.result.stats.off_option_rate * 100).toFixed(1)}%`);
+    const rows = await page.$$eval('#task-table tbody tr', (nodes) => nodes.map((n) => n.textContent));
+    expect(rows).toHaveLength(tasks.length);
+    expect(rows[0]).toContain(`${(sampled.result.by_task[tasks[0]].pass_at_k['4'] * 100).toFixed(1)}% @4`);
+    // All 16 responses are listed, each with its sample number.
+    await page.waitForFunction(() => document.querySelectorAll('#predictions tr.prediction').length === 16);
+    const samples = await page.$$eval('#predictions tr.prediction', (nodes) => nodes.map((n) => n.getAttribute('data-sample')));
+    expect(samples).toEqual([0, 1, 2, 3].flatMap(() => ['0', '1', '2', '3']));
+    await page.screenshot({ path: join(OUT, 'evaluation-samples.png'), fullPage: true });
+
+    // The same responses uploaded as a file become a run of their own, with the same numbers.
+    await page.click('#upload-run-box summary');
+    await page.setInputFiles('#upload-run input[name="file"]', { name: 'answers.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(exported) });
+    await page.fill('#upload-run input[name="limit"]', '4');
+    await page.fill('#upload-run input[name="model"]', 'elsewhere');
+    await page.click('#upload-run button[type="submit"]');
+    await page.waitForFunction((id) => !location.hash.endsWith(id) && location.hash.startsWith('#evaluation/eval_'), sampled.id);
+    const uploadedId = (await page.evaluate(() => location.hash)).slice('#evaluation/'.length);
+    const uploaded = (await request(app).get(`/evaluate/${uploadedId}`).expect(200)).body;
+    expect(uploaded).toMatchObject({ model: 'elsewhere', params: { origin: 'uploaded' } });
+    expect(uploaded.result).toEqual(sampled.result);
+    await page.waitForSelector('#pass-chart[data-series="4"] canvas');
+    expect(await page.textContent('#run-meta')).toContain('scored from uploaded predictions');
   });
 
   test('training: the token unlocks the jobs; live curves, rollouts, and cancel', async () => {

@@ -1,6 +1,6 @@
 // POST /evaluate and friends over HTTP (docs/api.md, "Evaluation"): 202 + Location, ?wait=true, status, predictions
 // as JSON lines, cancel, and 4xx for bad requests and missing benchmark data.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -12,6 +12,7 @@ import { RunStore } from '../../src/benchmarks/store';
 import { main as evaluateMain } from '../../src/cli/evaluate';
 import { Engine } from '../../src/engine/engine';
 import { createApp } from '../../src/server/app';
+import { MAX_PREDICTIONS_BYTES } from '../../src/server/routes/evaluate';
 import { Db, openDatabase } from '../../src/storage/database';
 import { engineFor, testConfig } from '../helpers/service';
 
@@ -53,7 +54,7 @@ describe('evaluation API', () => {
     const lines = (await request(app).get(`/evaluate/${res.body.id}/predictions`).expect(200)).text.trim().split('\n').map((l) => JSON.parse(l));
     expect(lines).toHaveLength(8);
     expect(lines[0]).toEqual({
-      id: 'spatial-synth/test/000000', task: 'Count', source: 'spatial-synth', gold: expect.any(String), gold_text: expect.any(String),
+      id: 'spatial-synth/test/000000', sample: 0, completion_tokens: expect.any(Number), task: 'Count', source: 'spatial-synth', gold: expect.any(String), gold_text: expect.any(String),
       prediction: expect.any(String), extracted: expect.anything(), correct: expect.any(Boolean), format_ok: expect.any(Boolean),
     });
     await request(app).post(`/evaluate/${res.body.id}/cancel`).expect(409);
@@ -79,6 +80,107 @@ describe('evaluation API', () => {
     const res = await request(app).post('/evaluate').send(body);
     expect(res.status).toBe(status);
     expect(res.body.error).toEqual({ code: expect.any(String), message: expect.any(String) });
+  });
+
+  test('several samples per item: pass@k, majority vote and statistics in the result, every response in the predictions', async () => {
+    const res = await request(app)
+      .post('/evaluate?wait=true')
+      .send({ benchmark: 'spatial-synth', limit: 3, samples: 4, temperature: 1, top_p: 0.9, seed: 5, max_new_tokens: 4 })
+      .expect(200);
+    expect(res.body).toMatchObject({
+      status: 'succeeded',
+      progress: { done: 12, total: 12 },
+      params: { samples: 4, temperature: 1, topP: 0.9, seed: 5 },
+      result: { n: 3, samples: 4, responses: 12, majority_accuracy: expect.any(Number), stats: { reflection_rate: expect.any(Number), off_option_rate: expect.any(Number) } },
+    });
+    expect(Object.keys(res.body.result.pass_at_k)).toEqual(['1', '2', '4']);
+    expect(res.body.result.by_task.Count).toMatchObject({ n: 1, pass_at_k: { '4': expect.any(Number) }, stats: { completion_tokens: { mean: expect.any(Number) } } });
+    const lines = (await request(app).get(`/evaluate/${res.body.id}/predictions`).expect(200)).text.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => [l.id, l.sample])).toEqual([0, 1, 2].flatMap((i) => [0, 1, 2, 3].map((s) => [`spatial-synth/test/00000${i}`, s])));
+    expect(lines.every((l) => Number.isInteger(l.completion_tokens) && l.completion_tokens <= 4)).toBe(true);
+  });
+
+  test.each([
+    ['samples above 1 without a temperature', { samples: 2 }, /^samples: above 1 needs a temperature/],
+    ['samples above 1 at temperature 0', { samples: 2, temperature: 0 }, /^samples: /],
+    ['no samples', { samples: 0 }, /^samples: /],
+    ['too many samples', { samples: 257, temperature: 1 }, /^samples: /],
+    ['top_p 0', { top_p: 0 }, /^top_p: /],
+    ['a negative seed', { seed: -1 }, /^seed: /],
+    ['a temperature over 100', { temperature: 101 }, /^temperature: /],
+  ])('%s is a 400 naming the field', async (_name, fields, message) => {
+    const res = await request(app).post('/evaluate').send({ benchmark: 'spatial-synth', limit: 2, ...fields }).expect(400);
+    expect(res.body.error).toEqual({ code: 'invalid_request', message: expect.stringMatching(message) });
+  });
+
+  describe('runs scored from uploaded predictions', () => {
+    const upload = (query: string, body: string, type = 'application/x-ndjson') => request(app).post(`/evaluate/predictions?${query}`).set('Content-Type', type).send(body);
+    let source: { id: string; result: unknown };
+    let exported: string;
+
+    beforeAll(async () => {
+      source = (await request(app).post('/evaluate?wait=true').send({ benchmark: 'spatial-synth', limit: 4, samples: 2, temperature: 1, seed: 9, max_new_tokens: 5 }).expect(200)).body;
+      exported = (await request(app).get(`/evaluate/${source.id}/predictions`).expect(200)).text;
+    });
+
+    test('re-uploading a run\'s predictions gives the same result and the same predictions, in any line order', async () => {
+      const res = await upload('benchmark=spatial-synth&limit=4&model=elsewhere', exported).expect(201);
+      expect(res.headers.location).toBe(`/evaluate/${res.body.id}`);
+      expect(res.body).toMatchObject({ status: 'succeeded', model: 'elsewhere', progress: { done: 8, total: 8 }, params: { origin: 'uploaded', samples: 2 } });
+      expect(res.body.result).toEqual(source.result);
+      const lines = (await request(app).get(`/evaluate/${res.body.id}/predictions`).expect(200)).text;
+      expect(lines).toBe(exported);
+      // Listed and browsable like any other run.
+      expect((await request(app).get('/evaluate').expect(200)).body.data.map((r: { id: string }) => r.id)).toContain(res.body.id);
+      await request(app).get(`/evaluate/${res.body.id}/items/${encodeURIComponent('spatial-synth/test/000002')}`).expect(200);
+      const shuffled = exported.trim().split('\n').reverse().join('\r\n');
+      expect((await upload('benchmark=spatial-synth&limit=4', shuffled).expect(201)).body.result).toEqual(source.result);
+    });
+
+    test('one response per item needs only id and prediction; another strategy and template are applied', async () => {
+      const ids = [0, 1].map((i) => `spatial-synth/test/00000${i}`);
+      const body = `{"id": "${ids[0]}", "prediction": "thinking</think> <answer>A</answer>"}\n{"id": "${ids[1]}", "prediction": "B"}\n`;
+      const res = await upload('benchmark=spatial-synth&limit=2&strategy=strict&template=r1', body).expect(201);
+      expect(res.body.result).toMatchObject({ n: 2, samples: 1, format_rate: 0.5, strategy: 'strict', template: 'r1' });
+      expect(res.body.result.stats.completion_tokens).toBeNull();
+      const lines = (await request(app).get(`/evaluate/${res.body.id}/predictions`).expect(200)).text.trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines.map((l) => l.extracted)).toEqual(['A', null]);
+    });
+
+    const runCount = async () => (await request(app).get('/evaluate').expect(200)).body.data.length;
+    const item = (i: number, sample?: number, text = '<answer>A</answer>') => JSON.stringify({ id: `spatial-synth/test/00000${i}`, prediction: text, ...(sample === undefined ? {} : { sample }) });
+
+    test.each([
+      ['an unknown item', [item(0), JSON.stringify({ id: 'spatial-synth/test/999999', prediction: 'A' }), item(1)].join('\n'), 400, 'prediction_unknown_item', /^line 2: item "spatial-synth\/test\/999999" is not in spatial-synth test as selected/],
+      ['a repeated item', [item(0), item(1), item(0)].join('\n'), 400, 'prediction_duplicate', /^line 3: .*sample 0 was already given on line 1/],
+      ['a repeated sample', [item(0, 0), item(0, 1), item(1, 0), item(1, 1), item(0, 1)].join('\n'), 400, 'prediction_duplicate', /^line 5: /],
+      ['a missing item', item(0), 400, 'predictions_incomplete', /^item "spatial-synth\/test\/000001" has no response for sample 0/],
+      ['a missing sample', [item(0, 0), item(0, 1), item(1, 0)].join('\n'), 400, 'predictions_incomplete', /^item "spatial-synth\/test\/000001" has no response for sample 1/],
+      ['a line that is not JSON', `${item(0)}\n{"id": oops\n${item(1)}`, 400, 'invalid_predictions', /^line 2: not valid JSON/],
+      ['a line without a prediction', `${item(0)}\n${JSON.stringify({ id: 'spatial-synth/test/000001' })}`, 400, 'invalid_predictions', /^line 2: "prediction" must be/],
+      ['a bad sample number', `${item(0, -1)}\n${item(1)}`, 400, 'invalid_predictions', /^line 1: "sample" must be an integer/],
+      ['an over-long prediction', `${item(0)}\n${item(1, 0, 'x'.repeat(200_001))}`, 413, 'prediction_too_long', /^line 2: the prediction has 200001 characters/],
+      ['nothing', '\n\n', 400, 'predictions_empty', /no predictions/],
+    ])('%s is refused naming where, and nothing is stored', async (_name, body, status, code, message) => {
+      const before = await runCount();
+      const res = await upload('benchmark=spatial-synth&limit=2', body).expect(status);
+      expect(res.body.error).toEqual({ code, message: expect.stringMatching(message) });
+      expect(await runCount()).toBe(before);
+    });
+
+    test('bad settings, another content type and an oversized upload are refused', async () => {
+      const before = await runCount();
+      const body = `${item(0)}\n${item(1)}`;
+      expect((await upload('benchmark=mmlu', body).expect(400)).body.error).toMatchObject({ code: 'invalid_request', message: expect.stringMatching(/^benchmark: /) });
+      expect((await upload('benchmark=spatial-synth&limt=2', body).expect(400)).body.error.code).toBe('invalid_request');
+      expect((await upload('benchmark=spatial-synth&limit=zero', body).expect(400)).body.error.message).toMatch(/^limit: /);
+      expect((await upload('benchmark=vsr&level=easy', body).expect(400)).body.error.message).toMatch(/^level: applies to spatial-synth only/);
+      expect((await upload('benchmark=cv-bench', body).expect(404)).body.error.code).toBe('benchmark_data_missing');
+      expect((await upload('benchmark=spatial-synth&limit=2', body, 'text/csv').expect(415)).body.error.code).toBe('unsupported_content_type');
+      const huge = `${item(0)}\n${' '.repeat(MAX_PREDICTIONS_BYTES)}`;
+      expect((await upload('benchmark=spatial-synth&limit=2', huge).expect(413)).body.error.code).toBe('predictions_too_large');
+      expect(await runCount()).toBe(before);
+    });
   });
 
   test('the missing-data message says which files to place where', async () => {
@@ -188,6 +290,69 @@ describe('npm run evaluate --level', () => {
       expect(err.join('\n')).toMatch(/--level must be standard or easy/);
       expect(await evaluateMain(['--benchmark', 'vsr', '--level', 'easy'])).toBe(2);
       expect(err.join('\n')).toMatch(/--level applies to --benchmark spatial-synth only/);
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+      stderr.mockRestore();
+    }
+  });
+});
+
+describe('npm run evaluate --samples and --predictions', () => {
+  let dir: string;
+  const saved = { ...process.env };
+  const keys = ['DATA_DIR', 'STATE_DIR', 'DEFAULT_MODEL', 'THREADS', 'MAX_BATCH_SIZE'];
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'eval-cli-samples-'));
+    Object.assign(process.env, { DATA_DIR: join(dir, 'data'), STATE_DIR: join(dir, 'state'), DEFAULT_MODEL: 'tiny-random', THREADS: '1', MAX_BATCH_SIZE: '8' });
+  });
+  afterAll(() => {
+    for (const key of keys) {
+      if (saved[key] === undefined) delete process.env[key];
+      else process.env[key] = saved[key];
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('samples give pass@k and majority columns; the same responses given as --predictions score the same', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
+    const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--samples', '2', '--temperature', '1', '--seed', '4', '--max-new-tokens', '3'])).toBe(0);
+      expect(out.join('\n')).toMatch(/2 samples per item/);
+      expect(out.join('\n')).toMatch(/^\| task \| n \| accuracy \| pass@1 \| pass@2 \| majority@2 \| format \| tokens mean \/ p50 \/ p90 \| reflection \| off-option \|$/m);
+      const db = openDatabase(join(dir, 'state'));
+      let generated;
+      try {
+        const store = new RunStore(db);
+        generated = store.listRuns()[0];
+        const lines = store.predictions(generated.id).map((p) => JSON.stringify({ id: p.item_id, sample: p.sample, prediction: p.prediction, completion_tokens: p.completion_tokens }));
+        expect(lines).toHaveLength(6);
+        writeFileSync(join(dir, 'answers.jsonl'), `${lines.join('\n')}\n`);
+      } finally {
+        db.close();
+      }
+      out.length = 0;
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--predictions', join(dir, 'answers.jsonl'), '--model', 'elsewhere'])).toBe(0);
+      expect(out.join('\n')).toMatch(/model elsewhere, uploaded predictions/);
+      const check = openDatabase(join(dir, 'state'));
+      try {
+        const uploaded = new RunStore(check).listRuns().find((r) => r.model === 'elsewhere')!;
+        expect(JSON.parse(uploaded.result!)).toEqual(JSON.parse(generated.result!));
+      } finally {
+        check.close();
+      }
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--samples', '2'])).toBe(2);
+      expect(err.join('\n')).toMatch(/--samples above 1 needs --temperature above 0/);
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--predictions', join(dir, 'answers.jsonl'), '--samples', '2', '--temperature', '1'])).toBe(2);
+      expect(err.join('\n')).toMatch(/--predictions scores given responses/);
+      // An upload that misses items fails with the line's or item's message, and stores nothing.
+      writeFileSync(join(dir, 'partial.jsonl'), '{"id": "spatial-synth/test/000000", "prediction": "A"}\n');
+      expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--predictions', join(dir, 'partial.jsonl')])).toBe(1);
+      expect(err.join('\n')).toMatch(/item "spatial-synth\/test\/000001" has no response for sample 0/);
     } finally {
       log.mockRestore();
       error.mockRestore();

@@ -61,7 +61,10 @@ describe('process faults', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  test('kill -9 mid-evaluation, restart: the run resumes and every item is scored exactly once', async () => {
+  test.each([
+    ['item', { limit: 40 }, 40, 1],
+    ['sample (3 per item)', { limit: 14, samples: 3, temperature: 1, seed: 3 }, 42, 3],
+  ])('kill -9 mid-evaluation, restart: the run resumes and every %s is scored exactly once', async (_what, fields, responses, samples) => {
     const port = await freePort();
     const env = { STATE_DIR: join(dir, 'state'), DATA_DIR: join(dir, 'data'), MAX_BATCH_SIZE: '2', DEFAULT_MODEL: 'tiny-random' };
     const first = startService(env, port);
@@ -70,7 +73,7 @@ describe('process faults', () => {
       await until('ready', async () => ((await fetch(`${first.base}/readyz`)).status === 200 ? true : undefined));
       const created = await fetch(`${first.base}/evaluate`, {
         method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ benchmark: 'spatial-synth', limit: 40, max_new_tokens: 24 }),
+        body: JSON.stringify({ benchmark: 'spatial-synth', max_new_tokens: 24, ...fields }),
       });
       const { id } = (await created.json()) as { id: string };
       await until('some predictions', async () => {
@@ -81,21 +84,22 @@ describe('process faults', () => {
       await first.exited;
 
       const db = new Database(join(env.STATE_DIR, 'service.db'), { readonly: true });
-      const before = db.prepare('SELECT item_id, prediction FROM eval_predictions WHERE run_id = ?').all(id) as { item_id: string; prediction: string }[];
+      const before = db.prepare('SELECT item_id, sample, prediction FROM eval_predictions WHERE run_id = ?').all(id) as { item_id: string; sample: number; prediction: string }[];
       db.close();
       expect(before.length).toBeGreaterThanOrEqual(5);
-      expect(before.length).toBeLessThan(40);
+      expect(before.length).toBeLessThan(responses);
 
       second = startService(env, port);
       const finished = await until('the resumed run', async () => {
         const run = (await (await fetch(`${second!.base}/evaluate/${id}`)).json()) as { status: string; progress: { done: number; total: number } };
         return run.status === 'succeeded' ? run : undefined;
       }, 120_000);
-      expect(finished.progress).toEqual({ done: 40, total: 40 });
+      expect(finished.progress).toEqual({ done: responses, total: responses });
       const lines = (await (await fetch(`${second.base}/evaluate/${id}/predictions`)).text()).trim().split('\n').map((l) => JSON.parse(l));
-      expect(lines).toHaveLength(40);
-      expect(new Set(lines.map((l) => l.id)).size).toBe(40);
-      for (const p of before) expect(lines.find((l) => l.id === p.item_id)?.prediction).toBe(p.prediction);
+      expect(lines).toHaveLength(responses);
+      expect(new Set(lines.map((l) => `${l.id}#${l.sample}`)).size).toBe(responses);
+      expect(new Set(lines.map((l) => l.id)).size).toBe(responses / samples);
+      for (const p of before) expect(lines.find((l) => l.id === p.item_id && l.sample === p.sample)?.prediction).toBe(p.prediction);
     } finally {
       first.child.kill('SIGKILL');
       second?.child.kill('SIGKILL');

@@ -22,7 +22,7 @@ const TOKEN = 'fuzz-admin-token-3e9a71c2';
 const auth = { Authorization: `Bearer ${TOKEN}` };
 
 /** Statuses docs/api.md documents for requests that are not bugs. */
-const DOCUMENTED = new Set([200, 202, 400, 404, 409, 413, 415, 422, 429, 503]);
+const DOCUMENTED = new Set([200, 201, 202, 400, 404, 409, 413, 415, 422, 429, 503]);
 /** What an image can get: accepted, or refused as bad, too large, unsupported or unusable. */
 const IMAGE_STATUSES = new Set([200, 400, 413, 415, 422]);
 /** Error messages are meant for people: capped (errors.ts clips at 500 characters). */
@@ -539,10 +539,52 @@ describe('fuzzing the HTTP contract', () => {
         strategy: { valid: fc.constantFrom('r1', 'strict'), edge: fc.constant('loose') },
         max_new_tokens: tokens,
         model: modelName,
+        samples: { valid: fc.integer({ min: 1, max: 3 }), edge: fc.constantFrom(0, 257, 1.5, -1) },
+        temperature: sampling.temperature,
+        top_p: sampling.top_p,
+        seed: sampling.seed,
       },
       ['benchmark'],
     );
     await fc.assert(fc.asyncProperty(body, async (b) => void (await postJson('/evaluate', b))), { numRuns: runs(150), seed: seedFor(3) });
+  }, 180_000);
+
+  test('POST /evaluate/predictions with arbitrary JSON lines and query strings', async () => {
+    const ids = ['spatial-synth/test/000000', 'spatial-synth/test/000001'];
+    const valid = fc.record(
+      {
+        id: fc.constantFrom(...ids),
+        prediction: fc.oneof(fc.constantFrom('<answer>A</answer>', 'B', 'thinking</think> <answer>(c)</answer>', ''), fc.string({ maxLength: 40 })),
+        sample: fc.integer({ min: 0, max: 2 }),
+        completion_tokens: fc.oneof(fc.nat({ max: 100 }), fc.constant(null)),
+      },
+      { requiredKeys: ['id', 'prediction'] },
+    ).map((line) => JSON.stringify(line));
+    const edge = fc.oneof(
+      fc.constantFrom('', '{', '[]', 'null', '"text"', '{"id": 1, "prediction": "A"}', '{"id": "spatial-synth/test/999999", "prediction": "A"}', '{"id": "x", "prediction": "A"}'),
+      fc.constantFrom(...ids).map((id) => JSON.stringify({ id, prediction: 'A', sample: 256 })),
+      fc.constantFrom(...ids).map((id) => JSON.stringify({ id, prediction: 'A', sample: -1 })),
+      fc.constantFrom(...ids).map((id) => JSON.stringify({ id, prediction: 'A', completion_tokens: 1.5 })),
+      fc.constantFrom(...ids).map((id) => JSON.stringify({ id, prediction: 'x'.repeat(200_001) })),
+      fc.string({ maxLength: 30 }),
+    );
+    const lines = fc.array(fc.oneof({ weight: 5, arbitrary: valid }, { weight: 1, arbitrary: edge }), { maxLength: 8 });
+    const query = fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom('benchmark=spatial-synth&limit=2', 'benchmark=spatial-synth&limit=2&strategy=strict&model=x', 'benchmark=spatial-synth&limit=2&level=easy') },
+      { weight: 1, arbitrary: fc.constantFrom('', 'benchmark=mmlu', 'benchmark=cv-bench', 'benchmark=spatial-synth&limit=0', 'benchmark=spatial-synth&limit=2&limit=3', 'benchmark=spatial-synth&subsets=..', 'benchmark=vsr&level=easy', 'benchmark=spatial-synth&x=1', 'benchmark=spatial-synth&split=train') },
+    );
+    const type = fc.constantFrom('application/x-ndjson', 'application/x-ndjson', 'application/jsonl', 'text/plain', 'application/json');
+    await fc.assert(
+      fc.asyncProperty(lines, query, type, async (body, q, contentType) => {
+        const text = body.join('\n');
+        await check(
+          () => request(server).post(`/evaluate/predictions?${q}`).set('Content-Type', contentType).send(text),
+          DOCUMENTED,
+          () => `POST /evaluate/predictions?${q} (${contentType}) ${text}`,
+        );
+      }),
+      { numRuns: runs(150), seed: seedFor(7) },
+    );
   }, 180_000);
 
   test('POST /admin/train (with the token) with arbitrary JSON bodies', async () => {

@@ -245,6 +245,22 @@ describe('faults of trainers, storage and data', () => {
     expect(lines).toHaveLength(row.done);
   });
 
+  test('disk full in the middle of storing uploaded predictions: 503 storage_full, no run and no prediction stored, then the same upload works', async () => {
+    const before = storedRows(fx.stateDir);
+    const body = [0, 1, 2].map((i) => JSON.stringify({ id: `spatial-synth/test/00000${i}`, prediction: '<answer>A</answer>' })).join('\n');
+    // The run row and the first two predictions are written; the third fails and the transaction rolls back.
+    let inserts = 0;
+    faults.full((sql) => /^\s*INSERT OR IGNORE INTO eval_predictions/.test(sql) && ++inserts === 3);
+    const res = await request(app).post('/evaluate/predictions?benchmark=spatial-synth&limit=3').set('Content-Type', 'application/x-ndjson').send(body);
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('storage_full');
+    expect(inserts).toBe(3);
+    faults.clear();
+    expect(storedRows(fx.stateDir)).toEqual(before);
+    const ok = await request(app).post('/evaluate/predictions?benchmark=spatial-synth&limit=3').set('Content-Type', 'application/x-ndjson').send(body).expect(201);
+    expect(ok.body).toMatchObject({ status: 'succeeded', progress: { done: 3, total: 3 } });
+  });
+
   describe('a DATA_DIR that is missing or not a folder', () => {
     let root: string;
     beforeAll(() => {

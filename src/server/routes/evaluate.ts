@@ -1,21 +1,35 @@
 // Evaluation runs over HTTP (docs/api.md, "Evaluation"): create (202 + Location, or ?wait=true for
-// the finished run), status, predictions as JSON lines, cancel, list; and a run's items with
-// their images (the dashboard's predictions browser).
-import { Request, Response, Router } from 'express';
+// the finished run), create from uploaded predictions, status, predictions as JSON lines, cancel,
+// list; and a run's items with their images (the dashboard's predictions browser).
+import express, { NextFunction, Request, Response, Router } from 'express';
 import { z } from 'zod';
-import type { EvalRuns } from '../../benchmarks/runs';
+import { MAX_SAMPLES, type EvalRuns } from '../../benchmarks/runs';
 import { imageExtension } from '../../benchmarks/loaders/common';
 import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
 import { BENCHMARKS } from '../../benchmarks/types';
+import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../../benchmarks/uploads';
+import { MAX_SEED, MAX_TEMPERATURE } from '../../engine/sampling';
 import type { AppContext } from '../app';
 import { HttpError } from '../errors';
+
+/** Largest upload of predictions (the body of POST /evaluate/predictions). */
+export const MAX_PREDICTIONS_BYTES = 64 * 1024 * 1024;
+
+const SPLIT = z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only');
+const SUBSET = z.string().min(1).max(64).regex(/^[\w.-]+$/, 'letters, digits, _ . - only');
+
+function levelOnlyForSpatialSynth(body: { level?: string; benchmark: string }, ctx: z.RefinementCtx) {
+  if (body.level !== undefined && body.benchmark !== 'spatial-synth') {
+    ctx.addIssue({ code: 'custom', path: ['level'], message: `applies to spatial-synth only, not to ${body.benchmark}` });
+  }
+}
 
 export function evaluateSchema(maxNewTokens: number, defaultMaxNewTokens: number) {
   return z
     .object({
       benchmark: z.enum(BENCHMARKS),
-      split: z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only').optional(),
-      subsets: z.array(z.string().min(1).max(64).regex(/^[\w.-]+$/, 'letters, digits, _ . - only')).max(32).optional(),
+      split: SPLIT.optional(),
+      subsets: z.array(SUBSET).max(32).optional(),
       limit: z.number().int().min(1).max(1_000_000).optional(),
       // spatial-synth's generator level (docs/spatial-synth.md "Levels"); standard when absent.
       level: z.enum(LEVEL_NAMES).optional(),
@@ -23,13 +37,55 @@ export function evaluateSchema(maxNewTokens: number, defaultMaxNewTokens: number
       strategy: z.enum(['r1', 'strict']).default('r1'),
       max_new_tokens: z.number().int().min(1).max(maxNewTokens).default(defaultMaxNewTokens),
       model: z.string().min(1).max(200).optional(),
+      // Several responses per item (docs/evaluation.md, "Several samples per item").
+      samples: z.number().int().min(1).max(MAX_SAMPLES).default(1),
+      temperature: z.number().min(0).max(MAX_TEMPERATURE).optional(),
+      top_p: z.number().gt(0).max(1).optional(),
+      seed: z.number().int().min(0).max(MAX_SEED).optional(),
     })
     .strict()
     .superRefine((body, ctx) => {
-      if (body.level !== undefined && body.benchmark !== 'spatial-synth') {
-        ctx.addIssue({ code: 'custom', path: ['level'], message: `applies to spatial-synth only, not to ${body.benchmark}` });
+      levelOnlyForSpatialSynth(body, ctx);
+      if (body.samples > 1 && !body.temperature) {
+        ctx.addIssue({ code: 'custom', path: ['samples'], message: 'above 1 needs a temperature above 0 (greedy decoding gives the same response every time)' });
       }
     });
+}
+
+/** The query of POST /evaluate/predictions: what selects and scores the items, and a model label. */
+export const uploadQuerySchema = z
+  .object({
+    benchmark: z.enum(BENCHMARKS),
+    split: SPLIT.optional(),
+    // Comma-separated in the query string.
+    subsets: z
+      .string()
+      .max(32 * 65)
+      .transform((text) => text.split(',').filter(Boolean))
+      .pipe(z.array(SUBSET).max(32))
+      .optional(),
+    limit: z.string().regex(/^\d{1,7}$/, 'an integer from 1 to 1,000,000').transform(Number).pipe(z.number().int().min(1).max(1_000_000)).optional(),
+    level: z.enum(LEVEL_NAMES).optional(),
+    template: z.enum(['r1', 'direct', 'instruct']).default('r1'),
+    strategy: z.enum(['r1', 'strict']).default('r1'),
+    model: z.string().min(1).max(200).default('uploaded'),
+  })
+  .strict()
+  .superRefine(levelOnlyForSpatialSynth);
+
+const UPLOAD_TYPES = ['application/x-ndjson', 'application/jsonl', 'application/json-lines'];
+const readUpload = express.text({ type: () => true, limit: MAX_PREDICTIONS_BYTES });
+
+/** The upload's text; an oversized body is a 413 that says the limit. */
+function uploadText(req: Request, res: Response): Promise<string> {
+  return new Promise((resolve, reject) => {
+    readUpload(req, res, ((error?: { type?: string }) => {
+      if (error?.type === 'entity.too.large') {
+        reject(new HttpError(413, 'predictions_too_large', `the upload is larger than ${MAX_PREDICTIONS_BYTES / 1024 / 1024} MiB; split the benchmark with limit or subsets`));
+      } else if (error) reject(error);
+      else resolve(typeof req.body === 'string' ? req.body : '');
+    }) as NextFunction);
+  });
 }
 
 function runs(ctx: AppContext): EvalRuns {
@@ -80,12 +136,37 @@ export function evaluateRouter(ctx: AppContext): Router {
       strategy: body.strategy,
       maxNewTokens: body.max_new_tokens,
       model: body.model ?? ctx.config.defaultModel,
+      samples: body.samples,
+      ...(body.temperature === undefined ? {} : { temperature: body.temperature }),
+      ...(body.top_p === undefined ? {} : { topP: body.top_p }),
+      ...(body.seed === undefined ? {} : { seed: body.seed }),
     });
     if (req.query.wait === 'true' || req.query.wait === '1') {
       res.json(await runs(ctx).wait(run.id));
       return;
     }
     res.status(202).location(`/evaluate/${run.id}`).json({ id: run.id, status: run.status });
+  });
+
+  // A finished run from responses generated elsewhere: JSON lines in the body, the run's settings
+  // in the query string. Checked whole before anything is stored (docs/api.md).
+  router.post('/evaluate/predictions', async (req: Request, res: Response) => {
+    runs(ctx);
+    if (!req.is(UPLOAD_TYPES)) throw new HttpError(415, 'unsupported_content_type', `send the predictions as JSON lines (${UPLOAD_TYPES.join(', ')})`);
+    const query = uploadQuerySchema.parse(req.query);
+    const uploaded = parsePredictionLines(await uploadText(req, res), { maxPredictionChars: MAX_PREDICTION_CHARS, maxSamples: MAX_SAMPLES });
+    const run = await runs(ctx).importPredictions({
+      origin: 'uploaded',
+      benchmark: query.benchmark,
+      split: query.split,
+      subsets: query.subsets,
+      limit: query.limit,
+      level: query.level,
+      template: query.template,
+      strategy: query.strategy,
+      model: query.model,
+    }, uploaded);
+    res.status(201).location(`/evaluate/${run.id}`).json(run);
   });
 
   router.get('/evaluate', (_req: Request, res: Response) => {
@@ -104,6 +185,7 @@ export function evaluateRouter(ctx: AppContext): Router {
       res.write(
         `${JSON.stringify({
           id: p.item_id,
+          sample: p.sample,
           task: p.task,
           source: p.source,
           gold: p.gold,
@@ -112,6 +194,7 @@ export function evaluateRouter(ctx: AppContext): Router {
           extracted: p.extracted,
           correct: p.correct === 1,
           format_ok: p.format_ok === 1,
+          completion_tokens: p.completion_tokens,
         })}\n`,
       );
     }

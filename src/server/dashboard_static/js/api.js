@@ -97,6 +97,13 @@ export async function sendJson(path, body, options = {}) {
   return (await call(path, { method: 'POST', body, ...options })).json();
 }
 
+/** POST a text body of the given type (JSON lines of predictions); the answer's JSON. */
+export async function sendText(path, text, type) {
+  const res = await fetch(path, { method: 'POST', headers: headers(false, { 'Content-Type': type }), body: text, cache: 'no-store' });
+  if (!res.ok) throw await failure(res);
+  return res.json();
+}
+
 /** The text of a streamed body, chunk by chunk. */
 async function* chunks(res) {
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

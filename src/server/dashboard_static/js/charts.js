@@ -79,3 +79,43 @@ export function groupedBars(container, { groups, runs }) {
   }
   container.dataset.bars = String(container.querySelectorAll('.bar').length);
 }
+
+/**
+ * Curves of several runs against a shared x (pass@k against k, on a log2 axis): `series` are
+ * { label, points: { [x]: y } } with y a fraction in [0, 1]; runs without a value at some x leave
+ * a gap there. data-series says how many curves the chart holds, data-points how many x values.
+ */
+export function curvesChart(container, { series, xLabel, height = 220 }) {
+  clear(container);
+  container.classList.add('chart');
+  const xs = [...new Set(series.flatMap((s) => Object.keys(s.points).map(Number)))].sort((a, b) => a - b);
+  container.dataset.series = String(series.length);
+  container.dataset.points = String(xs.length);
+  if (!xs.length) {
+    container.append(el('p', { class: 'meta' }, 'No finished run to plot.'));
+    return;
+  }
+  const width = () => Math.max(240, container.clientWidth || 400);
+  const options = {
+    width: width(),
+    height,
+    legend: { live: true },
+    scales: { x: { time: false, distr: 3, log: 2 }, y: { range: [0, 1] } },
+    axes: [{ label: xLabel, size: 40, values: (_u, ticks) => ticks.map((t) => String(t)) }, { size: 56, values: (_u, ticks) => ticks.map((t) => percent(t, 0)) }],
+    series: [
+      { label: xLabel },
+      ...series.map((s, i) => ({ label: s.label, stroke: PALETTE[i % PALETTE.length], width: 2, points: { show: true, size: 6 }, spanGaps: true, value: (_u, v) => percent(v) })),
+    ],
+  };
+  const data = [xs, ...series.map((s) => xs.map((x) => finite(s.points[x])))];
+  const plot = new uPlot(options, data, container);
+  const resize = new ResizeObserver(() => {
+    if (!container.isConnected) {
+      resize.disconnect();
+      plot.destroy();
+      return;
+    }
+    plot.setSize({ width: width(), height });
+  });
+  resize.observe(container);
+}

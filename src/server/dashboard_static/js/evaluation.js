@@ -1,11 +1,14 @@
 // Evaluation view: the runs; for a run its accuracy per task beside other runs of the same
-// benchmark (model against model, template against template), format rates, and a browser of its
-// predictions (image, question, response, gold, correct) with filters for wrong and badly
-// formatted answers. Items' questions and images come from GET /evaluate/<id>/items/<item>.
-import { call, getJson, jsonLines, sendJson } from './api.js';
-import { groupedBars } from './charts.js';
+// benchmark (model against model, template against template), format rates, pass@k curves of the
+// same runs side by side, the response statistics (completion length, reflection and off-option
+// rates) per task, and a browser of its predictions (image, question, response, gold, correct;
+// every sample of an item) with filters for wrong and badly formatted answers. Items' questions and
+// images come from GET /evaluate/<id>/items/<item>. Runs are started here, or scored from an
+// uploaded file of predictions (POST /evaluate/predictions).
+import { call, getJson, jsonLines, sendJson, sendText } from './api.js';
+import { curvesChart, groupedBars } from './charts.js';
 import { renderCompletion } from './completion.js';
-import { $, badge, clear, el, notify, percent, reportError, shortId, when } from './dom.js';
+import { $, append, badge, clear, el, notify, number, percent, reportError, shortId, when } from './dom.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const POLL_MS = 3000;
@@ -36,6 +39,10 @@ export function initEvaluation() {
   $('#start-run').addEventListener('submit', (event) => {
     event.preventDefault();
     startRun(event.target).catch(reportError);
+  });
+  $('#upload-run').addEventListener('submit', (event) => {
+    event.preventDefault();
+    uploadRun(event.target).catch(reportError);
   });
   for (const input of document.querySelectorAll('input[name="pred-filter"]')) {
     input.addEventListener('change', () => {
@@ -103,8 +110,26 @@ function runSet(run) {
   return `${run.benchmark} ${run.split}${level ? ` · ${level}` : ''}`;
 }
 
+/** Responses per item (1 for runs stored before samples existed). */
+function runSamples(run) {
+  return run.result?.samples ?? run.params?.samples ?? 1;
+}
+
 function runLabel(run) {
-  return `${run.model} · ${run.params?.template ?? 'r1'}/${run.params?.strategy ?? 'r1'} · ${shortId(run.id)}`;
+  const samples = runSamples(run) > 1 ? ` · ${runSamples(run)} samples` : '';
+  const origin = run.params?.origin === 'uploaded' ? ' · uploaded' : '';
+  return `${run.model} · ${run.params?.template ?? 'r1'}/${run.params?.strategy ?? 'r1'}${samples}${origin} · ${shortId(run.id)}`;
+}
+
+/** "mean / p50 / p90" completion tokens, or – when unknown. */
+function tokens(stats) {
+  const t = stats?.completion_tokens;
+  return t ? `${number(t.mean, 1)} / ${number(t.p50, 1)} / ${number(t.p90, 1)}` : '–';
+}
+
+/** pass@k at the run's largest k, labelled. */
+function passAtLargest(scores, samples) {
+  return `${percent(scores?.pass_at_k?.[String(samples)])} @${samples}`;
 }
 
 function renderRunList() {
@@ -152,13 +177,15 @@ async function showRun(run, reloadPredictions) {
   const status = clear($('#run-status'));
   status.append(badge(run.status));
   status.dataset.status = run.status;
-  $('#run-progress').textContent = `${run.progress.done} / ${run.progress.total} items`;
+  const samples = runSamples(run);
+  $('#run-progress').textContent = `${run.progress.done} / ${run.progress.total} ${samples > 1 ? 'responses' : 'items'}`;
   $('#run-meta').textContent = [
     run.id,
     runLevel(run) ? `level ${runLevel(run)}` : null,
     `template ${run.params?.template ?? 'r1'}`,
     `strategy ${run.params?.strategy ?? 'r1'}`,
-    `max ${run.params?.maxNewTokens ?? '–'} new tokens`,
+    run.params?.origin === 'uploaded' ? 'scored from uploaded predictions' : `max ${run.params?.maxNewTokens ?? '–'} new tokens`,
+    samples > 1 ? `${samples} samples per item, temperature ${run.params?.temperature ?? '–'}, top p ${run.params?.topP ?? 1}, seed ${run.params?.seed ?? 'random'}` : null,
     `created ${when(run.created_at)}`,
     run.error ? `error: ${run.error}` : null,
   ]
@@ -167,12 +194,20 @@ async function showRun(run, reloadPredictions) {
   const result = run.result;
   const stats = clear($('#run-stats'));
   const stat = (label, value) => el('div', { class: 'stat' }, el('div', { class: 'stat-value' }, value), el('div', { class: 'stat-label' }, label));
-  stats.append(
+  // append() skips the nulls of the stats a single-sample run does not have.
+  append(
+    stats,
     stat('accuracy', percent(result?.accuracy)),
+    samples > 1 ? stat(`pass@${samples}`, percent(result?.pass_at_k?.[String(samples)])) : null,
+    samples > 1 ? stat(`majority@${samples}`, percent(result?.majority_accuracy)) : null,
     stat('format rate', percent(result?.format_rate)),
     stat(`official score (${result?.official?.name ?? '–'})`, percent(result?.official?.score)),
     stat('items', String(result?.n ?? run.progress.done)),
+    stat('tokens mean / p50 / p90', tokens(result?.stats)),
+    stat('reflection rate', percent(result?.stats?.reflection_rate)),
+    stat('answers off the options', percent(result?.stats?.off_option_rate)),
   );
+  for (const node of [...stats.children]) node.dataset.stat = node.querySelector('.stat-label').textContent;
   renderComparison(run);
   if (reloadPredictions) await loadPredictions(run);
 }
@@ -213,6 +248,11 @@ function renderComparison(run) {
     groups: ['format rate'],
     runs: labelled.map(({ label, run: r }) => ({ label, values: { 'format rate': { value: r.result.format_rate, n: r.result.n } } })),
   });
+  // pass@k against k for the same runs: how far sampling more lifts each (docs/evaluation.md).
+  curvesChart($('#pass-chart'), {
+    xLabel: 'k',
+    series: labelled.map(({ label, run: r }) => ({ label, points: r.result.pass_at_k ?? { 1: r.result.accuracy } })),
+  });
   if (!run.result) $('#task-bars').prepend(el('p', { class: 'meta' }, 'This run has no result yet: bars appear when it has finished.'));
 }
 
@@ -233,19 +273,36 @@ async function loadPredictions(run) {
   renderPredictions();
 }
 
-/** Per task of the selected run: items, accuracy and format rate (from its predictions). */
+/**
+ * Per task of the selected run: items, accuracy, pass@k, majority, format rate and the response
+ * statistics from its result; while it runs (no result yet), what its predictions so far give.
+ */
 function renderTaskTable(run) {
-  const byTask = new Map();
-  for (const p of state.predictions) {
-    const t = byTask.get(p.task) ?? { n: 0, correct: 0, format: 0 };
-    t.n += 1;
-    t.correct += p.correct ? 1 : 0;
-    t.format += p.format_ok ? 1 : 0;
-    byTask.set(p.task, t);
-  }
   const body = clear($('#task-table tbody'));
-  for (const [task, t] of [...byTask.entries()].sort()) {
-    body.append(el('tr', {}, el('td', {}, task), el('td', {}, String(t.n)), el('td', {}, percent(t.correct / t.n)), el('td', {}, percent(t.format / t.n))));
+  const samples = runSamples(run);
+  const cells = (...values) => values.map((v) => el('td', {}, v));
+  if (run.result?.by_task) {
+    for (const [task, t] of Object.entries(run.result.by_task).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      body.append(
+        el(
+          'tr',
+          { dataset: { task } },
+          cells(task, String(t.n), percent(t.accuracy), t.pass_at_k ? passAtLargest(t, samples) : '–', samples > 1 ? percent(t.majority_accuracy) : '–', percent(t.format_rate), tokens(t.stats), percent(t.stats?.reflection_rate), percent(t.stats?.off_option_rate)),
+        ),
+      );
+    }
+  } else {
+    const byTask = new Map();
+    for (const p of state.predictions) {
+      const t = byTask.get(p.task) ?? { n: 0, correct: 0, format: 0 };
+      t.n += 1;
+      t.correct += p.correct ? 1 : 0;
+      t.format += p.format_ok ? 1 : 0;
+      byTask.set(p.task, t);
+    }
+    for (const [task, t] of [...byTask.entries()].sort()) {
+      body.append(el('tr', { dataset: { task } }, cells(task, `${t.n} responses`, percent(t.correct / t.n), '–', '–', percent(t.format / t.n), '–', '–', '–')));
+    }
   }
   $('#task-table').dataset.run = run.id;
 }
@@ -280,11 +337,17 @@ function renderPredictions() {
     body.append(
       el(
         'tr',
-        { class: `prediction ${p.correct ? 'is-correct' : 'is-wrong'} ${p.format_ok ? '' : 'bad-format'}`, dataset: { item: p.id } },
+        { class: `prediction ${p.correct ? 'is-correct' : 'is-wrong'} ${p.format_ok ? '' : 'bad-format'}`, dataset: { item: p.id, sample: String(p.sample ?? 0) } },
         imageCell,
         questionCell,
         el('td', { class: 'pred-response' }, renderCompletion(p.prediction, { opensThink })),
-        el('td', {}, el('div', { class: 'mono' }, p.extracted ?? '–'), el('div', { class: 'meta' }, p.task)),
+        el(
+          'td',
+          {},
+          el('div', { class: 'mono' }, p.extracted ?? '–'),
+          el('div', { class: 'meta' }, p.task),
+          run && runSamples(run) > 1 ? el('div', { class: 'meta' }, `sample ${p.sample}`) : null,
+        ),
         el('td', {}, el('div', { class: 'mono' }, p.gold), el('div', { class: 'meta' }, p.gold_text)),
         el('td', {}, badge(p.correct ? 'correct' : 'wrong', p.correct ? 'ok' : 'bad'), ' ', badge(p.format_ok ? 'format ok' : 'bad format', p.format_ok ? 'ok' : 'warn')),
       ),
@@ -328,6 +391,26 @@ async function startRun(form) {
   $('#start-run-box').open = false;
   await refreshRuns();
   location.hash = `#evaluation/${created.id}`;
+}
+
+/** A run from a file of predictions made elsewhere: its JSON lines go as they are, the settings in the query. */
+async function uploadRun(form) {
+  const query = new URLSearchParams();
+  let file = null;
+  for (const [key, raw] of new FormData(form).entries()) {
+    if (key === 'file') {
+      file = raw;
+      continue;
+    }
+    const value = String(raw).trim();
+    if (value) query.set(key, value);
+  }
+  if (!file || !file.size) throw new Error('choose a file of predictions (JSON lines)');
+  const run = await sendText(`/evaluate/predictions?${query}`, await file.text(), 'application/x-ndjson');
+  notify(`run ${run.id} scored from ${file.name}`);
+  $('#upload-run-box').open = false;
+  await refreshRuns();
+  location.hash = `#evaluation/${run.id}`;
 }
 
 export function fillRunModels(models) {
