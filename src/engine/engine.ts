@@ -10,7 +10,7 @@ import { preprocessImage } from './qwen2_vl/image_processing';
 import { expandImageTokens, ropeIndex } from './qwen2_vl/mrope';
 import { LoadedModel, ModelEntry, ModelRegistry } from './registry';
 import { FinishReason, StepResult } from './runner/protocol';
-import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling';
+import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling/params';
 import { SchedulerOptions, SequenceImage, SequenceTimings } from './scheduler';
 import { IMAGE_PLACEHOLDER, PromptTemplate, promptOpensThink, renderPrompt } from './prompts';
 import { ChatMessage } from './tokenizer';

@@ -7,7 +7,7 @@ import { EngineError } from './errors';
 import { FeatureCachePolicy } from './feature_cache';
 import { AdmitRequest, FinishReason, ImageInput, StepRequest, StepResult } from './runner/protocol';
 import { StepFailedError, StepRunner } from './runner/step_runner';
-import { SamplingParams } from './sampling';
+import { SamplingParams } from './sampling/params';
 
 export interface SchedulerOptions {
   /** Running sequences decoded together. */

@@ -3,7 +3,7 @@
 import { EngineError } from '../../src/engine/errors';
 import { FinishReason, SequenceOutput, StepRequest, StepResult } from '../../src/engine/runner/protocol';
 import { StepFailedError, StepRunner } from '../../src/engine/runner/step_runner';
-import { resolveSamplingParams } from '../../src/engine/sampling';
+import { resolveSamplingParams } from '../../src/engine/sampling/params';
 import { Scheduler, SchedulerOptions, SequenceImage, SequenceInput, SequenceTimings } from '../../src/engine/scheduler';
 
 interface Call {

@@ -3,7 +3,7 @@
 import type { EngineErrorKind } from '../errors';
 import type { ModelFolder } from '../model_folder';
 import type { ModelInfo } from '../qwen2_vl/modeling';
-import type { SamplingParams } from '../sampling';
+import type { SamplingParams } from '../sampling/params';
 
 export interface WorkerInit {
   /** The folder as read on the main thread, with its graph files (dtypes) chosen. */
