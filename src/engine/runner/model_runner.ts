@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../errors';
 import { ModelFolder } from '../model_folder';
-import { ModelInfo } from '../qwen2_vl/modeling';
+import { ModelInfo } from '../qwen2_vl/model_info';
 import { FromWorker, SerializedError, StepRequest, StepResult, ToWorker, WorkerInit } from './protocol';
 import { StepFailedError, StepRunner } from './step_runner';
 
