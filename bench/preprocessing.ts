@@ -5,12 +5,9 @@
 //
 //   npx tsx bench/preprocessing.ts [--rounds 7]
 import sharp from 'sharp';
-import {
-  DEFAULT_IMAGE_PROCESSOR_CONFIG,
-  RgbImage,
-  pixelValuesFromRgb,
-  resizeBicubic,
-} from '../src/engine/qwen2_vl/image_processing';
+import { resizeBicubic } from '../src/engine/images/bicubic';
+import { RgbImage } from '../src/engine/images/decoding';
+import { DEFAULT_IMAGE_PROCESSOR_CONFIG, pixelValuesFromRgb } from '../src/engine/qwen2_vl/image_processing';
 
 const args = process.argv.slice(2);
 const roundsAt = args.indexOf('--rounds');

@@ -7,12 +7,12 @@ import { EngineError } from './errors';
 import { imageCacheKey } from './feature_cache';
 import { DtypeChoice } from './model_folder';
 import { preprocessImage } from './qwen2_vl/image_processing';
-import { expandImageTokens, ropeIndex } from './qwen2_vl/mrope';
+import { promptInputs } from './qwen2_vl/prompt_inputs';
 import { LoadedModel, ModelEntry, ModelRegistry } from './registry';
 import { FinishReason, StepResult } from './runner/protocol';
-import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling';
+import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling/params';
 import { SchedulerOptions, SequenceImage, SequenceTimings } from './scheduler';
-import { IMAGE_PLACEHOLDER, PromptTemplate, promptOpensThink, renderPrompt } from './prompts';
+import { PromptTemplate, promptOpensThink, renderPrompt } from './prompts';
 import { ChatMessage } from './tokenizer';
 
 export interface EngineOptions {
@@ -254,7 +254,7 @@ export class Engine {
     }
   }
 
-  /** Prompt text -> ids with image tokens expanded, M-RoPE positions, preprocessed images. */
+  /** Prompt text -> ids with image tokens expanded, M-RoPE positions (qwen2_vl/prompt_inputs.ts), preprocessed images. */
   private async prepare(model: LoadedModel, request: GenerateRequest): Promise<PreparedPrompt> {
     const { tokenizer, folder } = model;
     const images = await Promise.all(
@@ -280,26 +280,11 @@ export class Engine {
         tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true }),
       );
     }
-    const placeholders = text.split(IMAGE_PLACEHOLDER).length - 1;
-    if (placeholders !== images.length) {
-      throw new EngineError('invalid_input', 'image_count_mismatch', `the prompt has ${placeholders} image placeholder(s) but ${images.length} image(s) were given`);
-    }
-    const ids = expandImageTokens(tokenizer.encode(text), folder.imageTokenId, images.map((i) => i.tokens));
-    if (ids.length > this.options.maxPromptTokens) {
-      throw new EngineError('too_large', 'prompt_too_long', `the prompt is ${ids.length} tokens (images included); the limit is ${this.options.maxPromptTokens}`);
-    }
-    const { positionIds, ropeDeltas } = ropeIndex([ids], null, images.map((i) => i.grid), {
-      imageTokenId: folder.imageTokenId,
-      visionStartTokenId: folder.visionStartTokenId,
-      spatialMergeSize: folder.spatialMergeSize,
-    });
-    const flat = positionIds.flatMap((axis) => axis[0]);
+    const inputs = promptInputs(text, (t) => tokenizer.encode(t), images, folder, this.options.maxPromptTokens);
     return {
       template,
       opensThink: template !== 'chat' && promptOpensThink(template as PromptTemplate),
-      inputIds: ids,
-      positionIds: flat,
-      nextPosition: ids.length + ropeDeltas[0],
+      ...inputs,
       images,
       imageTokens: images.reduce((sum, i) => sum + i.tokens, 0),
     };

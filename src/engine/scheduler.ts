@@ -5,9 +5,9 @@
 // next step. The scheduler knows nothing of HTTP, benchmarks or jobs.
 import { EngineError } from './errors';
 import { FeatureCachePolicy } from './feature_cache';
-import { ModelRunner, StepFailedError } from './runner/model_runner';
-import { AdmitRequest, FinishReason, ImageInput, StepResult } from './runner/protocol';
-import { SamplingParams } from './sampling';
+import { AdmitRequest, FinishReason, ImageInput, StepRequest, StepResult } from './runner/protocol';
+import { StepFailedError, StepRunner } from './runner/step_runner';
+import { SamplingParams } from './sampling/params';
 
 export interface SchedulerOptions {
   /** Running sequences decoded together. */
@@ -94,7 +94,7 @@ export class Scheduler {
   private stepMs = 0;
 
   constructor(
-    private readonly runner: ModelRunner,
+    private readonly runner: StepRunner,
     private readonly options: SchedulerOptions,
     private readonly observer: SchedulerObserver = {},
   ) {
@@ -260,7 +260,7 @@ export class Scheduler {
     };
   }
 
-  private async runStep(request: Parameters<ModelRunner['step']>[0], admitted: Sequence[]) {
+  private async runStep(request: StepRequest, admitted: Sequence[]) {
     let result: StepResult;
     try {
       result = await this.runner.step(request);

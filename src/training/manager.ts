@@ -1,6 +1,8 @@
 // The training-job manager: accepts jobs, writes their job.json, runs at most `maxConcurrent`
 // trainers at a time through a backend (a local process or Kubernetes), follows each trainer's
 // metrics.jsonl into the database, and decides how each job ended (docs/training.md).
+// The job folder's files (names, result, checkpoints, log tail, resolved step count) are
+// job_folder.ts's; this module is the jobs' state machine.
 //
 // The database is the queue: a job is `queued` until a slot is free, `preparing` while what its
 // trainer needs is made (a spatial-synth split generated into STATE_DIR, the local trainer's
@@ -9,13 +11,14 @@
 // that are still alive, restarts lost ones from their newest checkpoint (the trainer resumes from
 // checkpoints/), and fails those that had none; a job cut short while preparing is queued again.
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelName, SplitName } from '../benchmarks/spatial_synth';
 import { EngineError } from '../engine/errors';
 import type { TrainerBackend, TrainerExit, TrainerHandle, TrainerSpec } from './backend';
 import { chooseDataset, generatedSynthDir, generateSynthSplit, SYNTH_TRAINING } from './datasets';
 import { MetricsFollower } from './follower';
+import { Checkpoint, JobFolder } from './job_folder';
 import { buildJobConfig, TrainRequest } from './job_spec';
 import { resolveBaseModel } from './paths';
 import { Preparing, SharedWork } from './prepare';
@@ -57,7 +60,7 @@ export interface JobView {
   /** While `preparing`: what is being made and how far it is (null otherwise). */
   preparing: Preparing | null;
   /** Checkpoints found in the job folder, oldest first. */
-  checkpoints: { step: number; path: string }[];
+  checkpoints: Checkpoint[];
   /** The exported model (servable with POST /admin/models/<name>/load), once succeeded. */
   model_name: string | null;
   error?: string;
@@ -149,15 +152,13 @@ export class JobManager {
     const modelsDir = join(this.options.stateDir, 'models');
     let id: string;
     do id = `${ID_PREFIX}${randomBytes(10).toString('hex')}`;
-    while (existsSync(this.jobDir(id)) || existsSync(join(modelsDir, modelNameFor(id))));
-    const jobDir = this.jobDir(id);
+    while (existsSync(this.jobFolder(id).dir) || existsSync(join(modelsDir, modelNameFor(id))));
+    const folder = this.jobFolder(id);
+    const jobDir = folder.dir;
     mkdirSync(jobDir, { recursive: true });
     mkdirSync(modelsDir, { recursive: true });
     const config = buildJobConfig(request, { jobId: id, baseModelDir, datasetDir, jobDir, exportDir: join(modelsDir, modelNameFor(id)) });
-    // Written whole or not at all: the trainer may be started (or re-attached) at any moment after.
-    const jobFile = join(jobDir, 'job.json');
-    writeFileSync(`${jobFile}.tmp`, `${JSON.stringify(config, null, 2)}\n`);
-    renameSync(`${jobFile}.tmp`, jobFile);
+    folder.writeJobConfig(config);
 
     const accepted: TrainRequest = { ...request, base_model: baseModel, dataset, ...(choice.level ? { level: choice.level } : {}) };
     let row: JobRow;
@@ -278,8 +279,8 @@ export class JobManager {
     this.listeners.clear();
   }
 
-  private jobDir(id: string): string {
-    return join(this.options.stateDir, 'jobs', id);
+  private jobFolder(id: string): JobFolder {
+    return JobFolder.of(this.options.stateDir, id);
   }
 
   private emit(event: JobEvent) {
@@ -298,11 +299,12 @@ export class JobManager {
 
   private spec(row: JobRow): TrainerSpec {
     const request = JSON.parse(row.request) as TrainRequest;
+    const folder = new JobFolder(row.job_dir);
     return {
       jobId: row.id,
       jobDir: row.job_dir,
-      jobFile: join(row.job_dir, 'job.json'),
-      logFile: join(row.job_dir, 'trainer.log'),
+      jobFile: folder.jobFile,
+      logFile: folder.logFile,
       attempt: row.attempts,
       nodes: request.nodes ?? 1,
       gpusPerNode: request.gpus ?? 1,
@@ -351,7 +353,7 @@ export class JobManager {
       const level = request.level ?? 'standard';
       let config: { dataset?: unknown; split?: unknown } = {};
       try {
-        config = JSON.parse(readFileSync(join(row.job_dir, 'job.json'), 'utf8')) as typeof config;
+        config = JSON.parse(readFileSync(new JobFolder(row.job_dir).jobFile, 'utf8')) as typeof config;
       } catch {
         // No job.json: the trainer says so when it starts.
       }
@@ -413,14 +415,8 @@ export class JobManager {
   /** Make one thing a job needs (or wait for the job that is making it), reporting its progress. */
   private async prepare(row: JobRow, active: Active, need: Preparation): Promise<void> {
     const id = row.id;
-    const logFile = join(row.job_dir, 'trainer.log');
-    const note = (line: string) => {
-      try {
-        appendFileSync(logFile, `${line}\n`);
-      } catch {
-        // The job folder went away: nothing to keep the line in.
-      }
-    };
+    const folder = new JobFolder(row.job_dir);
+    const note = (line: string) => folder.appendLog(line);
     // Events at most every PREPARING_EVENT_MS; a report held back is sent when that time is up,
     // so the latest progress always gets out (a long pip download prints nothing for minutes).
     let lastEvent = 0;
@@ -519,7 +515,7 @@ export class JobManager {
 
   private track(row: JobRow): Active {
     const active: Active = {
-      follower: new MetricsFollower(join(row.job_dir, 'metrics.jsonl')),
+      follower: new MetricsFollower(new JobFolder(row.job_dir).metricsFile),
       known: this.options.store.storedMetrics(row.id),
       started: Promise.resolve(),
       cancelRequested: row.cancel_requested_at !== null,
@@ -582,9 +578,10 @@ export class JobManager {
 
   /** The trainer's resolved step count (config.resolved.json), once it has written it. */
   private readTotalSteps(id: string): boolean {
+    const resolved = this.jobFolder(id).resolvedSteps();
+    if (resolved === null) return false;
     try {
-      const resolved = JSON.parse(readFileSync(join(this.jobDir(id), 'config.resolved.json'), 'utf8')) as { steps?: unknown };
-      if (typeof resolved.steps === 'number' && Number.isSafeInteger(resolved.steps)) this.options.store.setTotalSteps(id, resolved.steps);
+      if (resolved.steps !== null) this.options.store.setTotalSteps(id, resolved.steps);
       return true;
     } catch {
       return false;
@@ -598,7 +595,7 @@ export class JobManager {
     this.readMetrics(id, active);
     const row = this.options.store.get(id);
     if (!row) return;
-    const result = readResult(row.job_dir);
+    const result = new JobFolder(row.job_dir).result();
     // A re-attached trainer's exit code is unknown (null): result.json alone tells success.
     if (result && (exit.code === 0 || (exit.code === null && exit.signal === null))) {
       this.conclude(id, active, 'succeeded', { modelName: modelNameFor(id) });
@@ -631,7 +628,7 @@ export class JobManager {
   }
 
   private withLogTail(row: JobRow, message: string): string {
-    const tail = readTail(join(row.job_dir, 'trainer.log'), ERROR_TAIL_LINES);
+    const tail = new JobFolder(row.job_dir).logTail(ERROR_TAIL_LINES);
     const text = tail ? `${message}; last lines of trainer.log:\n${tail}` : message;
     return text.length > MAX_ERROR_CHARS ? `${text.slice(0, 200)}\n...\n${text.slice(-(MAX_ERROR_CHARS - 210))}` : text;
   }
@@ -660,9 +657,10 @@ export class JobManager {
       return;
     }
     // Nothing behind the row any more: collect what the trainer wrote, then decide.
-    this.readMetrics(row.id, { follower: new MetricsFollower(join(row.job_dir, 'metrics.jsonl')), known: store.storedMetrics(row.id), totalStepsKnown: true });
-    const checkpoint = listCheckpoints(row.job_dir).at(-1);
-    if (readResult(row.job_dir)) {
+    const folder = new JobFolder(row.job_dir);
+    this.readMetrics(row.id, { follower: new MetricsFollower(folder.metricsFile), known: store.storedMetrics(row.id), totalStepsKnown: true });
+    const checkpoint = folder.checkpoints().at(-1);
+    if (folder.result()) {
       this.conclude(row.id, null, 'succeeded', { modelName: modelNameFor(row.id) });
     } else if (row.cancel_requested_at) {
       this.conclude(row.id, null, 'cancelled');
@@ -683,7 +681,7 @@ export class JobManager {
       progress: { step: row.step, total_steps: row.total_steps },
       preparing: row.status === 'preparing' ? (this.preparingNow.get(row.id) ?? null) : null,
       metrics: row.metrics ? (JSON.parse(row.metrics) as StepMetrics) : null,
-      checkpoints: listCheckpoints(row.job_dir),
+      checkpoints: new JobFolder(row.job_dir).checkpoints(),
       model_name: row.model_name,
       ...(row.error ? { error: row.error } : {}),
       cancel_requested: row.cancel_requested_at !== null,
@@ -697,55 +695,7 @@ export class JobManager {
   }
 }
 
-/**
- * The complete checkpoints of a job, by step: checkpoints/checkpoint-N folders holding
- * trainer_state.json (the trainer resumes only from those; one cut short by a kill has none).
- */
-export function listCheckpoints(jobDir: string): { step: number; path: string }[] {
-  const dir = join(jobDir, 'checkpoints');
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names
-    .map((name) => ({ name, match: /^checkpoint-(\d+)$/.exec(name) }))
-    .filter(({ name, match }) => match && existsSync(join(dir, name, 'trainer_state.json')))
-    .map(({ name, match }) => ({ step: Number(match![1]), path: join(dir, name) }))
-    .sort((a, b) => a.step - b.step);
-}
-
-/** result.json when the trainer wrote it for a success (docs/training.md). */
-function readResult(jobDir: string): Record<string, unknown> | null {
-  try {
-    const result = JSON.parse(readFileSync(join(jobDir, 'result.json'), 'utf8')) as Record<string, unknown>;
-    return result?.status === 'succeeded' ? result : null;
-  } catch {
-    return null;
-  }
-}
-
 function describeExit(exit: TrainerExit): string {
   const how = exit.signal ? `the trainer was killed by ${exit.signal}` : exit.code !== null ? `the trainer exited with code ${exit.code}` : 'the trainer ended';
   return exit.detail ? `${how}: ${exit.detail}` : how;
-}
-
-/** The last `lines` lines of a file (reading at most its last 64 KiB). */
-export function readTail(file: string, lines: number): string {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    return '';
-  }
-  try {
-    const size = statSync(file).size;
-    const length = Math.min(size, 64 * 1024);
-    const buffer = Buffer.alloc(length);
-    readSync(fd, buffer, 0, length, size - length);
-    return buffer.toString('utf8').split('\n').map((l) => l.trimEnd()).filter(Boolean).slice(-lines).join('\n');
-  } finally {
-    closeSync(fd);
-  }
 }

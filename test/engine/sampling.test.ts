@@ -1,20 +1,9 @@
 // Next-token sampling: transformers' processors (repetition penalty, temperature, top-k, top-p) in
 // its order, greedy decoding, the vocabulary limit, the seeded PRNG and parameter validation.
-import {
-  applyRepetitionPenalty,
-  argmax,
-  DEFAULT_SAMPLING_PARAMS,
-  expNonPositive,
-  kthLargest,
-  MAX_TEMPERATURE,
-  Prng,
-  resolveSamplingParams,
-  Sampler,
-  SamplingParams,
-  selectTopK,
-  selectTopP,
-  validateSamplingParams,
-} from '../../src/engine/sampling';
+import { DEFAULT_SAMPLING_PARAMS, MAX_TEMPERATURE, resolveSamplingParams, SamplingParams, validateSamplingParams } from '../../src/engine/sampling/params';
+import { Prng } from '../../src/engine/sampling/prng';
+import { applyRepetitionPenalty, Sampler } from '../../src/engine/sampling/sampler';
+import { argmax, expNonPositive, kthLargest, selectTopK, selectTopP } from '../../src/engine/sampling/selection';
 import { expectEngineError } from '../helpers/errors';
 
 

@@ -3,16 +3,7 @@
 import { EngineError } from '../errors';
 import { GraphName, ModelFolder } from '../model_folder';
 import { floatData, Graph, Tensor, TensorType, toFloat16 } from '../onnx/ort';
-import { KvLayout } from '../runner/kv_batch';
-
-export interface ModelInfo {
-  layout: KvLayout;
-  hiddenSize: number;
-  /** Rows of the logits (the embedding size, which may exceed the tokenizer's). */
-  logitsSize: number;
-  hasNumLogitsToKeep: boolean;
-  embedsType: TensorType;
-}
+import { ModelInfo } from './model_info';
 
 interface Expected {
   inputs: string[];

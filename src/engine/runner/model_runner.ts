@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../errors';
 import { ModelFolder } from '../model_folder';
-import { ModelInfo } from '../qwen2_vl/modeling';
+import { ModelInfo } from '../qwen2_vl/model_info';
 import { FromWorker, SerializedError, StepRequest, StepResult, ToWorker, WorkerInit } from './protocol';
+import { StepFailedError, StepRunner } from './step_runner';
 
 function toError(error: SerializedError): EngineError {
   return new EngineError(error.kind, error.code, error.message);
@@ -21,15 +22,7 @@ function spawn(init: WorkerInit): Worker {
   return new Worker(`require('tsx/cjs'); require(${JSON.stringify(ts)});`, { eval: true, workerData: init });
 }
 
-export class StepFailedError extends EngineError {
-  readonly dropped: number[];
-  constructor(error: SerializedError, dropped: number[]) {
-    super(error.kind, error.code, error.message);
-    this.dropped = dropped;
-  }
-}
-
-export class ModelRunner {
+export class ModelRunner implements StepRunner {
   readonly info: ModelInfo;
   readonly folder: ModelFolder;
   private worker: Worker | null;

@@ -2,8 +2,8 @@
 // sessions, the KV cache of the running batch and each sequence's sampler.
 import type { EngineErrorKind } from '../errors';
 import type { ModelFolder } from '../model_folder';
-import type { ModelInfo } from '../qwen2_vl/modeling';
-import type { SamplingParams } from '../sampling';
+import type { ModelInfo } from '../qwen2_vl/model_info';
+import type { SamplingParams } from '../sampling/params';
 
 export interface WorkerInit {
   /** The folder as read on the main thread, with its graph files (dtypes) chosen. */

@@ -12,7 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { EngineError, isEngineError } from '../errors';
 import { ModelFolder } from '../model_folder';
 import { Qwen2VLGraphs } from '../qwen2_vl/modeling';
-import { Sampler } from '../sampling';
+import { Sampler } from '../sampling/sampler';
 import { KvBatch } from './kv_batch';
 import { AdmitRequest, FinishReason, FromWorker, SequenceOutput, SerializedError, StepRequest, StepResult, ToWorker, WorkerInit } from './protocol';
 

@@ -2,10 +2,10 @@
 // list, status, per-step metrics as server-sent events or JSON lines, cancel) and loading a
 // model folder (an exported job's model, for instance) into the engine. Also the sampled rollouts
 // of a step (rollouts.jsonl), which the dashboard shows beside the curves.
-import { join } from 'node:path';
 import { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
+import { JobFolder } from '../../training/job_folder';
 import type { JobManager, JobView } from '../../training/manager';
 import { readRollouts } from '../../training/rollouts';
 import { StepMetrics, TERMINAL } from '../../training/store';
@@ -142,7 +142,7 @@ export function adminRouter(ctx: AppContext): Router {
     const id = String(req.params.id);
     const job = found(jobs(ctx).get(id), id);
     const query = rolloutsQuery.parse(req.query);
-    const page = await readRollouts(join(job.job_dir, 'rollouts.jsonl'), { step: query.step, limit: query.limit });
+    const page = await readRollouts(new JobFolder(job.job_dir).rolloutsFile, { step: query.step, limit: query.limit });
     res.json({ object: 'list', job_id: id, ...page });
   });
 

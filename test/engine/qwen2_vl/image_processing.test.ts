@@ -8,17 +8,15 @@
 import { crc32, deflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { EngineError } from '../../../src/engine/errors';
+import { pillowVerticalFirst, resizeBicubic } from '../../../src/engine/images/bicubic';
+import { decodeImage, RgbImage } from '../../../src/engine/images/decoding';
 import {
   DEFAULT_IMAGE_PROCESSOR_CONFIG,
-  decodeImage,
   ImageProcessorConfig,
   imageGrid,
   imageProcessorConfig,
-  pillowVerticalFirst,
   pixelValuesFromRgb,
   preprocessImage,
-  resizeBicubic,
-  RgbImage,
   roundHalfToEven,
   smartResize,
 } from '../../../src/engine/qwen2_vl/image_processing';
