@@ -8,7 +8,7 @@ import type { GenerateRequest, GenerateResult } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { promptOpensThink, PromptTemplate } from '../engine/prompts';
 import { formatReward, hasReflection } from '../engine/rewards';
-import { MAX_SEED } from '../engine/sampling';
+import { MAX_SEED } from '../engine/sampling/params';
 import { extractAnswer, isCorrect, matchedOptions, scoreRun, Strategy, voteKey } from './scoring';
 import { doneKey, PredictionRow, RunRow, RunStatus, RunStore, TERMINAL } from './store';
 import type { LevelName } from './spatial_synth';

@@ -20,7 +20,7 @@ import { LEVEL_NAMES, LevelName } from '../benchmarks/spatial_synth';
 import { RunStore } from '../benchmarks/store';
 import { BENCHMARKS, BenchmarkName } from '../benchmarks/types';
 import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../benchmarks/uploads';
-import { MAX_SEED, MAX_TEMPERATURE } from '../engine/sampling';
+import { MAX_SEED, MAX_TEMPERATURE } from '../engine/sampling/params';
 import { loadConfig } from '../config';
 import { engineFromConfig } from '../server/main';
 import { openDatabase } from '../storage/database';

@@ -8,7 +8,7 @@ import { imageExtension } from '../../benchmarks/loaders/common';
 import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
 import { BENCHMARKS } from '../../benchmarks/types';
 import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../../benchmarks/uploads';
-import { MAX_SEED, MAX_TEMPERATURE } from '../../engine/sampling';
+import { MAX_SEED, MAX_TEMPERATURE } from '../../engine/sampling/params';
 import type { AppContext } from '../app';
 import { HttpError } from '../errors';
 
