@@ -11,7 +11,7 @@ import { RunStore } from '../src/benchmarks/store';
 import { syntheticSplit } from '../src/benchmarks/spatial_synth';
 import { loadConfig } from '../src/config';
 import { Engine } from '../src/engine/engine';
-import { engineFromConfig } from '../src/server/main';
+import { engineFromConfig } from '../src/engine/from_config';
 import { openDatabase } from '../src/storage/database';
 
 const args = process.argv.slice(2);

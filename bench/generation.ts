@@ -18,7 +18,7 @@ import { Agent, fetch } from 'undici';
 import { loadConfig } from '../src/config';
 import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
 import { createApp } from '../src/server/app';
-import { engineFromConfig } from '../src/server/main';
+import { engineFromConfig } from '../src/engine/from_config';
 import { Engine } from '../src/engine/engine';
 
 interface Variant {

@@ -22,7 +22,7 @@ import { BENCHMARKS, BenchmarkName } from '../benchmarks/types';
 import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../benchmarks/uploads';
 import { MAX_SEED, MAX_TEMPERATURE } from '../engine/sampling/params';
 import { loadConfig } from '../config';
-import { engineFromConfig } from '../server/main';
+import { engineFromConfig } from '../engine/from_config';
 import { openDatabase } from '../storage/database';
 import { progressBar } from './progress';
 

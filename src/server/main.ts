@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig, REPO_ROOT } from '../config';
-import { Engine } from '../engine/engine';
+import { engineFromConfig } from '../engine/from_config';
 import { closeSharedParquetReader } from '../benchmarks/loaders';
 import { EvalRuns } from '../benchmarks/runs';
 import { splitLoader } from '../benchmarks/splits';
@@ -18,32 +18,6 @@ import { LocalBackend } from '../training/backends/local';
 import { JobManager } from '../training/manager';
 import { JobStore } from '../training/store';
 import { createApp } from './app';
-
-export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine {
-  return new Engine({
-    modelRoots: config.modelRoots,
-    modelFolders: config.modelFolders,
-    defaultModel: config.defaultModel,
-    dtype: config.dtype,
-    threads: config.threads,
-    scheduler: {
-      maxBatchSize: config.maxBatchSize,
-      maxWaiting: config.maxQueue,
-      maxPrefillTokens: config.maxPrefillTokens,
-      decodeCallBudgetMs: config.decodeCallBudgetMs,
-      maxDecodeStepsPerCall: config.maxDecodeStepsPerCall,
-      featureCacheBytes: config.featureCacheBytes,
-    },
-    memoryBudgetBytes: config.memoryBudgetBytes,
-    maxPixels: config.maxPixels,
-    minPixels: config.minPixels,
-    maxInputPixels: config.maxInputPixels,
-    defaultMaxNewTokens: config.defaultMaxNewTokens,
-    maxNewTokensCap: config.maxNewTokens,
-    maxPromptTokens: config.maxPromptTokens,
-    requestTimeoutMs: config.requestTimeoutMs,
-  });
-}
 
 /** Where trainers run: `python -m trainer.grpo` beside the service, or Kubernetes Jobs. */
 export function trainerBackendFromConfig(config: ReturnType<typeof loadConfig>, log?: (message: string, fields?: Record<string, unknown>) => void): TrainerBackend {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { Config, loadConfig } from '../../src/config';
 import { Engine, EngineOptions } from '../../src/engine/engine';
-import { engineFromConfig } from '../../src/server/main';
+import { engineFromConfig } from '../../src/engine/from_config';
 import { ImageCase, loadVectors, REPO_ROOT, TINY_MODEL_DIR } from './vectors';
 
 export const MODELS_ROOT = join(REPO_ROOT, 'models');
