@@ -8,7 +8,7 @@ import type { GenerateRequest, GenerateResult } from '../engine/engine';
 import { EngineError } from '../engine/errors';
 import { promptOpensThink, PromptTemplate } from '../engine/prompts';
 import { formatReward, hasReflection } from '../engine/rewards';
-import { MAX_SEED } from '../engine/sampling/params';
+import { MAX_SEED, resolveSamplingParams, SamplingParams } from '../engine/sampling/params';
 import { extractAnswer, isCorrect, matchedOptions, scoreRun, Strategy, voteKey } from './scoring';
 import { doneKey, PredictionRow, RunRow, RunStatus, RunStore, TERMINAL } from './store';
 import type { LevelName } from './spatial_synth';
@@ -413,8 +413,8 @@ function newRunId(): string {
 const SEED_MODULUS = BigInt(MAX_SEED) + 1n;
 
 /** Sampling of response `sample` of item `index`: greedy unless the run asks for a temperature. */
-function samplingOf(params: EvaluateParams, index: number, sample: number): GenerateRequest['sampling'] {
-  const sampling: GenerateRequest['sampling'] = { temperature: params.temperature ?? 0, topP: params.topP ?? 1 };
+function samplingOf(params: EvaluateParams, index: number, sample: number): SamplingParams {
+  const sampling = resolveSamplingParams({ temperature: params.temperature, topP: params.topP });
   if (params.seed !== undefined) {
     // One seed per response, the same after a resume: the stored responses stay reproducible.
     sampling.seed = Number((BigInt(params.seed) + BigInt(index) * BigInt(params.samples ?? 1) + BigInt(sample)) % SEED_MODULUS);

@@ -10,7 +10,7 @@ import { preprocessImage } from './qwen2_vl/image_processing';
 import { promptInputs } from './qwen2_vl/prompt_inputs';
 import { LoadedModel, ModelEntry, ModelRegistry } from './registry';
 import { FinishReason, StepResult } from './runner/protocol';
-import { resolveSamplingParams, SamplingParams, validateSamplingParams } from './sampling/params';
+import { DEFAULT_SAMPLING_PARAMS, SamplingParams } from './sampling/params';
 import { SchedulerOptions, SequenceImage, SequenceTimings } from './scheduler';
 import { PromptTemplate, promptOpensThink, renderPrompt } from './prompts';
 import { ChatMessage } from './tokenizer';
@@ -63,7 +63,8 @@ export interface GenerateRequest {
   prompt: PromptInput;
   /** Encoded image files (PNG, JPEG, WebP) in prompt order. */
   images: Uint8Array[];
-  sampling?: Partial<SamplingParams>;
+  /** Resolved and already checked where the request came in (request schemas' toSamplingParams); greedy when absent. */
+  sampling?: SamplingParams;
   maxNewTokens?: number;
   /** Generate exactly maxNewTokens without stopping at end tokens (for benchmarks). */
   ignoreEos?: boolean;
@@ -157,8 +158,7 @@ export class Engine {
   }
 
   private async *run(model: LoadedModel, request: GenerateRequest, started: number): AsyncGenerator<GenerateEvent> {
-    const sampling = resolveSamplingParams(request.sampling ?? {});
-    validateSamplingParams(sampling);
+    const sampling = request.sampling ?? DEFAULT_SAMPLING_PARAMS;
     const maxNewTokens = request.maxNewTokens ?? this.options.defaultMaxNewTokens;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > this.options.maxNewTokensCap) {
       throw new EngineError('invalid_input', 'max_new_tokens', `max_new_tokens must be an integer from 1 to ${this.options.maxNewTokensCap}`);
@@ -257,6 +257,10 @@ export class Engine {
   /** Prompt text -> ids with image tokens expanded, M-RoPE positions (qwen2_vl/prompt_inputs.ts), preprocessed images. */
   private async prepare(model: LoadedModel, request: GenerateRequest): Promise<PreparedPrompt> {
     const { tokenizer, folder } = model;
+    // A question template takes at most one image: refused before any image is decoded.
+    if (request.prompt.template !== 'chat' && request.images.length > 1) {
+      throw new EngineError('invalid_input', 'too_many_images', `template ${request.prompt.template} takes at most one image`);
+    }
     const images = await Promise.all(
       request.images.map(async (bytes) => {
         const processed = await preprocessImage(bytes, model.image, { maxInputPixels: this.options.maxInputPixels });
@@ -273,9 +277,6 @@ export class Engine {
       text = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
     } else {
       template = request.prompt.template;
-      if (images.length > 1) {
-        throw new EngineError('invalid_input', 'too_many_images', `template ${template} takes at most one image`);
-      }
       text = renderPrompt(request.prompt.template, request.prompt.question, images.length === 1, (messages) =>
         tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true }),
       );

@@ -2,7 +2,6 @@
 // integer arithmetic only (Math.imul, shifts), so a seed gives the same stream on every platform and
 // Node version. Random seeds come from node:crypto.
 import { randomFillSync } from 'node:crypto';
-import { invalidSeed } from './params';
 
 function splitmix32(state: number): { state: number; value: number } {
   const next = (state + 0x9e3779b9) | 0;
@@ -25,9 +24,8 @@ export class Prng {
   private s2 = 0;
   private s3 = 0;
 
-  /** `seed`: a non-negative safe integer (all 53 bits matter). */
+  /** `seed`: a non-negative safe integer (all 53 bits matter; requests are checked where they come in). */
   constructor(seed: number) {
-    if (!Number.isSafeInteger(seed) || seed < 0) throw invalidSeed(seed);
     const low = seed >>> 0;
     const high = Math.floor(seed / 0x100000000) >>> 0;
     let step = splitmix32(low ^ Math.imul(high, 0x27d4eb2f));

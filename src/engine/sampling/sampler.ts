@@ -79,6 +79,7 @@ export class Sampler {
   readonly seed: number;
   private readonly prng: Prng;
 
+  /** `params` are trusted (checked where the request came in); absent fields take the defaults. */
   constructor(params: Partial<SamplingParams> = {}) {
     const resolved = resolveSamplingParams(params);
     this.seed = resolved.seed ?? randomSeed();

@@ -3,8 +3,6 @@
 // model folder (an exported job's model, for instance) into the engine. Also the sampled rollouts
 // of a step (rollouts.jsonl), which the dashboard shows beside the curves.
 import { Request, Response, Router } from 'express';
-import { z } from 'zod';
-import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
 import { JobFolder } from '../../training/job_folder';
 import type { JobManager, JobView } from '../../training/manager';
 import { readRollouts } from '../../training/rollouts';
@@ -12,37 +10,8 @@ import { StepMetrics, TERMINAL } from '../../training/store';
 import type { AppContext } from '../app';
 import { adminAuth } from '../auth';
 import { HttpError } from '../errors';
+import { rolloutsQuery, trainSchema } from '../schemas';
 import { openSse } from '../sse';
-
-const noControlChars = (s: string) => ![...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
-const location = (field: string) => z.string().min(1).max(1024).refine(noControlChars, `${field} must not contain control characters`);
-
-/** POST /admin/train. Defaults are the trainer's (docs/training.md), except base_model and dataset. */
-export const trainSchema = z
-  .object({
-    base_model: location('base_model').optional(),
-    dataset: location('dataset').optional(),
-    level: z.enum(LEVEL_NAMES).optional(),
-    split: z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only').optional(),
-    steps: z.number().int().min(1).max(10_000_000).optional(),
-    num_generations: z.number().int().min(2).max(256).optional(),
-    prompts_per_step: z.number().int().min(1).max(100_000).optional(),
-    learning_rate: z.number().gt(0).max(1).optional(),
-    beta: z.number().min(0).max(100).optional(),
-    temperature: z.number().gt(0).max(10).optional(),
-    max_completion_length: z.number().int().min(1).max(65_536).optional(),
-    // Qwen2-VL's own bounds: at least one 28x28 patch group, at most its 12,845,056 default.
-    max_pixels: z.number().int().min(3136).max(12_845_056).optional(),
-    device: z.enum(['auto', 'cpu', 'cuda']).optional(),
-    seed: z.number().int().min(0).max(2 ** 32 - 1).optional(),
-    save_steps: z.number().int().min(1).max(10_000_000).optional(),
-    template: z.enum(['r1', 'instruct']).optional(),
-    freeze_vision: z.boolean().optional(),
-    freeze_llm: z.boolean().optional(),
-    nodes: z.number().int().min(1).max(64).optional(),
-    gpus: z.number().int().min(1).max(16).optional(),
-  })
-  .strict();
 
 function jobs(ctx: AppContext): JobManager {
   if (!ctx.jobs) throw new HttpError(503, 'training_unavailable', 'training jobs are not enabled on this server', 5);
@@ -55,14 +24,6 @@ function found<T>(value: T | undefined, id: string): T {
 }
 
 const wantsWait = (req: Request) => req.query.wait === 'true' || req.query.wait === '1';
-
-/** GET /admin/train/<id>/rollouts query: a step (the newest when omitted) and how many lines. */
-const rolloutsQuery = z
-  .object({
-    step: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    limit: z.coerce.number().int().min(1).max(256).default(32),
-  })
-  .strict();
 
 export function adminRouter(ctx: AppContext): Router {
   const router = Router();

@@ -11,7 +11,7 @@ import type { AppContext } from '../app';
 import { errorBody, HttpError, toHttpError } from '../errors';
 import { decodeInlineImage, fetchRemoteImage } from '../images';
 import { contentOf, ReasoningSplitter } from '../reasoning';
-import { ChatBody, chatSchema } from '../schemas';
+import { ChatBody, chatSchema, toSamplingParams } from '../schemas';
 import { clientGone, openSse } from '../sse';
 
 type Part = Exclude<ChatBody['messages'][number]['content'], string>[number];
@@ -26,7 +26,7 @@ async function toEngineRequest(ctx: AppContext, body: ChatBody, signal: AbortSig
   const common = {
     model: body.model,
     maxNewTokens: body.max_completion_tokens ?? body.max_tokens,
-    sampling: { temperature: body.temperature, topP: body.top_p, topK: body.top_k, seed: body.seed, repetitionPenalty: body.repetition_penalty },
+    sampling: toSamplingParams(body),
     signal,
   };
   if (body.template === 'chat') {
@@ -53,18 +53,15 @@ async function toEngineRequest(ctx: AppContext, body: ChatBody, signal: AbortSig
   const lastUser = body.messages.map((m, i) => ({ m, i })).filter(({ m }) => m.role === 'user').at(-1);
   if (!lastUser) throw new HttpError(400, 'no_user_message', 'messages: the conversation has no user message');
   const { m: message, i } = lastUser;
-  const texts: string[] = [];
-  const images: Buffer[] = [];
-  if (typeof message.content === 'string') texts.push(message.content);
-  else {
-    for (const [p, part] of message.content.entries()) {
-      if (part.type === 'text') texts.push(part.text);
-      else images.push(await imageBytes(ctx, part, `messages.${i}.content.${p}`));
-    }
-  }
-  const question = texts.join('\n').trim();
+  const parts = typeof message.content === 'string' ? [{ type: 'text' as const, text: message.content }] : message.content;
+  const question = parts.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('\n').trim();
   if (!question) throw new HttpError(400, 'empty_question', `messages.${i}: the last user message has no text`);
-  if (images.length > 1) throw new HttpError(400, 'too_many_images', `messages.${i}: template ${body.template} takes at most one image per question`);
+  // Counted before any image is fetched or decoded.
+  if (parts.filter((part) => part.type === 'image_url').length > 1) {
+    throw new HttpError(400, 'too_many_images', `messages.${i}: template ${body.template} takes at most one image per question`);
+  }
+  const images: Buffer[] = [];
+  for (const [p, part] of parts.entries()) if (part.type === 'image_url') images.push(await imageBytes(ctx, part, `messages.${i}.content.${p}`));
   return { ...common, prompt: { template: body.template, question }, images };
 }
 

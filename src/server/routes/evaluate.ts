@@ -2,76 +2,15 @@
 // the finished run), create from uploaded predictions, status, predictions as JSON lines, cancel,
 // list; and a run's items with their images (the dashboard's predictions browser).
 import express, { NextFunction, Request, Response, Router } from 'express';
-import { z } from 'zod';
 import { MAX_SAMPLES, type EvalRuns } from '../../benchmarks/runs';
 import { imageExtension } from '../../benchmarks/loaders/common';
-import { LEVEL_NAMES } from '../../benchmarks/spatial_synth';
-import { BENCHMARKS } from '../../benchmarks/types';
 import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../../benchmarks/uploads';
-import { MAX_SEED, MAX_TEMPERATURE } from '../../engine/sampling/params';
 import type { AppContext } from '../app';
 import { HttpError } from '../errors';
+import { evaluateSchema, uploadQuerySchema } from '../schemas';
 
 /** Largest upload of predictions (the body of POST /evaluate/predictions). */
 export const MAX_PREDICTIONS_BYTES = 64 * 1024 * 1024;
-
-const SPLIT = z.string().min(1).max(64).regex(/^[\w.+-]+$/, 'letters, digits, _ . + - only');
-const SUBSET = z.string().min(1).max(64).regex(/^[\w.-]+$/, 'letters, digits, _ . - only');
-
-function levelOnlyForSpatialSynth(body: { level?: string; benchmark: string }, ctx: z.RefinementCtx) {
-  if (body.level !== undefined && body.benchmark !== 'spatial-synth') {
-    ctx.addIssue({ code: 'custom', path: ['level'], message: `applies to spatial-synth only, not to ${body.benchmark}` });
-  }
-}
-
-export function evaluateSchema(maxNewTokens: number, defaultMaxNewTokens: number) {
-  return z
-    .object({
-      benchmark: z.enum(BENCHMARKS),
-      split: SPLIT.optional(),
-      subsets: z.array(SUBSET).max(32).optional(),
-      limit: z.number().int().min(1).max(1_000_000).optional(),
-      // spatial-synth's generator level (docs/spatial-synth.md "Levels"); standard when absent.
-      level: z.enum(LEVEL_NAMES).optional(),
-      template: z.enum(['r1', 'direct', 'instruct']).default('r1'),
-      strategy: z.enum(['r1', 'strict']).default('r1'),
-      max_new_tokens: z.number().int().min(1).max(maxNewTokens).default(defaultMaxNewTokens),
-      model: z.string().min(1).max(200).optional(),
-      // Several responses per item (docs/evaluation.md, "Several samples per item").
-      samples: z.number().int().min(1).max(MAX_SAMPLES).default(1),
-      temperature: z.number().min(0).max(MAX_TEMPERATURE).optional(),
-      top_p: z.number().gt(0).max(1).optional(),
-      seed: z.number().int().min(0).max(MAX_SEED).optional(),
-    })
-    .strict()
-    .superRefine((body, ctx) => {
-      levelOnlyForSpatialSynth(body, ctx);
-      if (body.samples > 1 && !body.temperature) {
-        ctx.addIssue({ code: 'custom', path: ['samples'], message: 'above 1 needs a temperature above 0 (greedy decoding gives the same response every time)' });
-      }
-    });
-}
-
-/** The query of POST /evaluate/predictions: what selects and scores the items, and a model label. */
-export const uploadQuerySchema = z
-  .object({
-    benchmark: z.enum(BENCHMARKS),
-    split: SPLIT.optional(),
-    // Comma-separated in the query string.
-    subsets: z
-      .string()
-      .max(32 * 65)
-      .transform((text) => text.split(',').filter(Boolean))
-      .pipe(z.array(SUBSET).max(32))
-      .optional(),
-    limit: z.string().regex(/^\d{1,7}$/, 'an integer from 1 to 1,000,000').transform(Number).pipe(z.number().int().min(1).max(1_000_000)).optional(),
-    level: z.enum(LEVEL_NAMES).optional(),
-    template: z.enum(['r1', 'direct', 'instruct']).default('r1'),
-    strategy: z.enum(['r1', 'strict']).default('r1'),
-    model: z.string().min(1).max(200).default('uploaded'),
-  })
-  .strict()
-  .superRefine(levelOnlyForSpatialSynth);
 
 const UPLOAD_TYPES = ['application/x-ndjson', 'application/jsonl', 'application/json-lines'];
 const readUpload = express.text({ type: () => true, limit: MAX_PREDICTIONS_BYTES });

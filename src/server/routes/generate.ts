@@ -7,7 +7,7 @@ import type { GenerateRequest, GenerateResult } from '../../engine/engine';
 import type { AppContext } from '../app';
 import { HttpError, toHttpError, errorBody } from '../errors';
 import { decodeInlineImage } from '../images';
-import { GenerateBody, generateSchemas } from '../schemas';
+import { GenerateBody, generateSchemas, toSamplingParams } from '../schemas';
 import { clientGone, openSse } from '../sse';
 
 export function generateResponse(id: string, result: GenerateResult) {
@@ -41,13 +41,7 @@ function engineRequest(body: GenerateBody, image: Buffer | undefined, signal: Ab
     images: image ? [image] : [],
     maxNewTokens: body.max_new_tokens,
     ignoreEos: body.ignore_eos,
-    sampling: {
-      temperature: body.temperature,
-      topP: body.top_p,
-      topK: body.top_k,
-      seed: body.seed,
-      repetitionPenalty: body.repetition_penalty,
-    },
+    sampling: toSamplingParams(body),
     signal,
   };
 }
