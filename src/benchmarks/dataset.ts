@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { z } from 'zod';
-import { EngineError } from '../engine/errors';
+import { notFound, unprocessable } from '../errors';
 import { DatasetRecord, EvalItem } from './types';
 
 const RecordSchema = z.object({
@@ -26,7 +26,7 @@ export function datasetPath(dir: string, path: string): string {
   const full = resolve(dir, path);
   const rel = relative(resolve(dir), full);
   if (isAbsolute(path) || rel.startsWith('..') || isAbsolute(rel)) {
-    throw new EngineError('unprocessable', 'benchmark_data_malformed', `image path "${path}" leaves the data set folder ${dir}`);
+    throw unprocessable('benchmark_data_malformed', `image path "${path}" leaves the data set folder ${dir}`);
   }
   return full;
 }
@@ -34,7 +34,7 @@ export function datasetPath(dir: string, path: string): string {
 export function readDatasetRecords(dir: string, split: string): DatasetRecord[] {
   const file = join(dir, `${split}.jsonl`);
   if (!existsSync(file)) {
-    throw new EngineError('not_found', 'benchmark_data_missing', `no ${split}.jsonl in ${dir}: a data set folder holds <split>.jsonl files and an images/ folder (see docs/benchmarks.md)`);
+    throw notFound('benchmark_data_missing', `no ${split}.jsonl in ${dir}: a data set folder holds <split>.jsonl files and an images/ folder (see docs/benchmarks.md)`);
   }
   const records: DatasetRecord[] = [];
   readFileSync(file, 'utf8')
@@ -45,12 +45,12 @@ export function readDatasetRecords(dir: string, split: string): DatasetRecord[] 
       try {
         value = JSON.parse(line);
       } catch {
-        throw new EngineError('unprocessable', 'benchmark_data_malformed', `${file} line ${i + 1} is not JSON`);
+        throw unprocessable('benchmark_data_malformed', `${file} line ${i + 1} is not JSON`);
       }
       const parsed = RecordSchema.safeParse(value);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new EngineError('unprocessable', 'benchmark_data_malformed', `${file} line ${i + 1}: ${issue.path.join('.') || 'record'} ${issue.message}`);
+        throw unprocessable('benchmark_data_malformed', `${file} line ${i + 1}: ${issue.path.join('.') || 'record'} ${issue.message}`);
       }
       records.push(parsed.data as DatasetRecord);
     });

@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { GenerateRequest, GenerateResult } from '../engine/engine';
 import { EngineError } from '../engine/errors';
+import { conflict, invalidInput, ServiceError, shuttingDown, unprocessable } from '../errors';
 import { promptOpensThink, PromptTemplate } from '../engine/prompts';
 import { formatReward, hasReflection } from '../engine/rewards';
 import { MAX_SEED, resolveSamplingParams, SamplingParams } from '../engine/sampling/params';
@@ -114,9 +115,9 @@ export class EvalRuns {
 
   /** Validate and load the split (errors are the caller's 4xx), record the run, start it. */
   async create(params: EvaluateParams): Promise<RunView> {
-    if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new runs', { retryAfterSeconds: 5 });
+    if (this.closed) throw shuttingDown('runs');
     const split = await this.loadSplit(params);
-    if (!split.items.length) throw new EngineError('unprocessable', 'benchmark_empty', `${params.benchmark} ${split.split} has no items`);
+    if (!split.items.length) throw unprocessable('benchmark_empty', `${params.benchmark} ${split.split} has no items`);
     const id = newRunId();
     this.store.insertRun({
       id,
@@ -142,22 +143,22 @@ export class EvalRuns {
    * are stored in one transaction.
    */
   async importPredictions(params: UploadParams, uploaded: readonly UploadedPrediction[]): Promise<RunView> {
-    if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new runs', { retryAfterSeconds: 5 });
+    if (this.closed) throw shuttingDown('runs');
     const split = await this.loadSplit(params);
-    if (!split.items.length) throw new EngineError('unprocessable', 'benchmark_empty', `${params.benchmark} ${split.split} has no items`);
-    if (!uploaded.length) throw new EngineError('invalid_input', 'predictions_empty', 'the upload holds no predictions: send one JSON line {"id", "prediction"} per response');
+    if (!split.items.length) throw unprocessable('benchmark_empty', `${params.benchmark} ${split.split} has no items`);
+    if (!uploaded.length) throw invalidInput('predictions_empty', 'the upload holds no predictions: send one JSON line {"id", "prediction"} per response');
     const byId = new Map(split.items.map((item, index) => [item.record.id, { item, index }]));
     const seen = new Map<string, number>();
     let samples = 0;
     for (const p of uploaded) {
       if (!byId.has(p.id)) {
         const hint = params.limit === undefined && !params.subsets?.length ? '' : ' as selected by limit and subsets';
-        throw new EngineError('invalid_input', 'prediction_unknown_item', `line ${p.line}: item ${JSON.stringify(p.id.slice(0, 200))} is not in ${params.benchmark} ${split.split}${hint}`);
+        throw invalidInput('prediction_unknown_item', `line ${p.line}: item ${JSON.stringify(p.id.slice(0, 200))} is not in ${params.benchmark} ${split.split}${hint}`);
       }
       const key = doneKey(p.id, p.sample);
       const earlier = seen.get(key);
       if (earlier !== undefined) {
-        throw new EngineError('invalid_input', 'prediction_duplicate', `line ${p.line}: item ${JSON.stringify(p.id.slice(0, 200))} sample ${p.sample} was already given on line ${earlier}; number an item's responses with "sample": 0, 1, ...`);
+        throw invalidInput('prediction_duplicate', `line ${p.line}: item ${JSON.stringify(p.id.slice(0, 200))} sample ${p.sample} was already given on line ${earlier}; number an item's responses with "sample": 0, 1, ...`);
       }
       seen.set(key, p.line);
       samples = Math.max(samples, p.sample + 1);
@@ -167,8 +168,7 @@ export class EvalRuns {
       for (let sample = 0; sample < samples; sample++) {
         if (!seen.has(doneKey(item.record.id, sample))) {
           const missing = split.items.length * samples - uploaded.length;
-          throw new EngineError(
-            'invalid_input',
+          throw invalidInput(
             'predictions_incomplete',
             `item ${JSON.stringify(item.record.id)} has no response for sample ${sample}; every item of ${params.benchmark} ${split.split} (${split.items.length} items${params.limit === undefined ? '' : ` with limit ${params.limit}`}) needs samples 0 to ${samples - 1} (${missing} response(s) missing)`,
           );
@@ -251,7 +251,7 @@ export class EvalRuns {
     const row = this.store.getRun(id);
     if (!row) return undefined;
     if (TERMINAL.has(row.status)) {
-      throw new EngineError('conflict', 'run_finished', `run ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
+      throw conflict('run_finished', `run ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
     }
     this.store.finish(id, 'cancelled', {});
     const active = this.active.get(id);
@@ -358,8 +358,8 @@ export class EvalRuns {
           await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** Math.min(attempt, 5))));
           continue;
         }
-        // An item whose input cannot be used (e.g. an undecodable image) counts as unanswered.
-        if (error instanceof EngineError && ['invalid_input', 'unsupported_media', 'too_large', 'unprocessable'].includes(error.kind)) {
+        // An item whose input cannot be used (e.g. an undecodable image, a malformed data file) counts as unanswered.
+        if (unusableInput(error)) {
           this.options.log?.('evaluation item unusable', { id, item: record.id, error: error.message });
           break;
         }
@@ -408,6 +408,12 @@ export class EvalRuns {
 
 function newRunId(): string {
   return `eval_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+}
+
+/** The engine's or a loader's refusal of an item's input (400, 413, 415, 422), as opposed to a failure of the service. */
+function unusableInput(error: unknown): error is EngineError | ServiceError {
+  if (error instanceof EngineError) return ['invalid_input', 'unsupported_media', 'too_large', 'unprocessable'].includes(error.kind);
+  return error instanceof ServiceError && [400, 413, 415, 422].includes(error.status);
 }
 
 const SEED_MODULUS = BigInt(MAX_SEED) + 1n;

@@ -3,7 +3,7 @@
 // in memory (same seed and level, same items); the published benchmarks come from their loaders.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EngineError } from '../engine/errors';
+import { invalidInput, notFound } from '../errors';
 import { datasetItems } from './dataset';
 import { loadBenchmark } from './loaders';
 import type { SplitLoader, SplitSelection } from './runs';
@@ -28,17 +28,17 @@ export function splitLoader(dataDir: string): SplitLoader {
   return async (params: SplitSelection): Promise<BenchmarkSplit> => {
     if (params.benchmark !== 'spatial-synth') {
       if (params.level !== undefined) {
-        throw new EngineError('invalid_input', 'level_unsupported', `level applies to spatial-synth only, not to ${params.benchmark}`);
+        throw invalidInput('level_unsupported', `level applies to spatial-synth only, not to ${params.benchmark}`);
       }
       return loadBenchmark(params.benchmark, { dataDir, split: params.split, subsets: params.subsets, limit: params.limit });
     }
     const split = params.split ?? 'test';
     if (!(SPLITS as readonly string[]).includes(split)) {
-      throw new EngineError('invalid_input', 'unknown_split', `spatial-synth has splits ${SPLITS.join(', ')}; got "${split}"`);
+      throw invalidInput('unknown_split', `spatial-synth has splits ${SPLITS.join(', ')}; got "${split}"`);
     }
     const level: LevelName = params.level ?? 'standard';
     if (!(LEVEL_NAMES as readonly string[]).includes(level)) {
-      throw new EngineError('invalid_input', 'unknown_level', `spatial-synth has levels ${LEVEL_NAMES.join(', ')}; got "${level}"`);
+      throw invalidInput('unknown_level', `spatial-synth has levels ${LEVEL_NAMES.join(', ')}; got "${level}"`);
     }
     const dir = join(dataDir, 'spatial-synth');
     // A folder written at another level does not hold this level's items.
@@ -47,7 +47,7 @@ export function splitLoader(dataDir: string): SplitLoader {
     }
     if (split === 'train') {
       const flag = level === 'standard' ? '' : ` --level ${level}`;
-      throw new EngineError('not_found', 'benchmark_data_missing', `no spatial-synth train split of level ${level} in ${dir}; write it with npm run synth -- --out ${dir}${flag}`);
+      throw notFound('benchmark_data_missing', `no spatial-synth train split of level ${level} in ${dir}; write it with npm run synth -- --out ${dir}${flag}`);
     }
     // Item i is the same whatever the count, so a limit just takes a prefix of a longer split.
     // Nothing is cached here: each load generates the items again (a run keeps its own, runs.ts).

@@ -1,8 +1,8 @@
 // Predictions generated elsewhere, as uploaded (docs/api.md, "POST /evaluate/predictions"): JSON
 // lines, one response each, {"id", "prediction", "sample"?, "completion_tokens"?}. Other fields are
 // ignored, so that the lines of GET /evaluate/<id>/predictions can be uploaded as they are. Every
-// problem names its line; nothing HTTP here (EngineError kinds become statuses in the server).
-import { EngineError } from '../engine/errors';
+// problem names its line, in a ServiceError (src/errors.ts).
+import { invalidInput, ServiceError } from '../errors';
 import type { UploadedPrediction } from './runs';
 
 export interface UploadLimits {
@@ -16,8 +16,8 @@ const MAX_ID_CHARS = 1000;
 /** Longest uploaded response text, in characters. */
 export const MAX_PREDICTION_CHARS = 200_000;
 
-function invalid(line: number, message: string): EngineError {
-  return new EngineError('invalid_input', 'invalid_predictions', `line ${line}: ${message}`);
+function invalid(line: number, message: string): ServiceError {
+  return invalidInput('invalid_predictions', `line ${line}: ${message}`);
 }
 
 /** Parse an upload's JSON lines (blank lines skipped, "\r\n" accepted); throws on the first bad line. */
@@ -39,7 +39,7 @@ export function parsePredictionLines(text: string, limits: UploadLimits): Upload
     if (typeof id !== 'string' || id === '' || id.length > MAX_ID_CHARS) throw invalid(line, `"id" must be the item's id, a string of 1 to ${MAX_ID_CHARS} characters`);
     if (typeof prediction !== 'string') throw invalid(line, '"prediction" must be the response text, a string');
     if (prediction.length > limits.maxPredictionChars) {
-      throw new EngineError('too_large', 'prediction_too_long', `line ${line}: the prediction has ${prediction.length} characters, over the limit of ${limits.maxPredictionChars}`);
+      throw new ServiceError(413, 'prediction_too_long', `line ${line}: the prediction has ${prediction.length} characters, over the limit of ${limits.maxPredictionChars}`);
     }
     if (typeof sample !== 'number' || !Number.isInteger(sample) || sample < 0 || sample >= limits.maxSamples) {
       throw invalid(line, `"sample" must be an integer from 0 to ${limits.maxSamples - 1} (which response of the item this is)`);

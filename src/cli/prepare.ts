@@ -18,7 +18,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { EngineError, isEngineError } from '../engine/errors';
+import { invalidInput, isServiceError, unprocessable } from '../errors';
 import { benchmarkLoader, closeSharedParquetReader, imageExtension, loadBenchmark } from '../benchmarks/loaders';
 import { BENCHMARKS, BenchmarkName, DatasetRecord } from '../benchmarks/types';
 import { progressBar, ProgressBar } from './progress';
@@ -83,16 +83,16 @@ async function readDatasetJson(path: string): Promise<DatasetJson | null> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as DatasetJson;
   } catch (error) {
-    throw new EngineError('unprocessable', 'dataset_json_malformed', `${path} exists but is not JSON (${(error as Error).message}); remove it or choose another --out`);
+    throw unprocessable('dataset_json_malformed', `${path} exists but is not JSON (${(error as Error).message}); remove it or choose another --out`);
   }
 }
 
 export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   if (!(BENCHMARKS as readonly string[]).includes(options.benchmark)) {
-    throw new EngineError('invalid_input', 'benchmark_unknown', `unknown benchmark "${options.benchmark}"; choose one of ${BENCHMARKS.filter((b) => b !== 'spatial-synth').join(', ')}`);
+    throw invalidInput('benchmark_unknown', `unknown benchmark "${options.benchmark}"; choose one of ${BENCHMARKS.filter((b) => b !== 'spatial-synth').join(', ')}`);
   }
   if (options.benchmark === 'spatial-synth') {
-    throw new EngineError('invalid_input', 'benchmark_generated', 'spatial-synth is generated, not converted: use the synth command');
+    throw invalidInput('benchmark_generated', 'spatial-synth is generated, not converted: use the synth command');
   }
   const loader = benchmarkLoader(options.benchmark);
   const out = resolve(options.out);
@@ -101,19 +101,19 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
   const datasetPath = join(out, 'dataset.json');
   const existing = await readDatasetJson(datasetPath);
   if (existing && existing.benchmark !== options.benchmark) {
-    throw new EngineError('invalid_input', 'output_conflict', `${datasetPath} describes a ${existing.benchmark} data set; convert ${options.benchmark} into another --out folder`);
+    throw invalidInput('output_conflict', `${datasetPath} describes a ${existing.benchmark} data set; convert ${options.benchmark} into another --out folder`);
   }
 
   if (options.maxRows !== undefined && options.benchmark !== 'sat') {
-    throw new EngineError('invalid_input', 'invalid_option', `--max-rows applies to sat only, not ${options.benchmark}`);
+    throw invalidInput('invalid_option', `--max-rows applies to sat only, not ${options.benchmark}`);
   }
   const loaded = await loadBenchmark(options.benchmark, { dataDir, split: options.split, subsets: options.subsets, limit: options.limit, maxRows: options.maxRows, singleImageOnly });
   for (const message of loaded.info.messages) options.onMessage?.(message);
   const split = options.outSplit ?? loaded.split;
-  if (!/^[A-Za-z0-9._-]+$/.test(split)) throw new EngineError('invalid_input', 'invalid_split_name', `split name "${split}" must be letters, digits, ".", "_" or "-"`);
+  if (!/^[A-Za-z0-9._-]+$/.test(split)) throw invalidInput('invalid_split_name', `split name "${split}" must be letters, digits, ".", "_" or "-"`);
   const jsonl = join(out, `${split}.jsonl`);
   if (existsSync(jsonl) && !options.force) {
-    throw new EngineError('invalid_input', 'output_exists', `${jsonl} already exists; pass --force to replace it`);
+    throw invalidInput('output_exists', `${jsonl} already exists; pass --force to replace it`);
   }
 
   const imageDir = join(out, 'images', split);
@@ -132,7 +132,7 @@ export async function prepare(options: PrepareOptions): Promise<PrepareResult> {
       const paths: string[] = [];
       for (const [k, bytes] of images.entries()) {
         const ext = imageExtension(bytes);
-        if (!ext) throw new EngineError('unprocessable', 'benchmark_data_malformed', `image ${k + 1} of ${item.record.id} (${item.record.images[k] ?? '?'}) is not a PNG, JPEG, WebP, GIF, BMP or TIFF file`);
+        if (!ext) throw unprocessable('benchmark_data_malformed', `image ${k + 1} of ${item.record.id} (${item.record.images[k] ?? '?'}) is not a PNG, JPEG, WebP, GIF, BMP or TIFF file`);
         const file = `${name}${images.length > 1 ? `_${k}` : ''}.${ext}`;
         await writeFile(join(imageDir, file), bytes);
         paths.push(`images/${split}/${file}`);
@@ -282,7 +282,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`prepare: wrote ${result.count} items to ${result.jsonl}${skipped.length ? ` (skipped: ${skipped.join(', ')})` : ''}\n`);
     return 0;
   } catch (error) {
-    if (isEngineError(error)) {
+    if (isServiceError(error)) {
       process.stderr.write(`prepare: ${error.code}: ${error.message}\n`);
       return 1;
     }

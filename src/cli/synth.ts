@@ -1,6 +1,6 @@
 // `npm run synth -- --out data/spatial-synth --train 20000 --val 500 --test 1000 --seed 1 [--size 448] [--level easy]`
 // Writes the spatial-synth data set (docs/spatial-synth.md) with a progress bar on stderr.
-import { isEngineError } from '../engine/errors';
+import { isServiceError } from '../errors';
 import { LEVEL_NAMES, LEVELS, LevelName, MAX_ITEMS_PER_SPLIT, SPLITS, writeDataset } from '../benchmarks/spatial_synth';
 import { progressBar, ProgressBar } from './progress';
 
@@ -157,7 +157,7 @@ export async function main(argv: string[], io: { stdout: Output; stderr: Output 
     io.stdout.write(`wrote ${total} items (${splits}) to ${args.out} in ${seconds.toFixed(1)} s (${(total / seconds).toFixed(0)} items/s)\n`);
     return 0;
   } catch (error) {
-    const invalidInput = isEngineError(error) && error.kind === 'invalid_input';
+    const invalidInput = isServiceError(error) && error.status === 400;
     io.stderr.write(`\nsynth: ${error instanceof Error ? error.message : String(error)}\n`);
     return invalidInput ? 2 : 1;
   }

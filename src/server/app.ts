@@ -6,7 +6,8 @@ import type { Config } from '../config';
 import type { EvalRuns } from '../benchmarks/runs';
 import type { Engine } from '../engine/engine';
 import type { JobManager } from '../training/manager';
-import { HttpError, sendError, toHttpError } from './errors';
+import { ServiceError } from '../errors';
+import { sendError, toServiceError } from './errors';
 import { dashboardRouter } from './dashboard';
 import { ServiceMetrics } from './metrics';
 import { adminRouter } from './routes/admin';
@@ -33,7 +34,7 @@ export interface AppContext {
   metrics: ServiceMetrics;
   logger: Logger;
   state: AppState;
-  logError(req: Request, error: unknown, http: HttpError): void;
+  logError(req: Request, error: unknown, http: ServiceError): void;
 }
 
 export interface CreateAppOptions {
@@ -108,12 +109,12 @@ export function createApp(options: CreateAppOptions) {
   app.use(dashboardRouter());
 
   app.use((req: Request, _res: Response, next: NextFunction) => {
-    next(new HttpError(404, 'not_found', `no route ${req.method} ${req.path}`));
+    next(new ServiceError(404, 'not_found', `no route ${req.method} ${req.path}`));
   });
   // Express recognises error handlers by their four parameters.
   app.use((error: unknown, req: Request, res: Response, _next: NextFunction) => {
     void _next;
-    const http = toHttpError(error);
+    const http = toServiceError(error);
     if (http.status === 499) {
       // The client went away; nobody is listening for a response.
       res.destroy();

@@ -5,7 +5,7 @@
 // never logged: the request log holds the route and status only.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { HttpError } from './errors';
+import { ServiceError } from '../errors';
 
 const digest = (token: string) => createHash('sha256').update(token, 'utf8').digest();
 
@@ -13,18 +13,18 @@ export function adminAuth(adminToken: string | undefined): RequestHandler {
   const expected = adminToken ? digest(adminToken) : null;
   return (req: Request, res: Response, next: NextFunction) => {
     if (!expected) {
-      next(new HttpError(503, 'admin_disabled', 'the admin routes are disabled: set ADMIN_TOKEN to enable them'));
+      next(new ServiceError(503, 'admin_disabled', 'the admin routes are disabled: set ADMIN_TOKEN to enable them'));
       return;
     }
     const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(req.get('authorization') ?? '');
     if (!match) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="admin"');
-      next(new HttpError(401, 'unauthorized', 'send the admin token as "Authorization: Bearer <ADMIN_TOKEN>"'));
+      next(new ServiceError(401, 'unauthorized', 'send the admin token as "Authorization: Bearer <ADMIN_TOKEN>"'));
       return;
     }
     if (!timingSafeEqual(digest(match[1]), expected)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="admin", error="invalid_token"');
-      next(new HttpError(401, 'unauthorized', 'the admin token is not valid'));
+      next(new ServiceError(401, 'unauthorized', 'the admin token is not valid'));
       return;
     }
     next();

@@ -1,22 +1,13 @@
-// One error body shape and one function mapping errors to statuses (docs/api.md, "Errors"):
+// One error body shape and one function mapping errors to it (docs/api.md, "Errors"):
 // {"error": {"code": "<snake_case>", "message": "<what was wrong and how to fix it>"}}.
+// The service's own expected failures are ServiceErrors (src/errors.ts) already; the engine's
+// EngineError kinds, zod, multer, body-parser and storage errors become one here.
 // 5xx bodies never carry internals; the full error goes to the log instead.
 import type { Response } from 'express';
 import { MulterError } from 'multer';
 import { ZodError } from 'zod';
 import { EngineError, EngineErrorKind } from '../engine/errors';
-
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly retryAfterSeconds?: number,
-  ) {
-    super(message);
-    this.name = 'HttpError';
-  }
-}
+import { ServiceError } from '../errors';
 
 const KIND_STATUS: Record<EngineErrorKind, number> = {
   invalid_input: 400,
@@ -51,52 +42,53 @@ export function describeZodError(error: ZodError): string {
   return parts.join('; ');
 }
 
-export function toHttpError(error: unknown): HttpError {
-  if (error instanceof HttpError) return error;
+/** Any error as the ServiceError whose status, code and message the response carries. */
+export function toServiceError(error: unknown): ServiceError {
+  if (error instanceof ServiceError) return error.message.length > MAX_MESSAGE ? new ServiceError(error.status, error.code, clip(error.message), error.retryAfterSeconds) : error;
   if (error instanceof EngineError) {
     let status = KIND_STATUS[error.kind];
     if (error.kind === 'overloaded' && error.code === 'shutting_down') status = 503;
     if (error.kind === 'model_error') {
       // A broken or unloadable model is the server's problem; the message names the model and
       // file, which the operator needs and which holds no secrets.
-      return new HttpError(500, error.code, clip(error.message));
+      return new ServiceError(500, error.code, clip(error.message));
     }
     const retry = error.retryAfterSeconds ?? (status === 429 || status === 503 ? 1 : undefined);
-    return new HttpError(status, error.code, clip(error.message), retry);
+    return new ServiceError(status, error.code, clip(error.message), retry);
   }
-  if (error instanceof ZodError) return new HttpError(400, 'invalid_request', clip(describeZodError(error)));
+  if (error instanceof ZodError) return new ServiceError(400, 'invalid_request', clip(describeZodError(error)));
   if (error instanceof MulterError) {
     switch (error.code) {
       case 'LIMIT_FILE_SIZE':
-        return new HttpError(413, 'image_too_large', 'the image file is larger than the configured limit (MAX_IMAGE_BYTES)');
+        return new ServiceError(413, 'image_too_large', 'the image file is larger than the configured limit (MAX_IMAGE_BYTES)');
       case 'LIMIT_FIELD_VALUE':
-        return new HttpError(413, 'field_too_large', `form field "${error.field ?? ''}" is too long`);
+        return new ServiceError(413, 'field_too_large', `form field "${error.field ?? ''}" is too long`);
       case 'LIMIT_UNEXPECTED_FILE':
-        return new HttpError(400, 'unexpected_file', `unexpected file field "${error.field ?? ''}"; send one image in the field "image"`);
+        return new ServiceError(400, 'unexpected_file', `unexpected file field "${error.field ?? ''}"; send one image in the field "image"`);
       default:
-        return new HttpError(400, 'invalid_multipart', `invalid multipart body: ${error.message}`);
+        return new ServiceError(400, 'invalid_multipart', `invalid multipart body: ${error.message}`);
     }
   }
   const e = error as { type?: string; status?: number; message?: string; code?: unknown };
   // The server's own storage failing (a full disk, a read-only or broken volume) is neither the
   // client's fault nor a bug: 503 with Retry-After. The message names no paths; the log has them.
   if (typeof e?.code === 'string') {
-    if (STORAGE_FULL.test(e.code)) return new HttpError(503, 'storage_full', 'the server has no storage space left for this request; try again later', 30);
-    if (STORAGE_UNAVAILABLE.test(e.code)) return new HttpError(503, 'storage_unavailable', 'the server cannot use its storage at the moment; try again later', 30);
+    if (STORAGE_FULL.test(e.code)) return new ServiceError(503, 'storage_full', 'the server has no storage space left for this request; try again later', 30);
+    if (STORAGE_UNAVAILABLE.test(e.code)) return new ServiceError(503, 'storage_unavailable', 'the server cannot use its storage at the moment; try again later', 30);
   }
   // body-parser errors carry a type and an HTTP status.
-  if (e?.type === 'entity.too.large') return new HttpError(413, 'body_too_large', 'the request body is larger than the configured limit');
-  if (e?.type === 'entity.parse.failed') return new HttpError(400, 'invalid_json', 'the request body is not valid JSON');
-  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') return new HttpError(415, 'unsupported_encoding', clip(e.message ?? 'unsupported body encoding'));
-  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new HttpError(e.status, 'bad_request', clip(e.message ?? 'bad request'));
-  return new HttpError(500, 'internal_error', 'internal server error');
+  if (e?.type === 'entity.too.large') return new ServiceError(413, 'body_too_large', 'the request body is larger than the configured limit');
+  if (e?.type === 'entity.parse.failed') return new ServiceError(400, 'invalid_json', 'the request body is not valid JSON');
+  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') return new ServiceError(415, 'unsupported_encoding', clip(e.message ?? 'unsupported body encoding'));
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new ServiceError(e.status, 'bad_request', clip(e.message ?? 'bad request'));
+  return new ServiceError(500, 'internal_error', 'internal server error');
 }
 
-export function errorBody(error: HttpError) {
+export function errorBody(error: ServiceError) {
   return { error: { code: error.code, message: error.message } };
 }
 
-export function sendError(res: Response, error: HttpError): void {
+export function sendError(res: Response, error: ServiceError): void {
   if (res.headersSent) return;
   if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
   res.status(error.status).json(errorBody(error));

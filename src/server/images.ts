@@ -5,7 +5,7 @@ import { lookup as dnsLookup, LookupAddress } from 'node:dns';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { BlockList, isIP, LookupFunction } from 'node:net';
-import { HttpError } from './errors';
+import { ServiceError } from '../errors';
 
 const DATA_URL = /^data:([^;,]*)((?:;[^;,]*)*?),(.*)$/s;
 const ACCEPTED_TYPES = new Set(['image/png', 'image/jpeg', 'image/jpg', 'image/webp']);
@@ -18,21 +18,21 @@ export function decodeInlineImage(value: string, maxBytes: number, field: string
   if (match) {
     const [, type, params, data] = match;
     if (type && !ACCEPTED_TYPES.has(type.toLowerCase())) {
-      throw new HttpError(415, 'unsupported_image_type', `${field}: data URL type "${type}" is not accepted; send PNG, JPEG or WebP`);
+      throw new ServiceError(415, 'unsupported_image_type', `${field}: data URL type "${type}" is not accepted; send PNG, JPEG or WebP`);
     }
-    if (!params.split(';').includes('base64')) throw new HttpError(400, 'invalid_image_encoding', `${field}: data URLs must be base64-encoded`);
+    if (!params.split(';').includes('base64')) throw new ServiceError(400, 'invalid_image_encoding', `${field}: data URLs must be base64-encoded`);
     payload = data;
   }
   payload = payload.replace(/\s+/g, '');
-  if (!payload.length) throw new HttpError(422, 'empty_image', `${field}: the image is empty`);
+  if (!payload.length) throw new ServiceError(422, 'empty_image', `${field}: the image is empty`);
   // Checked before decoding so an oversized string is refused without allocating its bytes.
   if (Math.floor((payload.length * 3) / 4) > maxBytes + 3) {
-    throw new HttpError(413, 'image_too_large', `${field}: the image is larger than the configured limit of ${maxBytes} bytes`);
+    throw new ServiceError(413, 'image_too_large', `${field}: the image is larger than the configured limit of ${maxBytes} bytes`);
   }
-  if (!BASE64.test(payload)) throw new HttpError(400, 'invalid_image_encoding', `${field}: the image is neither base64 nor a base64 data: URL`);
+  if (!BASE64.test(payload)) throw new ServiceError(400, 'invalid_image_encoding', `${field}: the image is neither base64 nor a base64 data: URL`);
   const bytes = Buffer.from(payload, 'base64');
-  if (!bytes.length) throw new HttpError(422, 'empty_image', `${field}: the image is empty`);
-  if (bytes.length > maxBytes) throw new HttpError(413, 'image_too_large', `${field}: the image is larger than the configured limit of ${maxBytes} bytes`);
+  if (!bytes.length) throw new ServiceError(422, 'empty_image', `${field}: the image is empty`);
+  if (bytes.length > maxBytes) throw new ServiceError(413, 'image_too_large', `${field}: the image is larger than the configured limit of ${maxBytes} bytes`);
   return bytes;
 }
 
@@ -79,20 +79,20 @@ export async function fetchRemoteImage(url: string, policy: RemoteImagePolicy, f
   try {
     parsed = new URL(url);
   } catch {
-    throw new HttpError(400, 'invalid_image_url', `${field}: not a valid URL or data: URL`);
+    throw new ServiceError(400, 'invalid_image_url', `${field}: not a valid URL or data: URL`);
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
-    throw new HttpError(400, 'invalid_image_url', `${field}: only data:, http: and https: image URLs are understood`);
+    throw new ServiceError(400, 'invalid_image_url', `${field}: only data:, http: and https: image URLs are understood`);
   }
   const host = parsed.hostname.toLowerCase().replace(/^\[|\]$/g, '');
   if (!policy.allowedHosts.includes(host)) {
-    throw new HttpError(400, 'remote_image_not_allowed', `${field}: fetching images from ${host} is not allowed; send the image inline as a base64 data: URL (operators can allow hosts with ALLOWED_IMAGE_HOSTS)`);
+    throw new ServiceError(400, 'remote_image_not_allowed', `${field}: fetching images from ${host} is not allowed; send the image inline as a base64 data: URL (operators can allow hosts with ALLOWED_IMAGE_HOSTS)`);
   }
-  const privateHost = () => new HttpError(400, 'remote_image_not_allowed', `${field}: ${host} resolves to a private or loopback address`);
+  const privateHost = () => new ServiceError(400, 'remote_image_not_allowed', `${field}: ${host} resolves to a private or loopback address`);
   // IP literals are connected to without a lookup: checked here.
   if (isIP(host) && isPrivateAddress(host)) throw privateHost();
-  const tooLarge = () => new HttpError(413, 'image_too_large', `${field}: the image is larger than ${policy.maxBytes} bytes`);
-  const failed = (why: string) => new HttpError(422, 'image_fetch_failed', `${field}: fetching the image failed (${why})`);
+  const tooLarge = () => new ServiceError(413, 'image_too_large', `${field}: the image is larger than ${policy.maxBytes} bytes`);
+  const failed = (why: string) => new ServiceError(422, 'image_fetch_failed', `${field}: fetching the image failed (${why})`);
   const get = parsed.protocol === 'https:' ? httpsGet : httpGet;
   return new Promise<Buffer>((resolve, reject) => {
     // Redirects are not followed (a 3xx is a failure): each hop would need the same checks.
@@ -100,11 +100,11 @@ export async function fetchRemoteImage(url: string, policy: RemoteImagePolicy, f
       const status = res.statusCode ?? 0;
       if (status < 200 || status > 299) {
         res.resume();
-        reject(new HttpError(422, 'image_fetch_failed', `${field}: the image URL answered ${status}`));
+        reject(new ServiceError(422, 'image_fetch_failed', `${field}: the image URL answered ${status}`));
         return;
       }
       // Settling first, then dropping the connection: the promise keeps the first outcome.
-      const refuse = (error: HttpError) => {
+      const refuse = (error: ServiceError) => {
         reject(error);
         req.destroy();
       };
@@ -128,7 +128,7 @@ export async function fetchRemoteImage(url: string, policy: RemoteImagePolicy, f
     req.on('close', () => clearTimeout(timer));
     req.on('error', (error: Error & { code?: string }) => {
       if (error instanceof PrivateAddressError) reject(privateHost());
-      else if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') reject(new HttpError(422, 'image_host_unresolved', `${field}: cannot resolve ${host}`));
+      else if (error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') reject(new ServiceError(422, 'image_host_unresolved', `${field}: cannot resolve ${host}`));
       else reject(failed(error.message));
     });
   });

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { join } from 'node:path';
 import { folderLevel } from '../benchmarks/splits';
 import { DatasetInfo, LEVEL_NAMES, LevelName, SPLITS, SplitName, SynthProgress, writeDataset } from '../benchmarks/spatial_synth';
-import { EngineError } from '../engine/errors';
+import { invalidInput } from '../errors';
 import { NAMED_DATASETS, resolveDataset } from './paths';
 
 /** The generated splits: seed 1 and `npm run synth`'s default sizes, so they are the first items of the documented data set. */
@@ -40,7 +40,7 @@ const isLevel = (value: string): value is LevelName => (LEVEL_NAMES as readonly 
 export function chooseDataset(value: string, options: { dataDir: string; stateDir: string; split: string; level?: LevelName }): DatasetChoice {
   const { dataDir, stateDir, split, level } = options;
   if (value !== 'spatial-synth') {
-    if (level !== undefined) throw new EngineError('invalid_input', 'level_unsupported', `level applies to spatial-synth only, not to dataset "${value}"`);
+    if (level !== undefined) throw invalidInput('level_unsupported', `level applies to spatial-synth only, not to dataset "${value}"`);
     return { dir: resolveDataset(value, dataDir, split) };
   }
   const placed = join(dataDir, NAMED_DATASETS['spatial-synth'].folder);
@@ -49,7 +49,7 @@ export function chooseDataset(value: string, options: { dataDir: string; stateDi
     if (level === undefined || placedLevel === level) return { dir: placed, ...(isLevel(placedLevel) ? { level: placedLevel } : {}) };
   }
   if (!(SPLITS as readonly string[]).includes(split)) {
-    throw new EngineError('invalid_input', 'unknown_split', `spatial-synth has splits ${SPLITS.join(', ')}; got "${split}" (and ${placed} has no ${split}.jsonl)`);
+    throw invalidInput('unknown_split', `spatial-synth has splits ${SPLITS.join(', ')}; got "${split}" (and ${placed} has no ${split}.jsonl)`);
   }
   const chosen = level ?? 'standard';
   const dir = generatedSynthDir(stateDir, chosen);

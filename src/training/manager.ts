@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LevelName, SplitName } from '../benchmarks/spatial_synth';
-import { EngineError } from '../engine/errors';
+import { conflict, invalidInput, shuttingDown } from '../errors';
 import type { TrainerBackend, TrainerExit, TrainerHandle, TrainerSpec } from './backend';
 import { chooseDataset, generatedSynthDir, generateSynthSplit, SYNTH_TRAINING } from './datasets';
 import { MetricsFollower } from './follower';
@@ -130,18 +130,18 @@ export class JobManager {
 
   /** Check and record a job, write its job.json and queue it. Errors are the caller's 4xx. */
   create(request: TrainRequest): JobView {
-    if (this.closed) throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new jobs', { retryAfterSeconds: 5 });
+    if (this.closed) throw shuttingDown('jobs');
     const { backend } = this.options;
     const nodes = request.nodes ?? 1;
     const gpus = request.gpus ?? 1;
     if (backend.name === 'local' && (nodes > 1 || gpus > 1)) {
-      throw new EngineError('invalid_input', 'backend_unsupported', 'nodes and gpus above 1 need TRAIN_BACKEND=kubernetes; the local backend runs one trainer process on one device');
+      throw invalidInput('backend_unsupported', 'nodes and gpus above 1 need TRAIN_BACKEND=kubernetes; the local backend runs one trainer process on one device');
     }
     if (request.device === 'cpu' && request.gpus !== undefined && request.gpus > 1) {
-      throw new EngineError('invalid_input', 'invalid_request', 'gpus: a device "cpu" job uses no GPUs');
+      throw invalidInput('invalid_request', 'gpus: a device "cpu" job uses no GPUs');
     }
     if (request.freeze_vision && request.freeze_llm) {
-      throw new EngineError('invalid_input', 'invalid_request', 'freeze_vision and freeze_llm are both true: nothing would be trained');
+      throw invalidInput('invalid_request', 'freeze_vision and freeze_llm are both true: nothing would be trained');
     }
     const baseModel = request.base_model ?? this.options.defaultModel;
     const dataset = request.dataset ?? 'spatial-synth';
@@ -225,7 +225,7 @@ export class JobManager {
     const { store } = this.options;
     const row = store.get(id);
     if (!row) return undefined;
-    if (TERMINAL.has(row.status)) throw new EngineError('conflict', 'job_finished', `job ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
+    if (TERMINAL.has(row.status)) throw conflict('job_finished', `job ${id} has already ${row.status === 'cancelled' ? 'been cancelled' : row.status}`);
     store.requestCancel(id);
     const active = this.active.get(id);
     if ((row.status === 'queued' || row.status === 'preparing') && !active) {

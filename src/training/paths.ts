@@ -5,7 +5,7 @@
 // lists, the named data sets) are the operator's to place wherever their links point.
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { EngineError } from '../engine/errors';
+import { invalidInput, notFound, ServiceError, unprocessable } from '../errors';
 
 /** Whether `target` is strictly inside `root` (both absolute). */
 export function isInside(root: string, target: string): boolean {
@@ -34,8 +34,8 @@ function reallyInside(root: string, target: string): boolean {
 /** A plain folder name: no separators, not `.` or `..`. */
 const NAME = /^(?!\.{1,2}$)[\w.-]+$/;
 
-function outside(field: string, value: string, where: string): EngineError {
-  return new EngineError('invalid_input', 'path_outside_roots', `${field} "${value}" is outside ${where}; give a name or a path inside it`);
+function outside(field: string, value: string, where: string): ServiceError {
+  return invalidInput('path_outside_roots', `${field} "${value}" is outside ${where}; give a name or a path inside it`);
 }
 
 function isDir(path: string): boolean {
@@ -70,10 +70,9 @@ export function resolveBaseModel(value: string, known: { name: string; dir: stri
     if (found && !reallyInside(found.root, found.target)) throw outside('base_model', value, `${where} once symbolic links are followed`);
     dir = found?.target;
   }
-  if (!dir) throw new EngineError('not_found', 'model_not_found', `no model folder "${value}" under ${where}; see GET /v1/models`);
+  if (!dir) throw notFound('model_not_found', `no model folder "${value}" under ${where}; see GET /v1/models`);
   if (!isTrainable(dir)) {
-    throw new EngineError(
-      'unprocessable',
+    throw unprocessable(
       'base_model_not_trainable',
       `${dir} has no config.json and safetensors weights; the trainer starts from a Hugging Face checkpoint folder (docs/export.md)`,
     );
@@ -101,7 +100,7 @@ export function resolveDataset(value: string, dataDir: string, split: string): s
   }
   if (!existsSync(file)) {
     const how = named ? `; make it with: ${named.make(dir)}` : ' (data set format: docs/architecture.md, "A data set on disk")';
-    throw new EngineError('not_found', 'dataset_not_found', `no ${split} split for dataset "${value}": ${file} is missing${how}`);
+    throw notFound('dataset_not_found', `no ${split} split for dataset "${value}": ${file} is missing${how}`);
   }
   return dir;
 }

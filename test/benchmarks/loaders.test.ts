@@ -1,6 +1,6 @@
 // Benchmark loaders read each published format (fixtures built in a temp DATA_DIR), map fields to
-// DatasetRecord, load images lazily, and fail with 404-kind errors naming the files to place and
-// 422-kind errors naming the unreadable file; `prepare` converts a split to our format.
+// DatasetRecord, load images lazily, and fail with 404 errors naming the files to place and
+// 422 errors naming the unreadable file; `prepare` converts a split to our format.
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import { closeSharedParquetReader, expectedLayout, loadBenchmark, LOADERS } from
 import { windowOf, windows, WINDOW_ROWS } from '../../src/benchmarks/loaders/parquet';
 import { choicesPrompt, DatasetRecord } from '../../src/benchmarks/types';
 import { parsePrepareArgs, prepare, UsageError } from '../../src/cli/prepare';
-import { EngineError } from '../../src/engine/errors';
+import { ServiceError } from '../../src/errors';
 import {
   CV_BENCH_ROWS,
   DataDir,
@@ -27,7 +27,7 @@ import {
 
 const widthOf = async (bytes: Buffer) => (await sharp(bytes).metadata()).width;
 const formatOf = async (bytes: Buffer) => (await sharp(bytes).metadata()).format;
-const failure = (promise: Promise<unknown>) => promise.then(() => new Error('expected a failure'), (error: unknown) => error as EngineError);
+const failure = (promise: Promise<unknown>) => promise.then(() => new Error('expected a failure'), (error: unknown) => error as ServiceError);
 
 let data: DataDir; // every benchmark in its primary published layout
 let jsonl: DataDir; // CV-Bench's jsonl publication, VSR images in vsr/images/
@@ -111,16 +111,16 @@ describe('CV-Bench', () => {
     expect(await ids({ subsets: ['Count'] })).toEqual(['cv-bench/test_2d/0', 'cv-bench/test_2d/2']);
     expect(await ids({ limit: 2 })).toEqual(['cv-bench/test_2d/0', 'cv-bench/test_2d/1']);
     expect(await ids({ limit: 0 })).toEqual([]);
-    await expect(loadBenchmark('cv-bench', { dataDir: data.dataDir, split: 'val' })).rejects.toMatchObject({ kind: 'invalid_input', code: 'benchmark_split_unknown' });
-    await expect(loadBenchmark('cv-bench', { dataDir: data.dataDir, subsets: ['4D'] })).rejects.toMatchObject({ kind: 'invalid_input' });
-    await expect(loadBenchmark('cv-bench', { dataDir: data.dataDir, limit: -1 })).rejects.toMatchObject({ kind: 'invalid_input' });
+    await expect(loadBenchmark('cv-bench', { dataDir: data.dataDir, split: 'val' })).rejects.toMatchObject({ status: 400, code: 'benchmark_split_unknown' });
+    await expect(loadBenchmark('cv-bench', { dataDir: data.dataDir, subsets: ['4D'] })).rejects.toMatchObject({ status: 400 });
+    await expect(loadBenchmark('cv-bench', { dataDir: data.dataDir, limit: -1 })).rejects.toMatchObject({ status: 400 });
   });
 
   test('a missing folder is a 404 naming the files of both publications and where they go', async () => {
     const empty = tempDataDir();
     try {
       const error = await failure(loadBenchmark('cv-bench', { dataDir: empty.dataDir }));
-      expect(error).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing' });
+      expect(error).toMatchObject({ status: 404, code: 'benchmark_data_missing' });
       expect(error.message).toContain(join(empty.dataDir, 'cv-bench'));
       for (const name of ['test_2d.parquet', 'test_3d.parquet', 'test_2d.jsonl', 'test_3d.jsonl', 'img/', 'nyu-visionx/CV-Bench']) expect(error.message).toContain(name);
     } finally {
@@ -135,7 +135,7 @@ describe('CV-Bench', () => {
       rmSync(join(partial.dataDir, 'cv-bench', 'test_3d.parquet'));
       expect(await loadBenchmark('cv-bench', { dataDir: partial.dataDir, split: 'test_2d' })).toMatchObject({ split: 'test_2d' });
       const error = await failure(loadBenchmark('cv-bench', { dataDir: partial.dataDir }));
-      expect(error).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing', message: expect.stringContaining('test_3d.parquet') });
+      expect(error).toMatchObject({ status: 404, code: 'benchmark_data_missing', message: expect.stringContaining('test_3d.parquet') });
     } finally {
       partial.cleanup();
     }
@@ -144,7 +144,7 @@ describe('CV-Bench', () => {
       await writeCvBenchJsonl(noImages.dataDir);
       rmSync(join(noImages.dataDir, 'cv-bench', 'img'), { recursive: true });
       const error = await failure(loadBenchmark('cv-bench', { dataDir: noImages.dataDir }));
-      expect(error).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing', message: expect.stringMatching(/img\/2D\/count\/ade20k_0\.png.*img\/ folder/) });
+      expect(error).toMatchObject({ status: 404, code: 'benchmark_data_missing', message: expect.stringMatching(/img\/2D\/count\/ade20k_0\.png.*img\/ folder/) });
     } finally {
       noImages.cleanup();
     }
@@ -155,12 +155,12 @@ describe('CV-Bench', () => {
     try {
       await writeCvBenchParquet(broken.dataDir, { omitColumn: 'answer' });
       const missing = await failure(loadBenchmark('cv-bench', { dataDir: broken.dataDir }));
-      expect(missing).toMatchObject({ kind: 'unprocessable', code: 'benchmark_data_malformed' });
+      expect(missing).toMatchObject({ status: 422, code: 'benchmark_data_malformed' });
       expect(missing.message).toMatch(/test_2d\.parquet: missing column answer \(found: idx, type, task, image/);
 
       writeFileSync(join(broken.dataDir, 'cv-bench', 'test_2d.parquet'), Buffer.from('this is not a parquet file at all'));
       const garbage = await failure(loadBenchmark('cv-bench', { dataDir: broken.dataDir }));
-      expect(garbage).toMatchObject({ kind: 'unprocessable', code: 'benchmark_data_malformed' });
+      expect(garbage).toMatchObject({ status: 422, code: 'benchmark_data_malformed' });
       expect(garbage.message).toContain(join(broken.dataDir, 'cv-bench', 'test_2d.parquet'));
       expect(garbage.message).toMatch(/not a readable parquet file/);
     } finally {
@@ -175,7 +175,7 @@ describe('CV-Bench', () => {
       const file = join(bad.dataDir, 'cv-bench', 'test_2d.jsonl');
       writeFileSync(file, readFileSync(file, 'utf8').replace('"(B)"', '"(F)"'));
       await expect(loadBenchmark('cv-bench', { dataDir: bad.dataDir })).rejects.toMatchObject({
-        kind: 'unprocessable',
+        status: 422,
         code: 'benchmark_data_malformed',
         message: expect.stringMatching(/test_2d\.jsonl: line 2: answer \(F\) but only 2 choices/),
       });
@@ -214,7 +214,7 @@ describe('BLINK', () => {
 
   test('the test split is refused: its answers are hidden', async () => {
     await expect(loadBenchmark('blink', { dataDir: data.dataDir, split: 'test' })).rejects.toMatchObject({
-      kind: 'invalid_input',
+      status: 400,
       code: 'benchmark_split_unavailable',
       message: expect.stringMatching(/hidden.*use split "val"/),
     });
@@ -222,7 +222,7 @@ describe('BLINK', () => {
 
   test('a missing subtask is a 404 naming its file and folder', async () => {
     const error = await failure(loadBenchmark('blink', { dataDir: data.dataDir, subsets: ['Counting'] }));
-    expect(error).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing' });
+    expect(error).toMatchObject({ status: 404, code: 'benchmark_data_missing' });
     expect(error.message).toContain(`${join(data.dataDir, 'blink')}/Counting/val-00000-of-00001.parquet`);
     const empty = tempDataDir();
     try {
@@ -261,11 +261,11 @@ describe('VSR', () => {
     const empty = tempDataDir();
     try {
       const none = await failure(loadBenchmark('vsr', { dataDir: empty.dataDir }));
-      expect(none).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing' });
+      expect(none).toMatchObject({ status: 404, code: 'benchmark_data_missing' });
       expect(none.message).toMatch(/random\/test\.jsonl.*zeroshot\/test\.jsonl/);
       await writeVsr(empty.dataDir, { images: 'none' });
       const images = await failure(loadBenchmark('vsr', { dataDir: empty.dataDir }));
-      expect(images).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing' });
+      expect(images).toMatchObject({ status: 404, code: 'benchmark_data_missing' });
       expect(images.message).toContain('4 of 4 images');
       expect(images.message).toContain(join(empty.dataDir, 'vsr', 'images'));
       expect(images.message).toContain(`${join(empty.dataDir, 'coco')}/train2017/`);
@@ -280,7 +280,7 @@ describe('VSR', () => {
       await writeVsr(bad.dataDir);
       const file = join(bad.dataDir, 'vsr', 'random', 'test.jsonl');
       writeFileSync(file, readFileSync(file, 'utf8') + '{not json\n');
-      await expect(loadBenchmark('vsr', { dataDir: bad.dataDir })).rejects.toMatchObject({ kind: 'unprocessable', message: expect.stringMatching(/test\.jsonl: line 5 is not JSON/) });
+      await expect(loadBenchmark('vsr', { dataDir: bad.dataDir })).rejects.toMatchObject({ status: 422, message: expect.stringMatching(/test\.jsonl: line 5 is not JSON/) });
     } finally {
       bad.cleanup();
     }
@@ -325,7 +325,7 @@ describe('SAT', () => {
     expect(limited.info.rows).toBeLessThan(SAT_VAL.length);
     const depth = await loadBenchmark('sat', { dataDir: data.dataDir, subsets: ['depth'] });
     expect(depth.items.map((i) => i.record.id)).toEqual(['sat/val/3']);
-    await expect(loadBenchmark('sat', { dataDir: data.dataDir, subsets: ['nonsense'] })).rejects.toMatchObject({ kind: 'invalid_input', code: 'benchmark_subset_unknown' });
+    await expect(loadBenchmark('sat', { dataDir: data.dataDir, subsets: ['nonsense'] })).rejects.toMatchObject({ status: 400, code: 'benchmark_subset_unknown' });
   });
 
   test('maxRows bounds the published rows looked at, before the single-image filter', async () => {
@@ -337,7 +337,7 @@ describe('SAT', () => {
 
   test('a missing split is a 404 naming SAT_<split>.parquet', async () => {
     const error = await failure(loadBenchmark('sat', { dataDir: data.dataDir, split: 'test' }));
-    expect(error).toMatchObject({ kind: 'not_found', code: 'benchmark_data_missing' });
+    expect(error).toMatchObject({ status: 404, code: 'benchmark_data_missing' });
     expect(error.message).toContain(`SAT_test.parquet in ${join(data.dataDir, 'sat')}/`);
   });
 });
@@ -345,8 +345,8 @@ describe('SAT', () => {
 describe('registry', () => {
   test('the four published benchmarks are registered; spatial-synth has no loader (splits.ts generates it)', async () => {
     expect(Object.keys(LOADERS).sort()).toEqual(['blink', 'cv-bench', 'sat', 'vsr']);
-    await expect(loadBenchmark('spatial-synth', { dataDir: data.dataDir })).rejects.toMatchObject({ kind: 'not_found', code: 'benchmark_loader_missing' });
-    await expect(loadBenchmark('nope' as never, { dataDir: data.dataDir })).rejects.toMatchObject({ kind: 'invalid_input', code: 'benchmark_unknown' });
+    await expect(loadBenchmark('spatial-synth', { dataDir: data.dataDir })).rejects.toMatchObject({ status: 404, code: 'benchmark_loader_missing' });
+    await expect(loadBenchmark('nope' as never, { dataDir: data.dataDir })).rejects.toMatchObject({ status: 400, code: 'benchmark_unknown' });
   });
 
   test('expectedLayout names the files and folders of each benchmark', () => {

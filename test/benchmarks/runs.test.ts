@@ -160,7 +160,7 @@ describe('evaluation runs', () => {
     const kept = [...runs.predictions(id)].length;
     expect(kept).toBeGreaterThanOrEqual(2);
     expect(kept).toBeLessThan(50);
-    await expect(runs.cancel(id)).rejects.toMatchObject({ kind: 'conflict' });
+    await expect(runs.cancel(id)).rejects.toMatchObject({ status: 409 });
     expect(await runs.cancel('eval_nope')).toBeUndefined();
   });
 
@@ -238,9 +238,9 @@ describe('evaluation runs', () => {
 
   test('missing benchmark data is refused at creation with where to put which files', async () => {
     const runs = runsWith();
-    await expect(runs.create({ ...PARAMS, benchmark: 'cv-bench' })).rejects.toMatchObject({ kind: 'not_found', message: expect.stringMatching(/test_2d\.parquet/) });
-    await expect(runs.create({ ...PARAMS, split: 'train' })).rejects.toMatchObject({ kind: 'not_found', message: expect.stringMatching(/npm run synth/) });
-    await expect(runs.create({ ...PARAMS, split: 'dev' })).rejects.toMatchObject({ kind: 'invalid_input' });
+    await expect(runs.create({ ...PARAMS, benchmark: 'cv-bench' })).rejects.toMatchObject({ status: 404, message: expect.stringMatching(/test_2d\.parquet/) });
+    await expect(runs.create({ ...PARAMS, split: 'train' })).rejects.toMatchObject({ status: 404, message: expect.stringMatching(/npm run synth/) });
+    await expect(runs.create({ ...PARAMS, split: 'dev' })).rejects.toMatchObject({ status: 400 });
     expect(runs.list()).toEqual([]);
   });
 });

@@ -136,7 +136,7 @@ describe('items', () => {
   });
 
   test('bad arguments are invalid_input errors naming the value', () => {
-    expect(() => generateItem('dev' as 'test', 0, 1)).toThrow(expect.objectContaining({ kind: 'invalid_input', message: expect.stringMatching(/split must be one of train, val, test/) }));
+    expect(() => generateItem('dev' as 'test', 0, 1)).toThrow(expect.objectContaining({ status: 400, message: expect.stringMatching(/split must be one of train, val, test/) }));
     expect(() => generateItem('test', 0, -1)).toThrow(/seed must be a non-negative integer, got -1/);
     expect(() => generateItem('test', 1_000_000, 1)).toThrow(/index must be an integer from 0 to 999999/);
     expect(() => generateItems('test', 2, 1, { size: 10 })).toThrow(/width must be an integer from 64 to 4096, got 10/);
@@ -557,7 +557,7 @@ describe('levels', () => {
   });
 
   test('bad levels and object counts are refused naming the option', () => {
-    expect(() => generateItem('test', 0, 1, { level: 'hard' as 'easy' })).toThrow(expect.objectContaining({ kind: 'invalid_input', code: 'invalid_synth_option', message: expect.stringMatching(/level must be one of standard, easy, got "hard"/) }));
+    expect(() => generateItem('test', 0, 1, { level: 'hard' as 'easy' })).toThrow(expect.objectContaining({ status: 400, code: 'invalid_synth_option', message: expect.stringMatching(/level must be one of standard, easy, got "hard"/) }));
     expect(() => generateItem('test', 0, 1, { level: 'easy', maxObjects: 2 })).toThrow(/maxObjects must be an integer from 3 to 12, got 2/);
     expect(() => generateItem('test', 0, 1, { minObjects: 1 })).toThrow(/minObjects must be an integer from 2 to 12, got 1/);
   });

@@ -251,7 +251,7 @@ describe('spatial-synth levels in the split loader', () => {
     const generated = await load({ ...params, level: 'easy', split: 'val', limit: 2 });
     expect(generated.items.map((i) => i.record.meta)).toEqual(generateItems('val', 2, 1, { level: 'easy' }).map((i) => i.record.meta));
     await expect(load({ ...params, level: 'easy', split: 'train' })).rejects.toMatchObject({ code: 'benchmark_data_missing', message: expect.stringContaining('--level easy') });
-    await expect(load({ ...params, benchmark: 'vsr', level: 'easy' })).rejects.toMatchObject({ kind: 'invalid_input', code: 'level_unsupported' });
+    await expect(load({ ...params, benchmark: 'vsr', level: 'easy' })).rejects.toMatchObject({ status: 400, code: 'level_unsupported' });
   });
 });
 

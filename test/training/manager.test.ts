@@ -2,7 +2,7 @@
 // job lifecycle, metrics following, cancellation, queueing and recovery after a restart.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EngineError } from '../../src/engine/errors';
+import { ServiceError } from '../../src/errors';
 import { LocalBackend } from '../../src/training/backends/local';
 import { JobEvent, JobManager, modelNameFor } from '../../src/training/manager';
 import { JobStore } from '../../src/training/store';
@@ -146,7 +146,7 @@ describe('JobManager with a local trainer process', () => {
     expect(done).toMatchObject({ status: 'cancelled', cancel_requested: true, model_name: null });
     expect(done!.checkpoints.map((c) => c.step)).toEqual([2]);
     expect(readFileSync(join(job.job_dir, 'trainer.log'), 'utf8')).toContain('SIGTERM: checkpoint saved at step 2');
-    expect(() => manager.cancel(job.id)).toThrow(expect.objectContaining({ kind: 'conflict', code: 'job_finished' }));
+    expect(() => manager.cancel(job.id)).toThrow(expect.objectContaining({ status: 409, code: 'job_finished' }));
   });
 
   test('cancel: a trainer that ignores SIGTERM is killed after the grace period', async () => {
@@ -220,7 +220,7 @@ describe('JobManager with a local trainer process', () => {
         manager.create({ dataset: 'sat' });
         throw new Error('accepted');
       } catch (error) {
-        expect(error).toBeInstanceOf(EngineError);
+        expect(error).toBeInstanceOf(ServiceError);
         expect((error as Error).message).toContain(`npm run prepare-data -- --benchmark sat --split train --out ${join(fx.dataDir, 'sat-train')}`);
       }
     });

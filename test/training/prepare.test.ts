@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import * as datasets from '../../src/training/datasets';
 import { LocalBackend, defaultSetup, setupEnvironment } from '../../src/training/backends/local';
 import { JobEvent, JobManager, JobView } from '../../src/training/manager';
-import { expectEngineError } from '../helpers/errors';
+import { expectServiceError } from '../helpers/errors';
 import { FAKE_TRAINER, readJson, TrainingFixture, trainingFixture, until, writeDataset } from '../helpers/training';
 import { REPO_ROOT } from '../helpers/vectors';
 
@@ -167,8 +167,8 @@ describe('a spatial-synth job on a fresh start (no DATA_DIR/spatial-synth)', () 
   test('what the request names is checked: level only for spatial-synth, spatial-synth splits only', () => {
     const manager = fx.manager();
     writeDataset(join(fx.dataDir, 'mine'));
-    expectEngineError(() => manager.create({ dataset: 'mine', level: 'easy' }), 'invalid_input', 'level_unsupported');
-    expectEngineError(() => manager.create({ dataset: 'spatial-synth', split: 'dev' }), 'invalid_input', 'unknown_split');
+    expectServiceError(() => manager.create({ dataset: 'mine', level: 'easy' }), 400, 'level_unsupported');
+    expectServiceError(() => manager.create({ dataset: 'spatial-synth', split: 'dev' }), 400, 'unknown_split');
     expect(manager.create({ dataset: 'mine' }).request).not.toHaveProperty('level');
     expect(fx.store.list()).toHaveLength(1);
   });

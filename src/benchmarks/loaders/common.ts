@@ -2,7 +2,7 @@
 // files in the accepted layouts, and reading fields of published rows strictly.
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { EngineError } from '../../engine/errors';
+import { invalidInput, notFound, ServiceError, unprocessable } from '../../errors';
 import { BenchmarkName, BenchmarkSplit, DatasetRecord, EvalItem, LoadOptions } from '../types';
 
 export interface BenchmarkLoadOptions extends LoadOptions {
@@ -59,21 +59,19 @@ export interface BenchmarkLoader {
 
 // ---- errors ----------------------------------------------------------------------------------
 
+export { invalidInput };
+
 /** Absent folder or files (404): the message says which files to place where. */
-export function dataMissing(message: string): EngineError {
-  return new EngineError('not_found', 'benchmark_data_missing', message);
+export function dataMissing(message: string): ServiceError {
+  return notFound('benchmark_data_missing', message);
 }
 
 /** A file that exists but cannot be used (422): the message names the file and the problem. */
-export function malformed(file: string, problem: string): EngineError {
-  return new EngineError('unprocessable', 'benchmark_data_malformed', `${file}: ${problem}`);
+export function malformed(file: string, problem: string): ServiceError {
+  return unprocessable('benchmark_data_malformed', `${file}: ${problem}`);
 }
 
-export function invalidInput(code: string, message: string): EngineError {
-  return new EngineError('invalid_input', code, message);
-}
-
-export function unknownSplit(title: string, split: string, splits: readonly string[]): EngineError {
+export function unknownSplit(title: string, split: string, splits: readonly string[]): ServiceError {
   return invalidInput('benchmark_split_unknown', `${title} has no split "${split}"; choose one of ${splits.join(', ')}`);
 }
 

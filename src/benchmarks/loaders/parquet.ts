@@ -15,7 +15,7 @@
 // structs) and, where the file has an offset index, does not even read them. A few recent windows
 // are cached so that items read in order cost one read per window.
 import { Worker } from 'node:worker_threads';
-import { EngineError } from '../../engine/errors';
+import { ServiceError, unprocessable } from '../../errors';
 
 /** A parquet row as hyparquet returns it: structs are objects, lists arrays, binary Uint8Array, INT64 bigint. */
 export type ParquetRow = Record<string, unknown>;
@@ -161,7 +161,7 @@ export class ParquetReader {
     worker.on('message', (reply: Reply) => this.settle(reply));
     const fail = (message: string) => {
       this.worker = null;
-      for (const waiter of this.pending.values()) waiter.reject(new EngineError('unprocessable', 'benchmark_data_malformed', `${waiter.path}: ${message}`));
+      for (const waiter of this.pending.values()) waiter.reject(unprocessable('benchmark_data_malformed', `${waiter.path}: ${message}`));
       this.pending.clear();
     };
     worker.on('error', (error) => fail(`the parquet reader crashed: ${error.message}`));
@@ -195,7 +195,7 @@ export class ParquetReader {
     this.disposed = true;
     const worker = this.worker;
     this.worker = null;
-    for (const waiter of this.pending.values()) waiter.reject(new EngineError('cancelled', 'reader_disposed', 'the parquet reader was closed'));
+    for (const waiter of this.pending.values()) waiter.reject(new ServiceError(499, 'reader_disposed', 'the parquet reader was closed'));
     this.pending.clear();
     if (worker) await worker.terminate();
   }
@@ -203,7 +203,7 @@ export class ParquetReader {
   private request(message: { op: string; path: string; [key: string]: unknown }): Promise<unknown> {
     if (this.disposed) throw new Error('ParquetReader used after dispose()');
     const worker = this.worker;
-    if (!worker) throw new EngineError('unprocessable', 'benchmark_data_malformed', `${message.path}: the parquet reader is not running`);
+    if (!worker) throw unprocessable('benchmark_data_malformed', `${message.path}: the parquet reader is not running`);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (this.pending.size === 0) worker.ref(); // keep the process alive while a reply is due
@@ -217,7 +217,7 @@ export class ParquetReader {
     if (!waiter) return;
     this.pending.delete(reply.id);
     if (this.pending.size === 0) this.worker?.unref();
-    if (reply.error !== undefined) waiter.reject(new EngineError('unprocessable', 'benchmark_data_malformed', `${waiter.path}: not a readable parquet file (${reply.error})`));
+    if (reply.error !== undefined) waiter.reject(unprocessable('benchmark_data_malformed', `${waiter.path}: not a readable parquet file (${reply.error})`));
     else waiter.resolve(reply.result);
   }
 }
@@ -301,7 +301,7 @@ export class ParquetTable {
       const info = await reader.info(path);
       const missing = required.filter((c) => !info.columns.includes(c));
       if (missing.length) {
-        throw new EngineError('unprocessable', 'benchmark_data_malformed', `${path}: missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${info.columns.join(', ') || 'none'})`);
+        throw unprocessable('benchmark_data_malformed', `${path}: missing column${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (found: ${info.columns.join(', ') || 'none'})`);
       }
       files.push(info);
     }

@@ -8,7 +8,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { EngineError } from '../../engine/errors';
+import { invalidInput, ServiceError, unprocessable } from '../../errors';
 import { DatasetRecord, EvalItem, choicesPrompt, optionLetter } from '../types';
 import { describeScene } from './describe';
 import { CHOICE_COUNT, Question, TASKS, TaskName, makeQuestion, objectNames, planCount } from './questions';
@@ -94,8 +94,8 @@ export const DEFAULT_SYNTH_OPTIONS: Readonly<ResolvedSynthOptions> = Object.free
   describe: false,
 });
 
-function invalid(message: string): EngineError {
-  return new EngineError('invalid_input', 'invalid_synth_option', message);
+function invalid(message: string): ServiceError {
+  return invalidInput('invalid_synth_option', message);
 }
 
 function checkInt(name: string, value: number, min: number, max: number): void {
@@ -245,7 +245,7 @@ export function generateItem(split: SplitName, index: number, seed: number, opti
     }
     return { record, scene, layout, svg: () => sceneSvg(scene, layout), render: () => renderScene(scene, layout) };
   }
-  throw new EngineError('unprocessable', 'synth_failed', `no scene with a clear ${task} question in ${MAX_ATTEMPTS} tries (${itemId(split, index)}); relax the options`);
+  throw unprocessable('synth_failed', `no scene with a clear ${task} question in ${MAX_ATTEMPTS} tries (${itemId(split, index)}); relax the options`);
 }
 
 /** Items start .. start+count-1 of a split. */

@@ -9,17 +9,17 @@ import { readRollouts } from '../../training/rollouts';
 import { StepMetrics, TERMINAL } from '../../training/store';
 import type { AppContext } from '../app';
 import { adminAuth } from '../auth';
-import { HttpError } from '../errors';
+import { ServiceError } from '../../errors';
 import { rolloutsQuery, trainSchema } from '../schemas';
 import { openSse } from '../sse';
 
 function jobs(ctx: AppContext): JobManager {
-  if (!ctx.jobs) throw new HttpError(503, 'training_unavailable', 'training jobs are not enabled on this server', 5);
+  if (!ctx.jobs) throw new ServiceError(503, 'training_unavailable', 'training jobs are not enabled on this server', 5);
   return ctx.jobs;
 }
 
 function found<T>(value: T | undefined, id: string): T {
-  if (value === undefined) throw new HttpError(404, 'job_not_found', `no training job ${id}`);
+  if (value === undefined) throw new ServiceError(404, 'job_not_found', `no training job ${id}`);
   return value;
 }
 
@@ -30,7 +30,7 @@ export function adminRouter(ctx: AppContext): Router {
   router.use('/admin', adminAuth(ctx.config.adminToken));
 
   router.post('/admin/train', (req: Request, res: Response) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'unsupported_content_type', 'send application/json');
+    if (!req.is('application/json')) throw new ServiceError(415, 'unsupported_content_type', 'send application/json');
     const body = trainSchema.parse(req.body ?? {});
     const job = jobs(ctx).create(body);
     res.status(202).location(`/admin/train/${job.id}`).json({ id: job.id, status: job.status });
@@ -55,7 +55,7 @@ export function adminRouter(ctx: AppContext): Router {
     const id = String(req.params.id);
     found(manager.get(id), id);
     const format = req.query.format ?? 'sse';
-    if (format !== 'sse' && format !== 'jsonl') throw new HttpError(400, 'invalid_request', 'format: "sse" (default) or "jsonl"');
+    if (format !== 'sse' && format !== 'jsonl') throw new ServiceError(400, 'invalid_request', 'format: "sse" (default) or "jsonl"');
     let send: (metrics: StepMetrics) => void;
     let done: (job: JobView | undefined) => void;
     let status: (job: Pick<JobView, 'status' | 'preparing'>) => void = () => undefined;
@@ -117,7 +117,7 @@ export function adminRouter(ctx: AppContext): Router {
   router.post('/admin/models/:name/load', async (req: Request, res: Response) => {
     const name = String(req.params.name);
     const entry = ctx.engine.listModels().find((m) => m.name === name);
-    if (!entry) throw new HttpError(404, 'model_not_found', `no model folder "${name}" under the model roots; see GET /v1/models`);
+    if (!entry) throw new ServiceError(404, 'model_not_found', `no model folder "${name}" under the model roots; see GET /v1/models`);
     const started = Date.now();
     // Loading is on first use; one tiny request loads the model and warms it.
     await ctx.engine.generateText({ model: name, prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 });

@@ -8,7 +8,8 @@ import type { GenerateRequest, GenerateResult } from '../../engine/engine';
 import { promptOpensThink } from '../../engine/prompts';
 import type { ChatMessage } from '../../engine/tokenizer';
 import type { AppContext } from '../app';
-import { errorBody, HttpError, toHttpError } from '../errors';
+import { ServiceError } from '../../errors';
+import { errorBody, toServiceError } from '../errors';
 import { decodeInlineImage, fetchRemoteImage } from '../images';
 import { contentOf, ReasoningSplitter } from '../reasoning';
 import { ChatBody, chatSchema, toSamplingParams } from '../schemas';
@@ -51,14 +52,14 @@ async function toEngineRequest(ctx: AppContext, body: ChatBody, signal: AbortSig
   }
 
   const lastUser = body.messages.map((m, i) => ({ m, i })).filter(({ m }) => m.role === 'user').at(-1);
-  if (!lastUser) throw new HttpError(400, 'no_user_message', 'messages: the conversation has no user message');
+  if (!lastUser) throw new ServiceError(400, 'no_user_message', 'messages: the conversation has no user message');
   const { m: message, i } = lastUser;
   const parts = typeof message.content === 'string' ? [{ type: 'text' as const, text: message.content }] : message.content;
   const question = parts.flatMap((part) => (part.type === 'text' ? [part.text] : [])).join('\n').trim();
-  if (!question) throw new HttpError(400, 'empty_question', `messages.${i}: the last user message has no text`);
+  if (!question) throw new ServiceError(400, 'empty_question', `messages.${i}: the last user message has no text`);
   // Counted before any image is fetched or decoded.
   if (parts.filter((part) => part.type === 'image_url').length > 1) {
-    throw new HttpError(400, 'too_many_images', `messages.${i}: template ${body.template} takes at most one image per question`);
+    throw new ServiceError(400, 'too_many_images', `messages.${i}: template ${body.template} takes at most one image per question`);
   }
   const images: Buffer[] = [];
   for (const [p, part] of parts.entries()) if (part.type === 'image_url') images.push(await imageBytes(ctx, part, `messages.${i}.content.${p}`));
@@ -74,7 +75,7 @@ export function chatRouter(ctx: AppContext): Router {
   const schema = chatSchema(ctx.config);
   const router = Router();
   router.post('/v1/chat/completions', async (req: Request, res: Response) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'unsupported_content_type', 'send application/json');
+    if (!req.is('application/json')) throw new ServiceError(415, 'unsupported_content_type', 'send application/json');
     const body = schema.parse(req.body);
     const signal = clientGone(req, res);
     const request = await toEngineRequest(ctx, body, signal);
@@ -127,7 +128,7 @@ export function chatRouter(ctx: AppContext): Router {
       }
       stream.send(null, '[DONE]');
     } catch (error) {
-      const http = toHttpError(error);
+      const http = toServiceError(error);
       if (!signal.aborted) stream.send(null, errorBody(http));
       ctx.logError(req, error, http);
     } finally {

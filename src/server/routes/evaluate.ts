@@ -6,7 +6,7 @@ import { MAX_SAMPLES, type EvalRuns } from '../../benchmarks/runs';
 import { imageExtension } from '../../benchmarks/loaders/common';
 import { MAX_PREDICTION_CHARS, parsePredictionLines } from '../../benchmarks/uploads';
 import type { AppContext } from '../app';
-import { HttpError } from '../errors';
+import { ServiceError } from '../../errors';
 import { evaluateSchema, uploadQuerySchema } from '../schemas';
 
 /** Largest upload of predictions (the body of POST /evaluate/predictions). */
@@ -20,7 +20,7 @@ function uploadText(req: Request, res: Response): Promise<string> {
   return new Promise((resolve, reject) => {
     readUpload(req, res, ((error?: { type?: string }) => {
       if (error?.type === 'entity.too.large') {
-        reject(new HttpError(413, 'predictions_too_large', `the upload is larger than ${MAX_PREDICTIONS_BYTES / 1024 / 1024} MiB; split the benchmark with limit or subsets`));
+        reject(new ServiceError(413, 'predictions_too_large', `the upload is larger than ${MAX_PREDICTIONS_BYTES / 1024 / 1024} MiB; split the benchmark with limit or subsets`));
       } else if (error) reject(error);
       else resolve(typeof req.body === 'string' ? req.body : '');
     }) as NextFunction);
@@ -28,12 +28,12 @@ function uploadText(req: Request, res: Response): Promise<string> {
 }
 
 function runs(ctx: AppContext): EvalRuns {
-  if (!ctx.runs) throw new HttpError(503, 'evaluation_unavailable', 'evaluation runs are not enabled on this server', 5);
+  if (!ctx.runs) throw new ServiceError(503, 'evaluation_unavailable', 'evaluation runs are not enabled on this server', 5);
   return ctx.runs;
 }
 
 function found<T>(value: T | undefined, id: string): T {
-  if (value === undefined) throw new HttpError(404, 'run_not_found', `no evaluation run ${id}`);
+  if (value === undefined) throw new ServiceError(404, 'run_not_found', `no evaluation run ${id}`);
   return value;
 }
 
@@ -42,7 +42,7 @@ async function runItem(ctx: AppContext, req: Request) {
   const itemId = String(req.params.item);
   found(runs(ctx).get(id), id);
   const item = await runs(ctx).item(id, itemId);
-  if (!item) throw new HttpError(404, 'item_not_found', `run ${id} has no item ${JSON.stringify(itemId.slice(0, 200))}`);
+  if (!item) throw new ServiceError(404, 'item_not_found', `run ${id} has no item ${JSON.stringify(itemId.slice(0, 200))}`);
   return { id, itemId, item };
 }
 
@@ -59,10 +59,10 @@ export function evaluateRouter(ctx: AppContext): Router {
   const router = Router();
 
   router.post('/evaluate', async (req: Request, res: Response) => {
-    if (!req.is('application/json')) throw new HttpError(415, 'unsupported_content_type', 'send application/json');
+    if (!req.is('application/json')) throw new ServiceError(415, 'unsupported_content_type', 'send application/json');
     const body = schema.parse(req.body);
     if (body.model && !ctx.engine.listModels().some((m) => m.name === body.model)) {
-      throw new HttpError(404, 'model_not_found', `no model named "${body.model}"; see GET /v1/models`);
+      throw new ServiceError(404, 'model_not_found', `no model named "${body.model}"; see GET /v1/models`);
     }
     const run = await runs(ctx).create({
       benchmark: body.benchmark,
@@ -91,7 +91,7 @@ export function evaluateRouter(ctx: AppContext): Router {
   // in the query string. Checked whole before anything is stored (docs/api.md).
   router.post('/evaluate/predictions', async (req: Request, res: Response) => {
     runs(ctx);
-    if (!req.is(UPLOAD_TYPES)) throw new HttpError(415, 'unsupported_content_type', `send the predictions as JSON lines (${UPLOAD_TYPES.join(', ')})`);
+    if (!req.is(UPLOAD_TYPES)) throw new ServiceError(415, 'unsupported_content_type', `send the predictions as JSON lines (${UPLOAD_TYPES.join(', ')})`);
     const query = uploadQuerySchema.parse(req.query);
     const uploaded = parsePredictionLines(await uploadText(req, res), { maxPredictionChars: MAX_PREDICTION_CHARS, maxSamples: MAX_SAMPLES });
     const run = await runs(ctx).importPredictions({
@@ -162,10 +162,10 @@ export function evaluateRouter(ctx: AppContext): Router {
   // be reached, and those are confined to their data set folder by the loaders.
   router.get('/evaluate/:id/items/:item/images/:n', async (req: Request, res: Response) => {
     const nText = String(req.params.n);
-    if (!/^\d{1,3}$/.test(nText)) throw new HttpError(400, 'invalid_request', 'the image number is a non-negative integer');
+    if (!/^\d{1,3}$/.test(nText)) throw new ServiceError(400, 'invalid_request', 'the image number is a non-negative integer');
     const n = Number(nText);
     const { itemId, item } = await runItem(ctx, req);
-    if (n >= item.record.images.length) throw new HttpError(404, 'image_not_found', `item ${itemId} has ${item.record.images.length} image(s)`);
+    if (n >= item.record.images.length) throw new ServiceError(404, 'image_not_found', `item ${itemId} has ${item.record.images.length} image(s)`);
     const bytes = (await item.loadImages())[n];
     res.setHeader('Content-Type', imageType(bytes));
     res.setHeader('X-Content-Type-Options', 'nosniff');

@@ -5,7 +5,8 @@ import { NextFunction, Request, Response, Router } from 'express';
 import multer, { MulterError } from 'multer';
 import type { GenerateRequest, GenerateResult } from '../../engine/engine';
 import type { AppContext } from '../app';
-import { HttpError, toHttpError, errorBody } from '../errors';
+import { ServiceError } from '../../errors';
+import { toServiceError, errorBody } from '../errors';
 import { decodeInlineImage } from '../images';
 import { GenerateBody, generateSchemas, toSamplingParams } from '../schemas';
 import { clientGone, openSse } from '../sse';
@@ -60,7 +61,7 @@ export function generateRouter(ctx: AppContext): Router {
     if (!req.is('multipart/form-data')) return next();
     upload(req, res, (error?: unknown) => {
       if (error instanceof Error && !(error instanceof MulterError)) {
-        next(new HttpError(400, 'invalid_multipart', `invalid multipart/form-data body: ${error.message.slice(0, 200)}`));
+        next(new ServiceError(400, 'invalid_multipart', `invalid multipart/form-data body: ${error.message.slice(0, 200)}`));
       } else next(error);
     });
   };
@@ -72,14 +73,14 @@ export function generateRouter(ctx: AppContext): Router {
     if (req.is('multipart/form-data')) {
       body = schemas.multipart.parse(req.body ?? {}) as GenerateBody;
       if (req.file) {
-        if (!req.file.size) throw new HttpError(422, 'empty_image', 'image: the uploaded file is empty');
+        if (!req.file.size) throw new ServiceError(422, 'empty_image', 'image: the uploaded file is empty');
         image = req.file.buffer;
       }
     } else if (req.is('application/json')) {
       body = schemas.json.parse(req.body);
       if (body.image !== undefined) image = decodeInlineImage(body.image, config.maxImageBytes, 'image');
     } else {
-      throw new HttpError(415, 'unsupported_content_type', 'send application/json or multipart/form-data');
+      throw new ServiceError(415, 'unsupported_content_type', 'send application/json or multipart/form-data');
     }
 
     const id = `gen_${randomUUID().replace(/-/g, '')}`;
@@ -103,7 +104,7 @@ export function generateRouter(ctx: AppContext): Router {
       }
     } catch (error) {
       // Headers are sent: report the failure as an event in the documented envelope.
-      const http = toHttpError(error);
+      const http = toServiceError(error);
       if (!signal.aborted) stream.send('error', { status: http.status, ...errorBody(http) });
       ctx.logError(req, error, http);
     } finally {
