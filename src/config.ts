@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
 import { DTYPE_SUFFIX, DtypeChoice, GRAPHS, GraphName, Dtype } from './engine/model_folder';
+import { parseRemoteModels, RemoteModelSpec } from './engine/remote/config';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
@@ -65,6 +66,12 @@ const EnvSchema = z.object({
   K8S_TRAINER_IMAGE: z.string().optional(),
   /** Kubernetes backend: the PersistentVolumeClaim holding STATE_DIR, mounted at the same path in trainer pods. */
   K8S_STATE_PVC: z.string().optional(),
+  /** Models served elsewhere: name=URL[#remote-id][|URL...], comma-separated (docs/remote-models.md). */
+  REMOTE_MODELS: z.string().default(''),
+  /** Requests in flight per remote replica; more wait for a slot. */
+  REMOTE_MAX_IN_FLIGHT: int(1, 10_000).default(8),
+  /** Longest silence from a remote replica (connecting, first byte, between chunks) before a 504. */
+  REMOTE_TIMEOUT_MS: int(1).default(60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Load and warm the default model at start (readiness waits for it). */
   WARMUP: z.enum(['true', 'false']).default('true'),
@@ -113,6 +120,9 @@ export interface Config {
   k8sStatePvc?: string;
   logLevel: Env['LOG_LEVEL'];
   warmup: boolean;
+  remoteModels: RemoteModelSpec[];
+  remoteMaxInFlight: number;
+  remoteTimeoutMs: number;
 }
 
 /** The model shipped in models/ that a fresh clone serves: the project's R1-Zero GRPO policy (docs/embedded-model.md). */
@@ -178,6 +188,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     k8sStatePvc: e.K8S_STATE_PVC || undefined,
     logLevel: e.LOG_LEVEL,
     warmup: e.WARMUP === 'true',
+    remoteModels: parseRemoteModels(e.REMOTE_MODELS),
+    remoteMaxInFlight: e.REMOTE_MAX_IN_FLIGHT,
+    remoteTimeoutMs: e.REMOTE_TIMEOUT_MS,
   };
 }
 

@@ -36,8 +36,11 @@ export interface LoadedModel {
 
 export interface ModelEntry {
   name: string;
+  /** The model folder ('' for a remote model). */
   dir: string;
   loaded: boolean;
+  /** Served elsewhere (REMOTE_MODELS, src/engine/remote/): no folder, never loaded here. */
+  remote?: boolean;
 }
 
 export class ModelRegistry {
