@@ -66,6 +66,7 @@ interface Prepared {
   images: string[];
   sampling: SamplingParams;
   maxNewTokens: number;
+  ignoreEos: boolean;
 }
 
 type Chunk = { delta: string } | { done: { text: string; finish: FinishReason; promptTokens: number; completionTokens: number; imageTokens: number } };
@@ -275,14 +276,14 @@ export class RemoteModel {
         content: typeof m.content === 'string' ? m.content : m.content.map((part) => (part.type === 'image' ? imageParts[next++] : { type: 'text', text: part.text ?? '' })),
       }));
       if (next !== images.length) throw new EngineError('invalid_input', 'image_count', `the messages hold ${next} image parts for ${images.length} images`);
-      return { template: 'chat', opensThink: false, question: '', messages, images, sampling, maxNewTokens };
+      return { template: 'chat', opensThink: false, question: '', messages, images, sampling, maxNewTokens, ignoreEos: request.ignoreEos === true };
     }
     const template = request.prompt.template;
     if (images.length > 1) throw new EngineError('invalid_input', 'too_many_images', `template ${template} takes at most one image`);
     const { question } = request.prompt;
     const text = template === 'instruct' ? `${question} ${INSTRUCT_SUFFIX}` : question;
     const messages = [{ role: 'user', content: [...imageParts, { type: 'text', text }] }];
-    return { template, opensThink: promptOpensThink(template), question, messages, images, sampling, maxNewTokens };
+    return { template, opensThink: promptOpensThink(template), question, messages, images, sampling, maxNewTokens, ignoreEos: request.ignoreEos === true };
   }
 
   /** GET <url>/models: whether the replica serves its model id, and which API it speaks. */
@@ -406,6 +407,8 @@ export class RemoteModel {
       ...(p.sampling.topK > 0 ? { top_k: p.sampling.topK } : {}),
       ...(p.sampling.repetitionPenalty !== 1 ? { repetition_penalty: p.sampling.repetitionPenalty } : {}),
       ...(p.sampling.seed !== undefined ? { seed: p.sampling.seed } : {}),
+      // vLLM's extension and /generate's field alike.
+      ...(p.ignoreEos ? { ignore_eos: true } : {}),
     };
     const finishOf = (reason: unknown): FinishReason => (reason === 'length' ? 'length' : 'stop');
 
