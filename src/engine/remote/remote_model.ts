@@ -275,7 +275,7 @@ export class RemoteModel {
         role: m.role,
         content: typeof m.content === 'string' ? m.content : m.content.map((part) => (part.type === 'image' ? imageParts[next++] : { type: 'text', text: part.text ?? '' })),
       }));
-      if (next !== images.length) throw new EngineError('invalid_input', 'image_count', `the messages hold ${next} image parts for ${images.length} images`);
+      if (next !== images.length) throw new EngineError('invalid_input', 'image_count_mismatch', `the messages hold ${next} image parts for ${images.length} images`);
       return { template: 'chat', opensThink: false, question: '', messages, images, sampling, maxNewTokens, ignoreEos: request.ignoreEos === true };
     }
     const template = request.prompt.template;
