@@ -195,6 +195,8 @@ export class Engine {
   /** Follow steps and finished requests (metrics); returns a function that stops it. */
   observe(observer: EngineObserver): () => void {
     this.observers.add(observer);
+    // Every remote replica's in-flight count is known from the start (0 before any request).
+    for (const model of this.remotes.values()) for (const replica of model.replicas) observer.onRemoteInFlight?.(model.name, replica.url, replica.inFlight);
     return () => this.observers.delete(observer);
   }
 

@@ -34,6 +34,9 @@ describe('remote models over HTTP', () => {
     const far = res.body.data.find((m: { id: string }) => m.id === 'far');
     expect(far).toMatchObject({ id: 'far', object: 'model', owned_by: 'visualthinker', loaded: true, default: false, remote: true });
     expect(res.body.data.map((m: { id: string }) => m.id)).toEqual(expect.arrayContaining(['tiny-random', 'far', 'hang', 'gone']));
+    // Every replica's in-flight gauge is there before its first request.
+    const metrics = (await request(service.app).get('/metrics').expect(200)).text;
+    expect(metrics).toMatch(/vlm_remote_in_flight\{model="gone",remote="http:\/\/127\.0\.0\.1:\d+\/v1"\} 0/);
   });
 
   test('/generate through a remote, whole and streamed', async () => {
