@@ -21,6 +21,8 @@ const EnvSchema = z.object({
   MODEL_DTYPE: z.string().optional(),
   /** Intra-op threads of each ONNX session. */
   THREADS: int(1, 1024).optional(),
+  /** onnxruntime execution providers in order of preference, comma-separated (cpu, cuda, tensorrt, webgpu). */
+  EXECUTION_PROVIDERS: z.string().default('cpu'),
   MAX_BATCH_SIZE: int(1, 256).default(16),
   MAX_QUEUE: int(0, 100000).default(64),
   MAX_PREFILL_TOKENS: int(1).default(8192),
@@ -88,6 +90,8 @@ export interface Config {
   defaultModel: string;
   dtype?: DtypeChoice;
   threads: number;
+  /** onnxruntime execution providers in order of preference. */
+  executionProviders: string[];
   maxBatchSize: number;
   maxQueue: number;
   maxPrefillTokens: number;
@@ -156,6 +160,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultModel: e.DEFAULT_MODEL ?? modelFolders[0]?.name ?? EMBEDDED_MODEL,
     dtype: e.MODEL_DTYPE ? parseDtype(e.MODEL_DTYPE) : undefined,
     threads: e.THREADS ?? availableParallelism(),
+    executionProviders: parseExecutionProviders(e.EXECUTION_PROVIDERS),
     maxBatchSize: e.MAX_BATCH_SIZE,
     maxQueue: e.MAX_QUEUE,
     maxPrefillTokens: e.MAX_PREFILL_TOKENS,
@@ -192,6 +197,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     remoteMaxInFlight: e.REMOTE_MAX_IN_FLIGHT,
     remoteTimeoutMs: e.REMOTE_TIMEOUT_MS,
   };
+}
+
+/** Names onnxruntime-node gives its execution providers (whether this build has each is checked when a model loads). */
+export const EXECUTION_PROVIDER_NAMES = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml'] as const;
+
+/** EXECUTION_PROVIDERS: "cuda,cpu" -> ['cuda', 'cpu']; unknown or repeated names are refused. */
+export function parseExecutionProviders(value: string): string[] {
+  const providers = value.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean);
+  if (!providers.length) throw new Error(`invalid configuration: EXECUTION_PROVIDERS is empty; give one or more of ${EXECUTION_PROVIDER_NAMES.join(', ')} (default cpu)`);
+  for (const provider of providers) {
+    if (!(EXECUTION_PROVIDER_NAMES as readonly string[]).includes(provider)) {
+      throw new Error(`invalid configuration: EXECUTION_PROVIDERS "${provider}" is not one of ${EXECUTION_PROVIDER_NAMES.join(', ')}`);
+    }
+  }
+  if (new Set(providers).size !== providers.length) throw new Error(`invalid configuration: EXECUTION_PROVIDERS "${value}" names a provider twice`);
+  return providers;
 }
 
 /** MODEL_DTYPE: one dtype for every graph ("q4"), or per graph ("decoder_model_merged=q4,vision_encoder=fp32"). */

@@ -27,6 +27,8 @@ export interface EngineOptions {
   dtype?: DtypeChoice;
   /** Intra-op threads per ONNX session. */
   threads?: number;
+  /** onnxruntime execution providers in order of preference (EXECUTION_PROVIDERS; default cpu). */
+  executionProviders?: string[];
   scheduler: SchedulerOptions;
   memoryBudgetBytes: number;
   /** Image resize bounds (docs/qwen2-vl.md, "Image tokens"); MAX_PIXELS 401,408 as in training. */
@@ -120,6 +122,7 @@ export class Engine {
       folders: options.modelFolders,
       dtype: options.dtype,
       threads: options.threads,
+      executionProviders: options.executionProviders,
       memoryBudgetBytes: options.memoryBudgetBytes,
       scheduler: options.scheduler,
       image: { maxPixels: options.maxPixels, minPixels: options.minPixels },

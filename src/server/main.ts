@@ -26,6 +26,7 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
     defaultModel: config.defaultModel,
     dtype: config.dtype,
     threads: config.threads,
+    executionProviders: config.executionProviders,
     scheduler: {
       maxBatchSize: config.maxBatchSize,
       maxWaiting: config.maxQueue,
