@@ -5,7 +5,8 @@
 #                                                             provider libraries and a PyTorch runtime
 #                                                             for trainer/. The trainer uses the GPU;
 #                                                             the service's engine opens its sessions on
-#                                                             the CPU provider only (src/engine/onnx/ort.ts).
+#                                                             the CPU provider unless EXECUTION_PROVIDERS
+#                                                             names cuda (src/engine/onnx/ort.ts).
 ARG NODE_VERSION=20
 
 # --- build: compile TypeScript ----------------------------------------------------------------
@@ -19,7 +20,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-# --- gpu: CUDA for the trainer's PyTorch; onnxruntime-node's CUDA provider installed, unused ----
+# --- gpu: CUDA for the trainer's PyTorch; onnxruntime-node's CUDA provider (EXECUTION_PROVIDERS=cuda) ----
 FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
 ARG NODE_MAJOR=20
 ENV NODE_ENV=production PORT=8080 STATE_DIR=/var/lib/visualthinker/state DATA_DIR=/var/lib/visualthinker/data

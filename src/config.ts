@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
 import { DTYPE_SUFFIX, DtypeChoice, GRAPHS, GraphName, Dtype } from './engine/model_folder';
+import { parseRemoteModels, RemoteModelSpec } from './engine/remote/config';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
@@ -20,6 +21,8 @@ const EnvSchema = z.object({
   MODEL_DTYPE: z.string().optional(),
   /** Intra-op threads of each ONNX session. */
   THREADS: int(1, 1024).optional(),
+  /** onnxruntime execution providers in order of preference, comma-separated (cpu, cuda, tensorrt, webgpu). */
+  EXECUTION_PROVIDERS: z.string().default('cpu'),
   MAX_BATCH_SIZE: int(1, 256).default(16),
   MAX_QUEUE: int(0, 100000).default(64),
   MAX_PREFILL_TOKENS: int(1).default(8192),
@@ -65,6 +68,12 @@ const EnvSchema = z.object({
   K8S_TRAINER_IMAGE: z.string().optional(),
   /** Kubernetes backend: the PersistentVolumeClaim holding STATE_DIR, mounted at the same path in trainer pods. */
   K8S_STATE_PVC: z.string().optional(),
+  /** Models served elsewhere: name=URL[#remote-id][|URL...], comma-separated (docs/remote-models.md). */
+  REMOTE_MODELS: z.string().default(''),
+  /** Requests in flight per remote replica; more wait for a slot. */
+  REMOTE_MAX_IN_FLIGHT: int(1, 10_000).default(8),
+  /** Longest silence from a remote replica (connecting, first byte, between chunks) before a 504. */
+  REMOTE_TIMEOUT_MS: int(1).default(60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Load and warm the default model at start (readiness waits for it). */
   WARMUP: z.enum(['true', 'false']).default('true'),
@@ -81,6 +90,8 @@ export interface Config {
   defaultModel: string;
   dtype?: DtypeChoice;
   threads: number;
+  /** onnxruntime execution providers in order of preference. */
+  executionProviders: string[];
   maxBatchSize: number;
   maxQueue: number;
   maxPrefillTokens: number;
@@ -113,6 +124,9 @@ export interface Config {
   k8sStatePvc?: string;
   logLevel: Env['LOG_LEVEL'];
   warmup: boolean;
+  remoteModels: RemoteModelSpec[];
+  remoteMaxInFlight: number;
+  remoteTimeoutMs: number;
 }
 
 /** The model shipped in models/ that a fresh clone serves: the project's R1-Zero GRPO policy (docs/embedded-model.md). */
@@ -146,6 +160,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultModel: e.DEFAULT_MODEL ?? modelFolders[0]?.name ?? EMBEDDED_MODEL,
     dtype: e.MODEL_DTYPE ? parseDtype(e.MODEL_DTYPE) : undefined,
     threads: e.THREADS ?? availableParallelism(),
+    executionProviders: parseExecutionProviders(e.EXECUTION_PROVIDERS),
     maxBatchSize: e.MAX_BATCH_SIZE,
     maxQueue: e.MAX_QUEUE,
     maxPrefillTokens: e.MAX_PREFILL_TOKENS,
@@ -178,7 +193,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     k8sStatePvc: e.K8S_STATE_PVC || undefined,
     logLevel: e.LOG_LEVEL,
     warmup: e.WARMUP === 'true',
+    remoteModels: parseRemoteModels(e.REMOTE_MODELS),
+    remoteMaxInFlight: e.REMOTE_MAX_IN_FLIGHT,
+    remoteTimeoutMs: e.REMOTE_TIMEOUT_MS,
   };
+}
+
+/** Names onnxruntime-node gives its execution providers (whether this build has each is checked when a model loads). */
+export const EXECUTION_PROVIDER_NAMES = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml'] as const;
+
+/** EXECUTION_PROVIDERS: "cuda,cpu" -> ['cuda', 'cpu']; unknown or repeated names are refused. */
+export function parseExecutionProviders(value: string): string[] {
+  const providers = value.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean);
+  if (!providers.length) throw new Error(`invalid configuration: EXECUTION_PROVIDERS is empty; give one or more of ${EXECUTION_PROVIDER_NAMES.join(', ')} (default cpu)`);
+  for (const provider of providers) {
+    if (!(EXECUTION_PROVIDER_NAMES as readonly string[]).includes(provider)) {
+      throw new Error(`invalid configuration: EXECUTION_PROVIDERS "${provider}" is not one of ${EXECUTION_PROVIDER_NAMES.join(', ')}`);
+    }
+  }
+  if (new Set(providers).size !== providers.length) throw new Error(`invalid configuration: EXECUTION_PROVIDERS "${value}" names a provider twice`);
+  return providers;
 }
 
 /** MODEL_DTYPE: one dtype for every graph ("q4"), or per graph ("decoder_model_merged=q4,vision_encoder=fp32"). */

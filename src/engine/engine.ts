@@ -9,6 +9,8 @@ import { DtypeChoice } from './model_folder';
 import { preprocessImage } from './qwen2_vl/image_processing';
 import { promptInputs } from './qwen2_vl/prompt_inputs';
 import { LoadedModel, ModelEntry, ModelRegistry } from './registry';
+import type { RemoteModelSpec } from './remote/config';
+import { RemoteModel } from './remote/remote_model';
 import { FinishReason, StepResult } from './runner/protocol';
 import { DEFAULT_SAMPLING_PARAMS, SamplingParams } from './sampling/params';
 import { SchedulerOptions, SequenceImage, SequenceTimings } from './scheduler';
@@ -25,6 +27,8 @@ export interface EngineOptions {
   dtype?: DtypeChoice;
   /** Intra-op threads per ONNX session. */
   threads?: number;
+  /** onnxruntime execution providers in order of preference (EXECUTION_PROVIDERS; default cpu). */
+  executionProviders?: string[];
   scheduler: SchedulerOptions;
   memoryBudgetBytes: number;
   /** Image resize bounds (docs/qwen2-vl.md, "Image tokens"); MAX_PIXELS 401,408 as in training. */
@@ -38,11 +42,18 @@ export interface EngineOptions {
   maxPromptTokens: number;
   /** Default deadline of a request, in milliseconds. */
   requestTimeoutMs: number;
+  /** Models served elsewhere (REMOTE_MODELS, docs/remote-models.md). */
+  remoteModels?: RemoteModelSpec[];
+  /** Requests in flight per remote replica, and the longest silence from one (ms). */
+  remote?: { maxInFlight: number; timeoutMs: number };
 }
 
 export interface EngineObserver {
   onStep?(model: string, result: StepResult, waiting: number, running: number): void;
   onRequestDone?(model: string, stats: RequestStats): void;
+  /** One request to a remote replica ended (`code` null: it succeeded). */
+  onRemoteRequest?(model: string, remote: string, code: string | null, seconds: number): void;
+  onRemoteInFlight?(model: string, remote: string, inFlight: number): void;
 }
 
 export interface RequestStats {
@@ -104,6 +115,7 @@ export class Engine {
   private disposed = false;
   private draining = false;
   private readonly observers = new Set<EngineObserver>();
+  private readonly remotes = new Map<string, RemoteModel>();
 
   constructor(readonly options: EngineOptions) {
     this.registry = new ModelRegistry({
@@ -111,6 +123,7 @@ export class Engine {
       folders: options.modelFolders,
       dtype: options.dtype,
       threads: options.threads,
+      executionProviders: options.executionProviders,
       memoryBudgetBytes: options.memoryBudgetBytes,
       scheduler: options.scheduler,
       image: { maxPixels: options.maxPixels, minPixels: options.minPixels },
@@ -120,32 +133,105 @@ export class Engine {
         },
       }),
     });
+    const local = new Map(options.remoteModels?.length ? this.registry.list().map((m) => [m.name, m.dir]) : []);
+    for (const spec of options.remoteModels ?? []) {
+      if (local.has(spec.name)) {
+        throw new Error(`invalid configuration: REMOTE_MODELS: model "${spec.name}" is also the local model folder ${local.get(spec.name)}; give the remote model another name`);
+      }
+      const remote = new RemoteModel(spec, {
+        maxInFlight: options.remote?.maxInFlight ?? 8,
+        maxWaiting: options.scheduler.maxWaiting,
+        timeoutMs: options.remote?.timeoutMs ?? 60_000,
+        requestTimeoutMs: options.requestTimeoutMs,
+        defaultMaxNewTokens: options.defaultMaxNewTokens,
+        maxNewTokensCap: options.maxNewTokensCap,
+        maxInputPixels: options.maxInputPixels,
+        observer: {
+          onRemoteRequest: (model, url, code, seconds) => {
+            for (const o of this.observers) o.onRemoteRequest?.(model, url, code, seconds);
+          },
+          onRemoteInFlight: (model, url, inFlight) => {
+            for (const o of this.observers) o.onRemoteInFlight?.(model, url, inFlight);
+          },
+          onResult: (model, result) => {
+            const stats: RequestStats = {
+              promptTokens: result.usage.promptTokens,
+              completionTokens: result.usage.completionTokens,
+              firstTokenMs: result.timings.firstTokenMs,
+              decodeMs: result.timings.decodeMs,
+              finishReason: result.finishReason,
+            };
+            for (const o of this.observers) o.onRequestDone?.(model, stats);
+          },
+        },
+      });
+      this.remotes.set(spec.name, remote);
+    }
+  }
+
+  /** The remote models (REMOTE_MODELS), by name. */
+  remoteModels(): RemoteModel[] {
+    return [...this.remotes.values()];
+  }
+
+  /**
+   * Asks every remote replica which models it serves (GET <url>/models). Throws when a replica
+   * answers without the configured model id (a configuration mistake); returns a message for each
+   * replica that cannot be reached (requests to it fail with 502 until it answers).
+   */
+  async checkRemotes(timeoutMs = 10_000): Promise<string[]> {
+    const unreachable: string[] = [];
+    const wrong: string[] = [];
+    await Promise.all(
+      this.remoteModels().flatMap((model) =>
+        model.replicas.map(async (replica) => {
+          const probed = await model.probe(replica, timeoutMs);
+          if (probed.ok) return;
+          const what = `model "${model.name}" replica ${replica.index + 1} (${replica.url}): ${probed.message}`;
+          (probed.unreachable ? unreachable : wrong).push(what);
+        }),
+      ),
+    );
+    if (wrong.length) throw new Error(`invalid configuration: REMOTE_MODELS: ${wrong.join('; ')}`);
+    return unreachable.map((m) => `REMOTE_MODELS: ${m}; requests to it fail with 502 until it answers`);
   }
 
   /** Follow steps and finished requests (metrics); returns a function that stops it. */
   observe(observer: EngineObserver): () => void {
     this.observers.add(observer);
+    // Every remote replica's in-flight count is known from the start (0 before any request).
+    for (const model of this.remotes.values()) for (const replica of model.replicas) observer.onRemoteInFlight?.(model.name, replica.url, replica.inFlight);
     return () => this.observers.delete(observer);
   }
 
   listModels(): ModelEntry[] {
-    return this.registry.list();
+    return [...this.registry.list(), ...this.remoteModels().map((m) => ({ name: m.name, dir: '', loaded: true, remote: true }))];
   }
 
   /** Load the default model and run one short request through it, so the first user does not pay. */
   async warmup(): Promise<void> {
+    // A remote default model is the remote's to warm (checkRemotes asks it at start).
+    if (this.remotes.has(this.options.defaultModel)) return;
     for await (const event of this.generate({ prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 })) void event;
   }
 
   /** The whole result of a request (the streamed deltas are dropped). */
   async generateText(request: GenerateRequest): Promise<GenerateResult> {
-    for await (const event of this.generate(request)) if (event.type === 'done') return event.result;
+    // A remote request held whole can move to another replica after a failure at any point.
+    const remote = this.remoteFor(request);
+    const events = remote ? this.generateRemote(remote, request, true) : this.generate(request);
+    for await (const event of events) if (event.type === 'done') return event.result;
     throw new EngineError('model_error', 'no_result', 'generation ended without a result');
   }
 
   async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
     if (this.disposed || this.draining) {
       throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
+    }
+    const remote = this.remoteFor(request);
+    if (remote) {
+      yield* this.generateRemote(remote, request, false);
+      return;
     }
     const started = Date.now();
     const name = request.model ?? this.options.defaultModel;
@@ -155,6 +241,17 @@ export class Engine {
     } finally {
       this.registry.release(model);
     }
+  }
+
+  private remoteFor(request: GenerateRequest): RemoteModel | undefined {
+    return this.remotes.get(request.model ?? this.options.defaultModel);
+  }
+
+  private async *generateRemote(remote: RemoteModel, request: GenerateRequest, buffered: boolean): AsyncGenerator<GenerateEvent> {
+    if (this.disposed || this.draining) {
+      throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
+    }
+    yield* remote.generate(request, buffered);
   }
 
   private async *run(model: LoadedModel, request: GenerateRequest, started: number): AsyncGenerator<GenerateEvent> {
@@ -293,13 +390,13 @@ export class Engine {
 
   /** Whether the default model is loaded (readiness). */
   isReady(): boolean {
-    return this.registry.loadedModels().some((m) => m.name === this.options.defaultModel);
+    return this.remotes.has(this.options.defaultModel) || this.registry.loadedModels().some((m) => m.name === this.options.defaultModel);
   }
 
   /** Refuse new requests and resolve once every accepted request has finished. */
   async drain(): Promise<void> {
     this.draining = true;
-    await this.registry.drain();
+    await Promise.all([this.registry.drain(), ...this.remoteModels().map((m) => m.drain())]);
   }
 
   async dispose(): Promise<void> {

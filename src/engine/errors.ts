@@ -11,7 +11,9 @@ export type EngineErrorKind =
   | 'overloaded' // queue full or shutting down (429/503, retry later)
   | 'timeout' // the request's deadline passed
   | 'cancelled' // the caller went away
-  | 'model_error'; // a model folder or graph is broken (startup/load error)
+  | 'model_error' // a model folder or graph is broken (startup/load error)
+  | 'remote_unavailable' // a remote model's endpoint refused, failed or broke off (502)
+  | 'remote_timeout'; // a remote model's endpoint did not answer in time (504)
 
 export class EngineError extends Error {
   readonly kind: EngineErrorKind;

@@ -10,6 +10,7 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
     defaultModel: config.defaultModel,
     dtype: config.dtype,
     threads: config.threads,
+    executionProviders: config.executionProviders,
     scheduler: {
       maxBatchSize: config.maxBatchSize,
       maxWaiting: config.maxQueue,
@@ -26,5 +27,7 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
     maxNewTokensCap: config.maxNewTokens,
     maxPromptTokens: config.maxPromptTokens,
     requestTimeoutMs: config.requestTimeoutMs,
+    remoteModels: config.remoteModels,
+    remote: { maxInFlight: config.remoteMaxInFlight, timeoutMs: config.remoteTimeoutMs },
   });
 }

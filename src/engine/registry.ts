@@ -14,6 +14,8 @@ export interface RegistryOptions {
   folders?: { name: string; dir: string }[];
   dtype?: DtypeChoice;
   threads?: number;
+  /** onnxruntime execution providers in order of preference (EXECUTION_PROVIDERS; default cpu). */
+  executionProviders?: string[];
   /** Unload idle models beyond this many bytes of loaded weights (0 = no limit). */
   memoryBudgetBytes: number;
   scheduler: SchedulerOptions;
@@ -36,8 +38,11 @@ export interface LoadedModel {
 
 export interface ModelEntry {
   name: string;
+  /** The model folder ('' for a remote model). */
   dir: string;
   loaded: boolean;
+  /** Served elsewhere (REMOTE_MODELS, src/engine/remote/): no folder, never loaded here. */
+  remote?: boolean;
 }
 
 export class ModelRegistry {
@@ -91,7 +96,7 @@ export class ModelRegistry {
     const folder = readModelFolder(entry.dir, { dtype: this.options.dtype, name });
     const tokenizer = await Tokenizer.fromModelDir(entry.dir);
     const image = imageProcessorConfig(folder.preprocessor, this.options.image);
-    const runner = await ModelRunner.start(folder, { threads: this.options.threads });
+    const runner = await ModelRunner.start(folder, { threads: this.options.threads, executionProviders: this.options.executionProviders });
     const scheduler = new Scheduler(runner, this.options.scheduler, this.options.observer?.(name));
     const model: LoadedModel = { name, folder, runner, scheduler, tokenizer, image, lastUsed: Date.now(), users: 0 };
     this.loaded.set(name, model);

@@ -20,6 +20,8 @@ const KIND_STATUS: Record<EngineErrorKind, number> = {
   timeout: 503,
   cancelled: 499,
   model_error: 500,
+  remote_unavailable: 502,
+  remote_timeout: 504,
 };
 
 const MAX_MESSAGE = 500;

@@ -51,12 +51,15 @@ async function main() {
     stateDir: config.stateDir,
     dataDir: config.dataDir,
     modelRoots: config.modelRoots,
-    listModels: () => engine.listModels(),
+    // Remote models have no folder to train from.
+    listModels: () => engine.listModels().filter((m) => !m.remote),
     defaultModel: config.defaultModel,
     maxConcurrent: config.trainMaxConcurrent,
     cancelGraceMs: config.trainCancelGraceMs,
     log: (level, message, fields) => logger[level](fields ?? {}, message),
   });
+  // Remote models: a replica serving another model id stops the start; an unreachable one is logged.
+  for (const warning of await engine.checkRemotes()) logger.warn(warning);
   // Jobs the previous process left running: re-attached, resumed from a checkpoint, or failed.
   await jobs.recover();
   const state = { draining: false, warmed: false };

@@ -36,6 +36,10 @@ export class ServiceMetrics {
   readonly trainJobs: Gauge<'status'>;
   readonly trainReward: Gauge<'job'>;
   readonly trainCompletionLength: Gauge<'job'>;
+  readonly remoteRequests: Counter<'model' | 'remote'>;
+  readonly remoteErrors: Counter<'model' | 'remote' | 'code'>;
+  readonly remoteDuration: Histogram<'model' | 'remote'>;
+  readonly remoteInFlight: Gauge<'model' | 'remote'>;
   private trainingCounts?: () => Record<JobStatus, number>;
 
   constructor() {
@@ -54,6 +58,11 @@ export class ServiceMetrics {
     this.kvCacheBytes = new Gauge({ name: 'vlm_kv_cache_bytes', help: 'Bytes of KV cache held by the running batch', labelNames: ['model'], registers });
     this.evalItems = new Counter({ name: 'vlm_eval_items_total', help: 'Evaluation responses generated and scored (one per item and sample)', labelNames: ['benchmark'], registers });
     this.stepSeconds = new Histogram({ name: 'vlm_step_seconds', help: 'Duration of scheduler step phases', labelNames: ['model', 'phase'], buckets: TTFT_BUCKETS, registers });
+    // Remote models (REMOTE_MODELS): `remote` is the replica's configured base URL.
+    this.remoteRequests = new Counter({ name: 'vlm_remote_requests_total', help: 'Requests sent to remote model replicas (each attempt counted)', labelNames: ['model', 'remote'], registers });
+    this.remoteErrors = new Counter({ name: 'vlm_remote_errors_total', help: 'Requests to remote model replicas that failed, by error code', labelNames: ['model', 'remote', 'code'], registers });
+    this.remoteDuration = new Histogram({ name: 'vlm_remote_request_duration_seconds', help: 'Duration of requests to remote model replicas', labelNames: ['model', 'remote'], buckets: REQUEST_BUCKETS, registers });
+    this.remoteInFlight = new Gauge({ name: 'vlm_remote_in_flight', help: 'Requests in flight to each remote model replica', labelNames: ['model', 'remote'], registers });
     const trainingCounts = () => this.trainingCounts?.();
     this.trainJobs = new Gauge({
       name: 'vlm_train_jobs',
@@ -105,6 +114,14 @@ export class ServiceMetrics {
         if (result.visionMs) this.stepSeconds.observe({ model, phase: 'vision' }, result.visionMs / 1000);
         if (result.imagesEncoded) this.imageFeatures.inc({ model, source: 'encoded' }, result.imagesEncoded);
         if (result.imagesFromCache) this.imageFeatures.inc({ model, source: 'cache' }, result.imagesFromCache);
+      },
+      onRemoteRequest: (model: string, remote: string, code: string | null, seconds: number) => {
+        this.remoteRequests.inc({ model, remote });
+        this.remoteDuration.observe({ model, remote }, seconds);
+        if (code !== null) this.remoteErrors.inc({ model, remote, code });
+      },
+      onRemoteInFlight: (model: string, remote: string, inFlight: number) => {
+        this.remoteInFlight.set({ model, remote }, inFlight);
       },
       onRequestDone: (model: string, stats: RequestStats) => {
         this.generationTokens.inc({ model }, stats.completionTokens);

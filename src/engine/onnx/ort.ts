@@ -4,8 +4,9 @@
 // `session.run` blocks the calling thread (docs/qwen2-vl.md, "Graphs and how they run"): graphs
 // are only opened inside the model worker thread (runner/worker.ts), never on the HTTP thread.
 //
-// Sessions always use onnxruntime's CPU execution provider. The Dockerfile's gpu image installs the
-// CUDA provider libraries, but no session here asks for them: generation runs on the CPU there too.
+// Sessions use onnxruntime's CPU execution provider unless EXECUTION_PROVIDERS names others, in
+// order of preference (docs/configuration.md); nodes no provider takes run on the CPU. The
+// Dockerfile's gpu image installs the CUDA provider libraries that `cuda` needs.
 import * as ort from 'onnxruntime-node';
 import { basename } from 'node:path';
 import { EngineError } from '../errors';
@@ -37,6 +38,13 @@ export function tensor(type: TensorType, data: TensorData, dims: readonly number
 export interface GraphOptions {
   /** Threads for one operator (intra-op); the CPU's cores by default. */
   threads?: number;
+  /** onnxruntime execution providers in order of preference (default: cpu only). */
+  executionProviders?: readonly string[];
+}
+
+/** The execution providers this onnxruntime-node build knows (`cuda` and `tensorrt` also need their libraries installed). */
+export function knownExecutionProviders(): string[] {
+  return ort.listSupportedBackends().map((backend) => backend.name);
 }
 
 export class Graph {
@@ -53,9 +61,15 @@ export class Graph {
   }
 
   static async open(path: string, options: GraphOptions = {}): Promise<Graph> {
+    const providers = options.executionProviders?.length ? [...options.executionProviders] : ['cpu'];
+    const known = knownExecutionProviders();
+    const unknown = providers.filter((p) => !known.includes(p));
+    if (unknown.length) {
+      throw new EngineError('model_error', 'execution_provider_unknown', `EXECUTION_PROVIDERS: ${unknown.join(', ')} not known to this onnxruntime-node build (known: ${known.join(', ')})`);
+    }
     try {
       const sessionOptions: ort.InferenceSession.SessionOptions = {
-        executionProviders: ['cpu'],
+        executionProviders: providers,
         graphOptimizationLevel: 'all',
         interOpNumThreads: 1,
         executionMode: 'sequential',
@@ -64,7 +78,8 @@ export class Graph {
       const session = await ort.InferenceSession.create(path, sessionOptions);
       return new Graph(basename(path), session);
     } catch (error) {
-      throw new EngineError('model_error', 'graph_load_failed', `cannot load ${path}: ${(error as Error).message}`, { cause: error });
+      const via = providers.join(',') === 'cpu' ? '' : ` with EXECUTION_PROVIDERS=${providers.join(',')}`;
+      throw new EngineError('model_error', 'graph_load_failed', `cannot load ${path}${via}: ${(error as Error).message}`, { cause: error });
     }
   }
 

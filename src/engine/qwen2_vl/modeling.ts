@@ -61,11 +61,11 @@ export class Qwen2VLGraphs {
     this.info = info;
   }
 
-  static async open(folder: ModelFolder, threads?: number): Promise<Qwen2VLGraphs> {
+  static async open(folder: ModelFolder, threads?: number, executionProviders?: readonly string[]): Promise<Qwen2VLGraphs> {
     const opened: Graph[] = [];
     try {
       for (const name of ['embed_tokens', 'vision_encoder', 'decoder_model_merged'] as GraphName[]) {
-        opened.push(await Graph.open(folder.graphFiles[name], { threads }));
+        opened.push(await Graph.open(folder.graphFiles[name], { threads, executionProviders }));
       }
       const graphs = { embed_tokens: opened[0], vision_encoder: opened[1], decoder_model_merged: opened[2] };
       checkGraphs(folder, graphs);

@@ -10,6 +10,8 @@ export interface WorkerInit {
   folder: ModelFolder;
   /** Intra-op threads of each ONNX session. */
   threads?: number;
+  /** onnxruntime execution providers in order of preference (default: cpu). */
+  executionProviders?: string[];
 }
 
 export interface ImageInput {

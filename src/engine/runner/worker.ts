@@ -233,7 +233,7 @@ async function main() {
   const send = (message: FromWorker) => port.postMessage(message);
   let worker: ModelWorker;
   try {
-    worker = new ModelWorker(init.folder, await Qwen2VLGraphs.open(init.folder, init.threads));
+    worker = new ModelWorker(init.folder, await Qwen2VLGraphs.open(init.folder, init.threads, init.executionProviders));
   } catch (error) {
     send({ type: 'init_error', error: serialize(error) });
     return;
