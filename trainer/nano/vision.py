@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.write(f"[vision] step {step}: colour {record['val_object_colour_acc']:.3f} shape "
                       f"{record['val_object_shape_acc']:.3f} on object cells, shared share {record['shared_share']:.3f}")
         metrics.write(record)
-        bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+        bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
         bar.update(1)
         started = time.time()
     bar.close()
