@@ -198,7 +198,7 @@ if has evaluate; then
   evaluate() {  # evaluate MODEL TEMPLATE MAX_NEW_TOKENS
     # shellcheck disable=SC2086
     npm run evaluate --silent -- --benchmark spatial-synth --limit "$limit" --model "$1" --template "$2" \
-      --max-new-tokens "$3" $level_flag | tee "$B/eval-$1-$2.md"
+      --max-new-tokens "$3" $level_flag | tee "$B/eval-${1}-${2}.md"
   }
   stage eval-base evaluate "$M-base" r1 96
   stage eval-base-direct evaluate "$M-base" direct 16

@@ -4,7 +4,7 @@
 // and at the root, with the extensions below:
 // - a path `docs/<...>.md`, anywhere in a file (a comment, a string, a table), from the root;
 // - a bare `<name>.md` cited as a document, from the root: `README.md` resolves, `api.md` or
-//   `reference.md` without their folder do not (a reader cannot tell where they are);
+//   `evaluation.md` without their folder do not (a reader cannot tell where they are);
 // - a relative markdown link `[text](target)` in a .md file, from that file's folder (anchors and
 //   queries dropped; URLs and pure anchors are not checked).
 // A target exists when git lists it, or a folder it lists files under. The failure lists
@@ -18,10 +18,10 @@ const SCANNED = /^(?:(?:src|test|trainer|scripts|docs|k8s|configs|bench)\/.+|[^/
 // This file's own comments and patterns describe pointers; they are not pointers.
 const SELF = 'test/docs/links.test.ts';
 
-// `docs/...md` starting at a path boundary (not the tail of a longer path or URL).
+// `docs/<...>.md` starting at a path boundary (not the tail of a longer path or URL).
 const DOCS_PATH = /(?<![\w./-])docs\/[\w./-]*?[\w-]\.md\b/g;
 // A bare file name ending in .md: no folder, not part of a path, a URL, an extension or a shell
-// expansion (`"$B/eval-$1-$2.md"` names no document).
+// expansion (`"$B/eval-${1}-${2}.md"` names no document).
 const BARE_NAME = /(?<![\w./\\$}-])[\w-]+\.md\b(?![\w/-])/g;
 // [text](target) with an optional "title"; the target may be wrapped in <>.
 const MD_LINK = /\[[^\]\n]*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)/g;
@@ -83,19 +83,23 @@ function danglingIn(file: string, text: string, exists: (path: string) => boolea
 
 describe('document references', () => {
   test('the checker finds each kind of dangling pointer and accepts the good ones', () => {
+    // Fixtures name only documents the repository has; `present` stands for the repository, so a
+    // real document left out of it plays a missing one.
     const present = new Set(['README.md', 'docs/api.md', 'docs/method.md', 'docs', 'docs/nano-dynamics.png']);
     const exists = (p: string) => present.has(p);
-    const code = ['// see docs/api.md and docs/method.md, "Rewards"', '// reference.md 1.2, design.md "A data set", api.md', '# docs/gone.md', 'x = "README.md"'].join('\n');
+    const code = ['// see docs/api.md and docs/method.md, "Rewards"', '// evaluation.md 1.2, training.md "A data set", api.md', '# docs/training.md', 'x = "README.md"'].join('\n');
     expect(danglingIn('src/x.ts', code, exists).map((d) => `${d.where} ${d.pointer}`)).toEqual([
-      'src/x.ts:2 reference.md',
-      'src/x.ts:2 design.md',
+      'src/x.ts:2 evaluation.md',
+      'src/x.ts:2 training.md',
       'src/x.ts:2 api.md',
-      'src/x.ts:3 docs/gone.md',
+      'src/x.ts:3 docs/training.md',
     ]);
-    const doc = ['[docs/api.md](api.md), [m](method.md#rewards), [plot](nano-dynamics.png)', '[x](missing.md) [u](https://example.com/a.md) [a](#top)', '[r](../README.md) [up](../docs/)'].join('\n');
-    expect(danglingIn('docs/y.md', doc, exists).map((d) => `${d.where} ${d.pointer} -> ${d.resolved}`)).toEqual(['docs/y.md:2 (missing.md) -> docs/missing.md']);
+    const doc = ['[docs/api.md](api.md), [m](method.md#rewards), [plot](nano-dynamics.png)', '[x](training.md) [u](https://example.com/README.md) [a](#top)', '[r](../README.md) [up](../docs/)'].join('\n');
+    expect(danglingIn('docs/evaluation.md', doc, exists).map((d) => `${d.where} ${d.pointer} -> ${d.resolved}`)).toEqual([
+      'docs/evaluation.md:2 (training.md) -> docs/training.md',
+    ]);
     // Paths inside other paths and URLs are not document pointers of this repository.
-    expect(danglingIn('src/z.ts', 'https://github.com/o/r/blob/main/docs/x.md src/open-r1/docs/y.md a/b.md "$B/eval-$1-$2.md" ${name}.md', exists)).toEqual([]);
+    expect(danglingIn('src/z.ts', 'https://github.com/o/r/blob/main/docs/training.md src/open-r1/docs/evaluation.md trainer/README.md "$B/eval-${1}-${2}.md" ${name}.md', exists)).toEqual([]);
   });
 
   test('every docs/*.md path, bare *.md citation and relative markdown link names a file of the repository', () => {
