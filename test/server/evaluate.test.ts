@@ -255,27 +255,46 @@ describe('spatial-synth levels in the split loader', () => {
   });
 });
 
-describe('npm run evaluate --level', () => {
-  let dir: string;
+/**
+ * Runs the enclosing describe's CLI calls in a temporary DATA_DIR and STATE_DIR on the tiny model,
+ * restoring the environment afterwards; the folder is read through the returned function.
+ */
+function cliEnvironment(prefix: string): () => string {
+  let dir = '';
   const saved = { ...process.env };
+  const values = () => ({ DATA_DIR: join(dir, 'data'), STATE_DIR: join(dir, 'state'), DEFAULT_MODEL: 'tiny-random', THREADS: '1', MAX_BATCH_SIZE: '8' });
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'eval-cli-'));
-    Object.assign(process.env, { DATA_DIR: join(dir, 'data'), STATE_DIR: join(dir, 'state'), DEFAULT_MODEL: 'tiny-random', THREADS: '1', MAX_BATCH_SIZE: '8' });
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    Object.assign(process.env, values());
   });
   afterAll(() => {
-    for (const key of ['DATA_DIR', 'STATE_DIR', 'DEFAULT_MODEL', 'THREADS', 'MAX_BATCH_SIZE']) {
+    for (const key of Object.keys(values())) {
       if (saved[key] === undefined) delete process.env[key];
       else process.env[key] = saved[key];
     }
     rmSync(dir, { recursive: true, force: true });
   });
+  return () => dir;
+}
+
+/** console.log and console.error lines, and stderr silenced, until restore(). */
+function captureConsole(): { out: string[]; err: string[]; restore: () => void } {
+  const out: string[] = [];
+  const err: string[] = [];
+  const spies = [
+    jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' '))),
+    jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' '))),
+    jest.spyOn(process.stderr, 'write').mockImplementation(() => true),
+  ];
+  return { out, err, restore: () => spies.forEach((spy) => spy.mockRestore()) };
+}
+
+describe('npm run evaluate --level', () => {
+  const cliDir = cliEnvironment('eval-cli-');
 
   test('evaluates the easy level and labels the table; bad levels exit 2 naming the flag', async () => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-    const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const dir = cliDir();
+    const { out, err, restore } = captureConsole();
     try {
       expect(await evaluateMain(['--benchmark', 'spatial-synth', '--level', 'easy', '--limit', '4', '--max-new-tokens', '3'])).toBe(0);
       expect(out.join('\n')).toMatch(/^spatial-synth test, level easy, model tiny-random/m);
@@ -291,35 +310,17 @@ describe('npm run evaluate --level', () => {
       expect(await evaluateMain(['--benchmark', 'vsr', '--level', 'easy'])).toBe(2);
       expect(err.join('\n')).toMatch(/--level applies to --benchmark spatial-synth only/);
     } finally {
-      log.mockRestore();
-      error.mockRestore();
-      stderr.mockRestore();
+      restore();
     }
   });
 });
 
 describe('npm run evaluate --samples and --predictions', () => {
-  let dir: string;
-  const saved = { ...process.env };
-  const keys = ['DATA_DIR', 'STATE_DIR', 'DEFAULT_MODEL', 'THREADS', 'MAX_BATCH_SIZE'];
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'eval-cli-samples-'));
-    Object.assign(process.env, { DATA_DIR: join(dir, 'data'), STATE_DIR: join(dir, 'state'), DEFAULT_MODEL: 'tiny-random', THREADS: '1', MAX_BATCH_SIZE: '8' });
-  });
-  afterAll(() => {
-    for (const key of keys) {
-      if (saved[key] === undefined) delete process.env[key];
-      else process.env[key] = saved[key];
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const cliDir = cliEnvironment('eval-cli-samples-');
 
   test('samples give pass@k and majority columns; the same responses given as --predictions score the same', async () => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const log = jest.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-    const error = jest.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const dir = cliDir();
+    const { out, err, restore } = captureConsole();
     try {
       expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--samples', '2', '--temperature', '1', '--seed', '4', '--max-new-tokens', '3'])).toBe(0);
       expect(out.join('\n')).toMatch(/2 samples per item/);
@@ -354,9 +355,7 @@ describe('npm run evaluate --samples and --predictions', () => {
       expect(await evaluateMain(['--benchmark', 'spatial-synth', '--limit', '3', '--predictions', join(dir, 'partial.jsonl')])).toBe(1);
       expect(err.join('\n')).toMatch(/item "spatial-synth\/test\/000001" has no response for sample 0/);
     } finally {
-      log.mockRestore();
-      error.mockRestore();
-      stderr.mockRestore();
+      restore();
     }
   });
 });
