@@ -15,7 +15,8 @@ import { doneKey, PredictionRow, RunRow, RunStatus, RunStore, TERMINAL } from '.
 import type { LevelName } from './spatial_synth';
 import { BenchmarkName, BenchmarkSplit, EvalItem } from './types';
 
-export interface EvaluateParams {
+/** What selects a run's items and scores them, and the model's name: shared by generated and uploaded runs. */
+export interface RunSelection {
   benchmark: BenchmarkName;
   split?: string;
   subsets?: string[];
@@ -24,8 +25,11 @@ export interface EvaluateParams {
   level?: LevelName;
   template: PromptTemplate;
   strategy: Strategy;
-  maxNewTokens: number;
   model: string;
+}
+
+export interface EvaluateParams extends RunSelection {
+  maxNewTokens: number;
   /** Responses per item (default 1). */
   samples?: number;
   /** Sampling of every response (default greedy: temperature 0). */
@@ -35,17 +39,9 @@ export interface EvaluateParams {
   seed?: number;
 }
 
-/** A run scored from predictions generated elsewhere: what selects and scores the items, and a label for the model. */
-export interface UploadParams {
+/** A run scored from predictions generated elsewhere; `model` is a label for whoever made them. */
+export interface UploadParams extends RunSelection {
   origin: 'uploaded';
-  benchmark: BenchmarkName;
-  split?: string;
-  subsets?: string[];
-  limit?: number;
-  level?: LevelName;
-  template: PromptTemplate;
-  strategy: Strategy;
-  model: string;
 }
 
 /** One uploaded response, as parsed (src/benchmarks/uploads.ts). */

@@ -14,7 +14,7 @@
 // so the service lists it too.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { EvalRuns, MAX_SAMPLES, RunView } from '../benchmarks/runs';
+import { EvalRuns, MAX_SAMPLES, RunSelection, RunView } from '../benchmarks/runs';
 import { splitLoader } from '../benchmarks/splits';
 import { LEVEL_NAMES, LevelName } from '../benchmarks/spatial_synth';
 import { RunStore } from '../benchmarks/store';
@@ -143,6 +143,16 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const db = openDatabase(config.stateDir);
   const runs = new EvalRuns(new RunStore(db), engine, splitLoader(config.dataDir), { concurrency: config.maxBatchSize });
   const interrupt = () => void runs.close().then(() => process.exit(130));
+  // The items and scoring, alike for a generated run and for uploaded predictions.
+  const selection: Omit<RunSelection, 'model'> = {
+    benchmark,
+    split: values.split,
+    subsets: values.subsets?.split(',').filter(Boolean),
+    limit,
+    ...(benchmark === 'spatial-synth' ? { level: (values.level ?? 'standard') as LevelName } : {}),
+    template: values.template as 'r1' | 'direct' | 'instruct',
+    strategy: values.strategy as 'r1' | 'strict',
+  };
   process.once('SIGINT', interrupt);
   try {
     if (values.predictions !== undefined) {
@@ -150,13 +160,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       const run = await runs.importPredictions(
         {
           origin: 'uploaded',
-          benchmark,
-          split: values.split,
-          subsets: values.subsets?.split(',').filter(Boolean),
-          limit,
-          ...(benchmark === 'spatial-synth' ? { level: (values.level ?? 'standard') as LevelName } : {}),
-          template: values.template as 'r1' | 'direct' | 'instruct',
-          strategy: values.strategy as 'r1' | 'strict',
+          ...selection,
           model: values.model ?? 'uploaded',
         },
         uploaded,
@@ -165,13 +169,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       return 0;
     }
     const run = await runs.create({
-      benchmark,
-      split: values.split,
-      subsets: values.subsets?.split(',').filter(Boolean),
-      limit,
-      ...(benchmark === 'spatial-synth' ? { level: (values.level ?? 'standard') as LevelName } : {}),
-      template: values.template as 'r1' | 'direct' | 'instruct',
-      strategy: values.strategy as 'r1' | 'strict',
+      ...selection,
       maxNewTokens,
       model: values.model ?? config.defaultModel,
       samples,
