@@ -143,8 +143,6 @@ export class Engine {
         maxWaiting: options.scheduler.maxWaiting,
         timeoutMs: options.remote?.timeoutMs ?? 60_000,
         requestTimeoutMs: options.requestTimeoutMs,
-        defaultMaxNewTokens: options.defaultMaxNewTokens,
-        maxNewTokensCap: options.maxNewTokensCap,
         maxInputPixels: options.maxInputPixels,
         observer: {
           onRemoteRequest: (model, url, code, seconds) => {
@@ -251,15 +249,21 @@ export class Engine {
     if (this.disposed || this.draining) {
       throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
     }
-    yield* remote.generate(request, buffered);
+    yield* remote.generate(request, buffered, this.maxNewTokensOf(request));
   }
 
-  private async *run(model: LoadedModel, request: GenerateRequest, started: number): AsyncGenerator<GenerateEvent> {
-    const sampling = request.sampling ?? DEFAULT_SAMPLING_PARAMS;
+  /** The request's token budget, local or remote: its own or the default, within the cap. */
+  private maxNewTokensOf(request: GenerateRequest): number {
     const maxNewTokens = request.maxNewTokens ?? this.options.defaultMaxNewTokens;
     if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > this.options.maxNewTokensCap) {
       throw new EngineError('invalid_input', 'max_new_tokens', `max_new_tokens must be an integer from 1 to ${this.options.maxNewTokensCap}`);
     }
+    return maxNewTokens;
+  }
+
+  private async *run(model: LoadedModel, request: GenerateRequest, started: number): AsyncGenerator<GenerateEvent> {
+    const sampling = request.sampling ?? DEFAULT_SAMPLING_PARAMS;
+    const maxNewTokens = this.maxNewTokensOf(request);
     const prompt = await this.prepare(model, request);
     const { tokenizer } = model;
 

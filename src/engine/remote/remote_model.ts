@@ -29,8 +29,6 @@ export interface RemoteOptions {
   /** Longest silence from a replica (connecting, first byte, between chunks) before a 504. */
   timeoutMs: number;
   requestTimeoutMs: number;
-  defaultMaxNewTokens: number;
-  maxNewTokensCap: number;
   maxInputPixels: number;
   observer?: RemoteObserver;
 }
@@ -183,10 +181,10 @@ export class RemoteModel {
    * one not yet tried (every event is held back when `buffered`, so a whole-result request is
    * retried after a failure at any point): a request is answered by exactly one replica.
    */
-  async *generate(request: GenerateRequest, buffered: boolean): AsyncGenerator<GenerateEvent> {
+  async *generate(request: GenerateRequest, buffered: boolean, maxNewTokens: number): AsyncGenerator<GenerateEvent> {
     const started = Date.now();
     const deadline = started + (request.timeoutMs ?? this.options.requestTimeoutMs);
-    const prepared = await this.prepare(request);
+    const prepared = await this.prepare(request, maxNewTokens);
     const tried = new Set<Replica>();
     let yielded = false;
     for (;;) {
@@ -252,13 +250,9 @@ export class RemoteModel {
     }
   }
 
-  /** Checks the request as the local engine does (sampling arrives resolved), and encodes its images as data: URLs. */
-  private async prepare(request: GenerateRequest): Promise<Prepared> {
+  /** Checks the request's images as the local engine does (sampling and the token budget arrive resolved), and encodes them as data: URLs. */
+  private async prepare(request: GenerateRequest, maxNewTokens: number): Promise<Prepared> {
     const sampling = request.sampling ?? DEFAULT_SAMPLING_PARAMS; // resolved and checked where the request came in
-    const maxNewTokens = request.maxNewTokens ?? this.options.defaultMaxNewTokens;
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1 || maxNewTokens > this.options.maxNewTokensCap) {
-      throw new EngineError('invalid_input', 'max_new_tokens', `max_new_tokens must be an integer from 1 to ${this.options.maxNewTokensCap}`);
-    }
     const images = await Promise.all(
       request.images.map(async (bytes) => {
         // Decoded here too, so that a bad image gets the same 4xx as with a local model.
