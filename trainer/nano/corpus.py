@@ -95,7 +95,10 @@ class Mixture:
     r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
     direct: the direct framing ("User: {q} \\nAssistant: {value}"); the rest are plain
         ("Question: ... Answer: ..." / "Q: ... A: ...").
-    choices: share of Q/A documents whose question lists lettered choices (answered by option text).
+    choices: share of the Q/A documents other than option-picking ones whose question lists
+        lettered choices (answered by option text).
+    pick: share of the text Q/A documents that are option-picking questions (always with choices);
+        the rest are spread evenly over the other text tasks.
     """
 
     description: float = 0.55
@@ -106,6 +109,7 @@ class Mixture:
     r1: float = 0.15
     direct: float = 0.1
     choices: float = 0.3
+    pick: float = 0.2
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -279,7 +283,7 @@ class QA:
     keep_order: bool = False
 
 
-TEXT_TASKS = ("arithmetic", "comparison", "alphabet", "length", "lookup")
+TEXT_TASKS = ("arithmetic", "comparison", "alphabet", "length", "lookup", "pick")
 IMAGE_TASKS = ("color", "shape", "size", "object")
 
 # Words for the alphabet, length and lookup tasks: ordinary nouns, none a word of the evaluated
@@ -408,12 +412,90 @@ def _lookup(rng: random.Random) -> QA:
     return QA("lookup", question, value, reasoning, _options(value, values, rng))
 
 
+# Option-picking questions: the answer can only be one of the listed options, and the options'
+# forms are as varied as the benchmarks' (single words, numbers, "color shape" phrases), so what is
+# learnt is to copy an option into the answer, whatever the option looks like.
+CATEGORIES = {
+    "fruit": ["apple", "pear", "plum", "grape", "lemon", "melon", "banana", "cherry"],
+    "animal": ["rabbit", "tiger", "horse", "mouse", "eagle", "turtle", "dolphin", "kitten", "bird", "fish"],
+    "tool": ["hammer", "needle", "ladder", "pencil", "candle", "basket", "bottle", "button", "key"],
+    "musical instrument": ["violin", "guitar", "piano"],
+    "food": ["bread", "butter", "cheese", "honey", "garlic", "onion", "carrot", "potato", "tomato", "rice", "milk",
+             "egg", "sugar", "pepper", "coffee"],
+    "job": ["doctor", "farmer", "sailor", "painter", "teacher"],
+    "place": ["garden", "kitchen", "office", "school", "village", "market", "castle", "forest", "island", "ocean",
+              "river", "mountain", "lake"],
+    "season": ["winter", "summer", "autumn"],
+    "color": COLOR_NAMES,
+    "shape": SHAPES,
+    "size": SIZES,
+}
+PICK_KINDS = ("category", "odd", "mention", "object", "parity")
+SENTENCES = ["I saw the {a} and the {b} today.", "The {a} was bought with the {b}.", "She drew a {a} and a {b}.",
+             "My story is about a {a} and a {b}.", "We talked about the {a} and the {b}."]
+
+
+def _pick(rng: random.Random) -> QA:
+    kind = rng.choice(PICK_KINDS)
+    n = rng.choice([2, 2, 3, 4])
+    if kind in ("category", "odd"):
+        cat, other = rng.sample(sorted(CATEGORIES), 2)
+        if kind == "category":
+            answer = rng.choice(CATEGORIES[cat])
+            pool = [w for c, words in CATEGORIES.items() if c != cat for w in words]
+            question = rng.choice([f"Which of these is a {cat}?", f"Which one of the choices is a {cat}?",
+                                   f"Which word names a {cat}?"])
+            reasoning = f"{answer} is a {cat}."
+        else:  # the odd one out needs two or more of one category beside it
+            cat = rng.choice([c for c, words in CATEGORIES.items() if len(words) >= 3 and c != other])
+            answer = rng.choice(CATEGORIES[other])
+            pool = CATEGORIES[cat]
+            n = max(n, 3)
+            question = rng.choice([f"Which of these is not a {cat}?", f"Which one does not belong with the others?"])
+            reasoning = f"{answer} is not a {cat}, and the others are."
+        options = [answer, *rng.sample(pool, n - 1)]
+    elif kind == "mention":
+        a, b = rng.sample(WORDS, 2)
+        answer = rng.choice([a, b])
+        sentence = rng.choice(SENTENCES).format(a=a, b=b)
+        options = [answer, *rng.sample([w for w in WORDS if w not in (a, b)], n - 1)]
+        question = rng.choice([f"Which of these words is in the sentence \"{sentence}\"?",
+                               f"Read this: {sentence} Which word from the choices does it use?"])
+        reasoning = f"The sentence has the word {answer}."
+    elif kind == "object":
+        phrases = rng.sample([f"{c} {s}" for c in COLOR_NAMES for s in SHAPES], 12)
+        color, shape = phrases[0].split()
+        if rng.random() < 0.5:
+            others = [p for p in phrases[1:] if not p.startswith(color + " ")]
+            question = rng.choice([f"Which of these names a {color} object?", f"Which choice is {color}?"])
+        else:
+            others = [p for p in phrases[1:] if not p.endswith(" " + shape)]
+            question = rng.choice([f"Which of these names a {shape}?", f"Which choice is a {shape}?"])
+        answer = phrases[0]
+        options = [answer, *others[:n - 1]]
+        reasoning = f"The {answer} is {color} and a {shape}."
+    else:
+        even = rng.random() < 0.5
+        pool = list(range(0, 21))
+        answer = rng.choice([k for k in pool if (k % 2 == 0) == even])
+        rest = rng.sample([k for k in pool if (k % 2 == 0) != even], n - 1)
+        word = "even" if even else "odd"
+        question = rng.choice([f"Which of these is an {word} number?", f"Which choice is {word}?"])
+        reasoning = f"{answer} is {word}."
+        answer, options = str(answer), [str(answer), *map(str, rest)]
+    rng.shuffle(options)
+    return QA("pick", question, answer, reasoning, tuple(options), keep_order=True)
+
+
 _TEXT_MAKERS = {"arithmetic": _arithmetic, "comparison": _comparison, "alphabet": _alphabet, "length": _length,
-                "lookup": _lookup}
+                "lookup": _lookup, "pick": _pick}
 
 
-def text_question(rng: random.Random, task: str | None = None) -> QA:
-    """A text-only question of another domain (a task of TEXT_TASKS, drawn uniformly unless given)."""
+def text_question(rng: random.Random, task: str | None = None, pick: float | None = None) -> QA:
+    """A text-only question of another domain: `task` when given; else an option-picking question
+    with probability `pick` (when given) and otherwise a task of TEXT_TASKS drawn uniformly."""
+    if task is None and pick is not None:
+        task = "pick" if rng.random() < pick else rng.choice([t for t in TEXT_TASKS if t != "pick"])
     return _TEXT_MAKERS[task or rng.choice(TEXT_TASKS)](rng)
 
 
@@ -620,7 +702,8 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
                       mixture: Mixture = Mixture()) -> list[dict]:
     """The pre-training documents of a described split, in a random (seeded) order.
 
-    Each is {"kind", "style", "image", "prefix", "target"}; the loss covers the target only.
+    Each is {"kind", "style", "image", "prefix", "target", "task"} (task: the Q/A task, None for
+    descriptions and markup); the loss covers the target only.
     `max_items` limits the scenes read (0: all). Every scene gives one image document (kinds by
     the image kinds' relative shares), and text-only documents (image None, prefix '') are added
     so that they make up `mixture.text_qa` of all; with text_qa 1 every scene gives one text-only
@@ -663,13 +746,16 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
             qa = image_question(record, rng)
             style = next(image_styles)
             text = render_qa(qa, style, next(image_choices) == "yes", True, rng)
+        task = qa.task if kind == "image_qa" else None
         mark = IMAGE_MARK if rng.random() < 0.5 else ""
-        examples.append({"kind": kind, "style": style, "image": image, "prefix": mark, "target": text})
+        examples.append({"kind": kind, "style": style, "image": image, "prefix": mark, "target": text, "task": task})
     text_styles = _allocate(rng, text_count, styles)
     text_choices = _allocate(rng, text_count, {"yes": mixture.choices, "no": 1 - mixture.choices})
     for style, choice in zip(text_styles, text_choices, strict=True):
-        text = render_qa(text_question(rng), style, choice == "yes", False, rng)
-        examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text})
+        qa = text_question(rng, pick=mixture.pick)
+        text = render_qa(qa, style, choice == "yes" or qa.task == "pick", False, rng)
+        examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text,
+                         "task": qa.task})
     for example in examples:
         _check_document(example["target"])
     rng.shuffle(examples)
@@ -692,6 +778,7 @@ def mixture_report(examples: list[dict]) -> dict:
         "kinds": table(kinds, total),
         "qa_styles": table(Counter(e["style"] for e in qa), len(qa)),
         "qa_choices": table(Counter("choices" if CHOICES_LINE in e["target"] else "open" for e in qa), len(qa)),
+        "qa_tasks": table(Counter(e.get("task") for e in qa), len(qa)),
     }
     for kind in ("description", "markup"):
         report[f"{kind}_styles"] = table(Counter(e["style"] for e in examples if e["kind"] == kind), kinds[kind])

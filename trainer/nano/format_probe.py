@@ -6,7 +6,9 @@
 For each item it renders the paper's r1 prompt (ending in `<think>`) and
 - samples `--samples` completions at temperature 1.0, no top-k/top-p (GRPO's rollouts) and scores
   them with the paper's rewards: the **format rate** (the format reward), the **accuracy** (the
-  accuracy reward) and the accuracy among well-formatted completions;
+  accuracy reward) and the accuracy among well-formatted completions, and the **on-option rate**:
+  how often the answer is one of the listed options at all (GRPO's accuracy reward can only be
+  earned, and so amplified, by such answers; random picks among them would score chance);
 - ranks the options teacher-forced: the log-probability of `</think>\\n<answer>{option}</answer>`
   and the end token for every option; **option-ranking accuracy** is how often the gold option is
   the most likely. It tells whether the base already knows the answer when the format is given,
@@ -30,7 +32,7 @@ from PIL import Image
 
 from ..data import read_split
 from ..prompts import render_prompt
-from ..rewards import accuracy_reward, format_reward
+from ..rewards import accuracy_reward, extract_answer_text, format_reward
 
 
 def _images(items) -> list:
@@ -107,6 +109,7 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
             rows = per_task[item.task]
             rows["format"].append(fmt)
             rows["accuracy"].append(acc)
+            rows["on_option"].append(float(extract_answer_text(text) in [c.strip() for c in item.choices]))
             if fmt:
                 rows["accuracy_formatted"].append(acc)
             if len(examples) < 8 and k % samples == 0:
@@ -121,6 +124,7 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
             "accuracy": mean(rows["accuracy"]),
             "accuracy_formatted": mean(rows["accuracy_formatted"]),
             "option_ranking_accuracy": mean(rows["ranking"]),
+            "on_option_rate": mean(rows["on_option"]),
             "samples": len(rows["format"]),
         }
 
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     t = result["total"]
     print(f"[format_probe] format rate {t['format_rate']}, accuracy {t['accuracy']}, "
-          f"option ranking {t['option_ranking_accuracy']}", file=sys.stderr)
+          f"option ranking {t['option_ranking_accuracy']}, on-option {t['on_option_rate']}", file=sys.stderr)
     return 0
 
 

@@ -5,6 +5,7 @@ from the question text and the scene), and that no document asks an evaluated-fa
 from __future__ import annotations
 
 import json
+from collections import Counter
 import re
 import shutil
 import subprocess
@@ -241,7 +242,13 @@ def test_measured_shares_follow_the_mixture(examples):
         assert report["kinds"][kind]["share"] == pytest.approx(getattr(mixture, kind), abs=0.01), kind
     for style, share in mixture.styles().items():
         assert report["qa_styles"][style]["share"] == pytest.approx(share, abs=0.01), style
-    assert report["qa_choices"]["choices"]["share"] == pytest.approx(mixture.choices, abs=0.01)
+    # Option-picking questions always list their choices; the other Q/A documents in the share `choices`.
+    text_qa = report["kinds"]["text_qa"]["count"]
+    picks = report["qa_tasks"]["pick"]["count"]
+    assert picks / text_qa == pytest.approx(mixture.pick, abs=0.03)
+    qa = sum(v["count"] for v in report["qa_tasks"].values())
+    expected = (picks + mixture.choices * (qa - picks)) / qa
+    assert report["qa_choices"]["choices"]["share"] == pytest.approx(expected, abs=0.015)
     assert report["description_styles"]["prose"]["share"] == pytest.approx(0.5, abs=0.06)
     # Image documents: half with the literal <image> mark; text-only ones without image or mark.
     images = [e for e in examples if e["image"] is not None]
@@ -253,7 +260,8 @@ def test_measured_shares_follow_the_mixture(examples):
     for kind in ("text_qa", "image_qa"):
         pool = [e for e in examples if e["kind"] == kind]
         assert {e["style"] for e in pool} == set(corpus.QA_STYLES)
-        assert 0.2 < sum(CHOICES_LINE in e["target"] for e in pool) / len(pool) < 0.4
+        low, high = (0.35, 0.55) if kind == "text_qa" else (0.2, 0.4)  # text: 0.2 picks + 0.3 of the rest
+        assert low < sum(CHOICES_LINE in e["target"] for e in pool) / len(pool) < high
 
 
 def test_other_mixtures_and_the_edges(synth_dir):
@@ -304,7 +312,10 @@ def test_every_question_is_answered_correctly(examples, records):
         question, options, answer, reasoning = read_qa(example)
         if example["kind"] == "text_qa":
             assert example["image"] is None
-            expected = solve_text(question)
+            if example["task"] == "pick":
+                expected = solve_pick(question, tuple(options))
+            else:
+                expected = solve_text(question)
         else:
             task, expected = solve_image(question, records[example["image"]])
             tasks.add(task)
@@ -318,6 +329,37 @@ def test_every_question_is_answered_correctly(examples, records):
     assert tasks == set(corpus.IMAGE_TASKS)
 
 
+def solve_pick(question: str, options: tuple[str, ...]) -> str:
+    """The one option an option-picking question allows, found from the question and the options
+    alone (an independent reading of corpus._pick's wordings)."""
+    category_of = {w: c for c, words in corpus.CATEGORIES.items() for w in words}
+
+    def only(predicate) -> str:
+        hits = [o for o in options if predicate(o)]
+        assert len(hits) == 1, f"{question!r} {options}: {hits} qualify"
+        return hits[0]
+
+    if m := re.fullmatch(r"Which (?:of these|one of the choices|word names a) ?(?:is )?(?:a )?(.+)\?", question):
+        if m.group(1) in corpus.CATEGORIES and not question.startswith("Which of these names"):
+            return only(lambda o: category_of[o] == m.group(1))
+    if m := re.fullmatch(r"Which of these is not a (.+)\?", question):
+        return only(lambda o: category_of[o] != m.group(1))
+    if question == "Which one does not belong with the others?":
+        counts = Counter(category_of[o] for o in options)  # three or more options: one outside the shared category
+        return only(lambda o: counts[category_of[o]] == 1)
+    if m := re.search(r'"(.+)"|Read this: (.+) Which word', question):
+        sentence = m.group(1) or m.group(2)
+        return only(lambda o: re.search(rf"\b{o}\b", sentence) is not None)
+    if m := re.fullmatch(r"Which (?:of these names an?|choice is an?) (\w+)(?: object)?\?", question):
+        word = m.group(1)
+        return only(lambda o: word in o.split())
+    if m := re.fullmatch(r"Which (?:of these is an|choice is) (even|odd)(?: number)?\?", question):
+        return only(lambda o: (int(o) % 2 == 0) == (m.group(1) == "even"))
+    if m := re.fullmatch(r"Which choice is (\w+)\?", question):
+        return only(lambda o: o.split()[0] == m.group(1))
+    raise AssertionError(f"not a known option-picking question: {question!r}")
+
+
 def test_each_text_task_is_generated_and_solved():
     import random
 
@@ -326,8 +368,20 @@ def test_each_text_task_is_generated_and_solved():
         for _ in range(300):
             qa = corpus.text_question(rng, task)
             assert qa.task == task and qa.answer in qa.options
-            assert solve_text(qa.question) == qa.answer, qa
+            if task == "pick":
+                assert solve_pick(qa.question, qa.options) == qa.answer, qa
+            else:
+                assert solve_text(qa.question) == qa.answer, qa
             assert "how many" not in qa.question.lower()
+
+
+def test_option_picking_questions_always_list_their_choices_in_the_corpus(synth_dir):
+    mixture = Mixture(description=0.0, markup=0.0, text_qa=1.0, image_qa=0.0, choices=0.0, pick=0.5)
+    examples = pretrain_examples(synth_dir, seed=4, max_items=40, mixture=mixture)
+    picks = [e["target"] for e in examples if e["task"] == "pick"]
+    assert picks and all(corpus.CHOICES_LINE in t for t in picks)
+    others = [e["target"] for e in examples if e["task"] != "pick"]
+    assert others and not any(corpus.CHOICES_LINE in t for t in others)  # choices 0 for the other tasks
 
 
 def test_identity_questions_need_a_unique_visible_referent():
