@@ -31,8 +31,18 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY package.json package-lock.json .npmrc ./
-# The CLI flag overrides .npmrc's skip: download the CUDA 12 provider libraries at build time.
-RUN npm ci --omit=dev --no-fund --no-audit --onnxruntime-node-install=cuda12 && npm cache clean --force
+# onnxruntime-node's CUDA execution provider (libonnxruntime_providers_cuda.so, _shared, _tensorrt)
+# is not in the npm package: its install script fetches it from NuGet (Microsoft.ML.OnnxRuntime.Gpu.Linux)
+# unless told to skip, which .npmrc does for offline development. The script reads the environment
+# variable ONNXRUNTIME_NODE_INSTALL before npm's config (script/install-utils.js), so the variable
+# wins over .npmrc's skip whichever npm runs it; cuda12 matches the CUDA 12 base image. Then the
+# libraries are checked, so a download that did not happen fails the build here and not at the
+# first EXECUTION_PROVIDERS=cuda start. linux/x64 only (the script has no CUDA build for arm64).
+RUN ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci --omit=dev --no-fund --no-audit \
+ && for lib in libonnxruntime_providers_cuda.so libonnxruntime_providers_shared.so libonnxruntime_providers_tensorrt.so; do \
+      test -s "node_modules/onnxruntime-node/bin/napi-v6/linux/x64/$lib" || { echo "onnxruntime-node: $lib was not installed" >&2; exit 1; }; \
+    done \
+ && npm cache clean --force
 COPY requirements.txt constraints.txt ./
 RUN python3 -m venv /app/.venv \
  && /app/.venv/bin/pip install --no-cache-dir torch==2.11.0 -r requirements.txt -c constraints.txt

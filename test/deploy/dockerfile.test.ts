@@ -258,7 +258,49 @@ describe('Dockerfile', () => {
   test('the gpu stage brings the CUDA provider of onnxruntime-node and the trainer with its Python runtime', () => {
     const s = stage('gpu');
     const runs = all(s, 'RUN').map((i) => i.args).join('\n');
-    expect(runs).toMatch(/--onnxruntime-node-install=cuda12/);
+    // The npm ci of the stage sets ONNXRUNTIME_NODE_INSTALL for onnxruntime-node's install script.
+    const install = all(s, 'RUN').find((i) => /\bnpm ci\b/.test(i.args))!.args;
+    const value = /\bONNXRUNTIME_NODE_INSTALL=(\S+)\s+npm ci\b/.exec(install)?.[1];
+    expect(value).toBeDefined();
+    // The package's own script, as npm runs it with .npmrc's skip in its config environment: the
+    // variable wins, so the script does not skip (false is "skip").
+    const npmrc = readFileSync(join(REPO_ROOT, '.npmrc'), 'utf8');
+    expect(npmrc).toMatch(/^onnxruntime-node-install=skip$/m);
+    const ortScripts = join(REPO_ROOT, 'node_modules', 'onnxruntime-node', 'script');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { parseInstallFlag } = require(join(ortScripts, 'install-utils.js')) as { parseInstallFlag: () => unknown };
+    const saved = { variable: process.env.ONNXRUNTIME_NODE_INSTALL, config: process.env.npm_config_onnxruntime_node_install };
+    const flagWith = (variable: string | undefined) => {
+      if (variable === undefined) delete process.env.ONNXRUNTIME_NODE_INSTALL;
+      else process.env.ONNXRUNTIME_NODE_INSTALL = variable;
+      process.env.npm_config_onnxruntime_node_install = 'skip';
+      try {
+        return parseInstallFlag();
+      } finally {
+        for (const [name, old] of [['ONNXRUNTIME_NODE_INSTALL', saved.variable], ['npm_config_onnxruntime_node_install', saved.config]] as const) {
+          if (old === undefined) delete process.env[name];
+          else process.env[name] = old;
+        }
+      }
+    };
+    expect(flagWith(undefined)).toBe(false); // .npmrc alone: skipped, as in development
+    expect(flagWith(value)).not.toBe(false);
+    // The value names the linux/x64 manifest, of the base image's CUDA major version.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const metadata = require(join(ortScripts, 'install-metadata.js')) as { requirements: Record<string, string[]>; manifests: Record<string, Record<string, unknown>> };
+    expect(metadata.requirements['linux/x64']).toContain(value);
+    expect(value).toBe(`cuda${/^nvidia\/cuda:(\d+)\./.exec(stage('gpu').base)![1]}`);
+    // After the install, the stage checks every file of that manifest where the addon loads it from.
+    const files = Object.keys(metadata.manifests[`linux/x64:${value}`]).map((f) => posix.basename(f));
+    expect(files).toEqual(expect.arrayContaining(['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so']));
+    const checked = /for (\w+) in ([^;]+);\s*do\s+test -s "node_modules\/onnxruntime-node\/bin\/napi-v6\/linux\/x64\/\$(\w+)" \|\| \{[^}]*exit 1; \};\s*done/.exec(install);
+    expect(checked).not.toBeNull();
+    expect(checked![3]).toBe(checked![1]);
+    expect(checked![2].trim().split(/\s+/).sort()).toEqual(files.sort());
+    // The check runs after npm ci, and the image build fails with it (&& chain).
+    expect(install.indexOf('npm ci')).toBeLessThan(install.indexOf('test -s'));
+    expect(install).toMatch(/--omit=dev[^&]*\s&&\s+for \w+ in/);
+    expect(readdirSync(join(REPO_ROOT, 'node_modules', 'onnxruntime-node', 'bin', 'napi-v6', 'linux', 'x64'))).toContain('onnxruntime_binding.node');
     expect(runs).toMatch(/pip install[^\n]*\btorch==[\d.]+[^\n]*-r requirements\.txt[^\n]*-c constraints\.txt/);
     expect(contextCopies(s).flatMap((c) => c.sources)).toEqual(expect.arrayContaining(['trainer', 'requirements.txt', 'constraints.txt']));
     // The CPU image stays free of the trainer and Python.

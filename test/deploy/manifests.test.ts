@@ -1,13 +1,15 @@
 // The cluster files in k8s/ against each other and against the code they describe: kinds and API
 // versions, selectors, ports, probes (requested from the real app), environment variables
 // (src/config.ts), RBAC (src/training/backends/kube_api.ts), volumes, the trainer Job template,
-// the kustomizations and the GPU component (applied here the way kustomize applies it).
+// the kustomizations, the inference tier the control pod reaches through REMOTE_MODELS, and the GPU
+// and vLLM components (applied here the way kustomize applies them).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { loadAll } from 'js-yaml';
 import request from 'supertest';
 import { loadConfig } from '../../src/config';
+import { parseRemoteModels } from '../../src/engine/remote/config';
 import { createApp } from '../../src/server/app';
 import { testConfig, testEngine } from '../helpers/service';
 import { REPO_ROOT } from '../helpers/vectors';
@@ -46,6 +48,8 @@ interface Mount {
 interface Container {
   name: string;
   image: string;
+  command?: string[];
+  args?: string[];
   ports?: { name?: string; containerPort: number }[];
   env?: EnvVar[];
   resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
@@ -84,7 +88,7 @@ interface Deployment extends K8sObject {
   spec: { replicas?: number; selector: { matchLabels: Labels }; strategy?: { type: string }; template: PodTemplate };
 }
 interface Service extends K8sObject {
-  spec: { selector: Labels; ports: { name?: string; port: number; targetPort: string | number }[] };
+  spec: { type?: string; selector: Labels; ports: { name?: string; port: number; targetPort: string | number }[] };
 }
 interface Pvc extends K8sObject {
   spec: { accessModes: string[]; resources: { requests: { storage: string } } };
@@ -157,7 +161,9 @@ const ofKind = <T extends K8sObject>(kind: string) => BASE_OBJECTS.filter((o) =>
 const DEPLOYMENTS = ofKind<Deployment>('Deployment');
 const SERVICES = ofKind<Service>('Service');
 const PVCS = ofKind<Pvc>('PersistentVolumeClaim');
-const [HPA] = ofKind<Hpa>('HorizontalPodAutoscaler');
+const HPAS = ofKind<Hpa>('HorizontalPodAutoscaler');
+/** The generation tier's HPA (hpa.yaml); the inference tier's is in inference.yaml. */
+const HPA = HPAS.find((h) => h.metadata.name === 'visualthinker')!;
 
 /** The pod templates of the trainer objects (k8s/training-job.yaml). */
 const TRAINER_TEMPLATES = DOCS.filter((d) => d.file === TEMPLATE_FILE).flatMap(({ doc }) => {
@@ -241,7 +247,7 @@ describe('k8s/ manifests', () => {
     expect(listed.has(TEMPLATE_FILE)).toBe(false);
 
     const kustomizationDirs = FILES.filter((f) => isKustomization(relative(K8S, f))).map(dirname);
-    expect(kustomizationDirs.map((d) => relative(K8S, d)).sort()).toEqual(['', 'admin-secret', 'gpu']);
+    expect(kustomizationDirs.map((d) => relative(K8S, d)).sort()).toEqual(['', 'admin-secret', 'gpu', 'vllm']);
     for (const dir of kustomizationDirs) {
       const k = kustomizationAt(dir);
       const paths = [...(k.resources ?? []), ...(k.components ?? []), ...(k.patches ?? []).flatMap((p) => (p.path ? [p.path] : []))];
@@ -283,12 +289,16 @@ describe('k8s/ manifests', () => {
       }
     }
 
-    // The HPA scales an existing Deployment that leaves its replica count to it.
-    expect(HPA.spec.scaleTargetRef.apiVersion).toBe('apps/v1');
-    expect(HPA.spec.scaleTargetRef.kind).toBe('Deployment');
+    // Each HPA scales an existing Deployment that leaves its replica count to it; no two scale the same one.
+    expect(HPAS.map((h) => h.metadata.name).sort()).toEqual(['visualthinker', 'visualthinker-inference']);
+    for (const hpa of HPAS) {
+      expect(hpa.spec.scaleTargetRef.apiVersion).toBe('apps/v1');
+      expect(hpa.spec.scaleTargetRef.kind).toBe('Deployment');
+      const target = DEPLOYMENTS.find((d) => d.metadata.name === hpa.spec.scaleTargetRef.name);
+      expect({ hpa: hpa.metadata.name, target: target?.metadata.name, replicas: target?.spec.replicas }).toEqual({ hpa: hpa.metadata.name, target: hpa.spec.scaleTargetRef.name, replicas: undefined });
+    }
+    expect(new Set(HPAS.map((h) => h.spec.scaleTargetRef.name)).size).toBe(HPAS.length);
     const scaled = DEPLOYMENTS.find((d) => d.metadata.name === HPA.spec.scaleTargetRef.name);
-    expect(scaled).toBeDefined();
-    expect(scaled!.spec.replicas).toBeUndefined();
 
     // The PDB covers exactly the autoscaled pods and leaves room for one eviction at minReplicas.
     const [pdb] = ofKind<K8sObject & { spec: { minAvailable?: number; maxUnavailable?: number; selector: { matchLabels: Labels } } }>('PodDisruptionBudget');
@@ -297,9 +307,10 @@ describe('k8s/ manifests', () => {
     for (const labels of trainerPods) expect(matches(pdb.spec.selector.matchLabels, labels)).toBe(false);
   });
 
-  test('the HPA reads vlm_requests_waiting (a metric the service exports) and CPU, with sane bounds', () => {
-    const { spec } = HPA;
-    expect(spec.minReplicas).toBeGreaterThanOrEqual(2);
+  test.each(['visualthinker', 'visualthinker-inference'])('HPA %s reads vlm_requests_waiting (a metric the service exports) and CPU, with sane bounds', (name) => {
+    const { spec } = HPAS.find((h) => h.metadata.name === name)!;
+    // The generation tier keeps two pods for clients; the inference tier one for the control pod.
+    expect(spec.minReplicas).toBeGreaterThanOrEqual(name === 'visualthinker' ? 2 : 1);
     expect(spec.maxReplicas).toBeGreaterThan(spec.minReplicas);
     const pods = spec.metrics.find((m) => m.type === 'Pods');
     expect(pods?.pods?.metric.name).toBe('vlm_requests_waiting');
@@ -311,6 +322,8 @@ describe('k8s/ manifests', () => {
     // Utilisation is relative to the requests: every container of the scaled pods has one.
     const scaled = DEPLOYMENTS.find((d) => d.metadata.name === spec.scaleTargetRef.name)!;
     for (const c of allContainers(scaled.spec.template.spec)) expect({ container: c.name, cpu: c.resources?.requests?.cpu !== undefined }).toEqual({ container: c.name, cpu: true });
+    // The inference tier needs nothing of its own: the same metrics, scaled by the same adapter rule.
+    if (name !== 'visualthinker') expect(spec.metrics).toEqual(HPA.spec.metrics);
     // A pod takes minutes to load a model: scale-down waits.
     expect(spec.behavior?.scaleDown?.stabilizationWindowSeconds).toBeGreaterThanOrEqual(300);
     // The custom-metrics adapter rule the metric needs is documented beside it.
@@ -430,6 +443,69 @@ describe('k8s/ manifests', () => {
       }
       expect(envOf(other, 'ADMIN_TOKEN')).toBeUndefined();
       expect(d.spec.template.spec.automountServiceAccountToken).toBe(false);
+    }
+  });
+
+  test('the control pod reaches the inference tier through its Service by REMOTE_MODELS; the tier scales on its own', () => {
+    const owner = stateOwner();
+    const config = loadConfig(resolvedEnv(serverContainer(owner)));
+    // Requests that name no model (evaluation runs included) go to the remote model.
+    const remote = config.remoteModels.find((m) => m.name === config.defaultModel);
+    expect(remote).toBeDefined();
+    // The remote name is not one of the image's model folders (the start would refuse it).
+    expect(existsSync(join(REPO_ROOT, 'models', remote!.name))).toBe(false);
+    // Named at least twice, so a failed attempt moves to the other entry: through the Service again.
+    expect(remote!.replicas.length).toBeGreaterThanOrEqual(2);
+    const services = new Set<string>();
+    for (const replica of remote!.replicas) {
+      const url = new URL(replica.url);
+      expect(url.protocol).toBe('http:');
+      expect(url.pathname).toBe('/v1');
+      // The Service's DNS name: its name in the same namespace, or the full name.
+      const host = url.hostname.replace(/\.vt-test(\.svc(\.cluster\.local)?)?$/, '');
+      const service = SERVICES.find((x) => x.metadata.name === host);
+      expect({ host: url.hostname, service: service?.metadata.name }).toEqual({ host: url.hostname, service: host });
+      expect(service!.spec.ports.map((p) => p.port)).toContain(Number(url.port || 80));
+      services.add(service!.metadata.name);
+      // The id is a model folder the tier's pods serve (the image's models/ or the models volume).
+      expect(existsSync(join(REPO_ROOT, 'models', replica.remoteId, 'onnx'))).toBe(true);
+    }
+    expect(services.size).toBe(1);
+    const service = SERVICES.find((x) => services.has(x.metadata.name))!;
+    // A cluster-internal Service selecting exactly the tier's pods: not the control pod, not the
+    // clients' generation pods.
+    expect(service.spec.type ?? 'ClusterIP').toBe('ClusterIP');
+    const tier = DEPLOYMENTS.filter((d) => matches(service.spec.selector, podLabels(d)));
+    expect(tier.map((d) => d.metadata.name)).toEqual(['visualthinker-inference']);
+    expect(tier[0]).not.toBe(owner);
+    expect(tier[0].metadata.name).not.toBe(HPA.spec.scaleTargetRef.name);
+    // Its own HPA scales it; the count is the HPA's.
+    const hpa = HPAS.find((h) => h.spec.scaleTargetRef.name === tier[0].metadata.name);
+    expect(hpa?.metadata.name).toBe('visualthinker-inference');
+    expect(tier[0].spec.replicas).toBeUndefined();
+    // Its pods serve the model folders the control pod sees, from the same volume.
+    const tierContainer = serverContainer(tier[0]);
+    const tierConfig = loadConfig(resolvedEnv(tierContainer));
+    const claimAt = (d: Deployment, path: string) => {
+      const mount = serverContainer(d).volumeMounts?.find((m) => m.mountPath === path);
+      return d.spec.template.spec.volumes?.find((v) => v.name === mount?.name)?.persistentVolumeClaim?.claimName;
+    };
+    expect(envOf(tierContainer, 'MODELS_DIR')?.value).toBe(envOf(serverContainer(owner), 'MODELS_DIR')?.value);
+    expect(claimAt(tier[0], envOf(tierContainer, 'MODELS_DIR')!.value!)).toBe(claimAt(owner, envOf(serverContainer(owner), 'MODELS_DIR')!.value!));
+    expect(tierConfig.remoteModels).toEqual([]); // the tier serves; it does not forward
+    // One evaluation run (MAX_BATCH_SIZE items in flight) fits in the control pod's in-flight bound
+    // over the tier, so its items wait in the tier's pods, where the HPA's metric sees them.
+    expect(remote!.replicas.length * config.remoteMaxInFlight).toBeGreaterThanOrEqual(config.maxBatchSize);
+    // Every container of the base asks for CPU and memory (HPA utilisation, scheduling).
+    for (const d of DEPLOYMENTS) {
+      for (const c of allContainers(d.spec.template.spec)) {
+        expect({ deployment: d.metadata.name, container: c.name, cpu: Boolean(c.resources?.requests?.cpu), memory: Boolean(c.resources?.requests?.memory) }).toEqual({
+          deployment: d.metadata.name,
+          container: c.name,
+          cpu: true,
+          memory: true,
+        });
+      }
     }
   });
 
@@ -597,15 +673,50 @@ function setImage(image: string, rules: NonNullable<Kustomization['images']>): s
   return `${rule.newName ?? name}${newTag ? `:${newTag}` : ''}`;
 }
 
+/** Lists that Kubernetes' strategic merge merges by `name` (the fields of a pod template used here). */
+const MERGED_BY_NAME = new Set(['containers', 'initContainers', 'env', 'volumes']);
+
+/**
+ * A strategic merge patch as kustomize applies one (the subset these manifests use): maps merge
+ * key by key, the lists above merge item by item on `name` (an unknown name is appended), any
+ * other list or value is replaced.
+ */
+function strategicMerge(target: Record<string, Json>, patch: Record<string, Json>): void {
+  for (const [key, value] of Object.entries(patch)) {
+    const current = target[key];
+    if (Array.isArray(value) && Array.isArray(current) && MERGED_BY_NAME.has(key)) {
+      for (const item of value as Record<string, Json>[]) {
+        const same = (current as Record<string, Json>[]).find((c) => c.name === item.name);
+        if (same) strategicMerge(same, item);
+        else current.push(structuredClone(item));
+      }
+    } else if (value && typeof value === 'object' && !Array.isArray(value) && current && typeof current === 'object' && !Array.isArray(current)) {
+      strategicMerge(current as Record<string, Json>, value as Record<string, Json>);
+    } else {
+      target[key] = structuredClone(value);
+    }
+  }
+}
+
+/** The objects of a kustomization's `resources` files (relative to `dir`). */
+const resourcesOf = (k: Kustomization, dir: string): K8sObject[] =>
+  (k.resources ?? []).flatMap((file) => (loadAll(readFileSync(join(dir, file), 'utf8')) as (K8sObject | null)[]).filter((d): d is K8sObject => d !== null));
+
 function applyComponent(objects: K8sObject[], component: Kustomization, dir: string): { objects: K8sObject[]; patched: number } {
-  const out = structuredClone(objects);
+  // A component's own resources join the base's; its patches apply to both.
+  const out = [...structuredClone(objects), ...resourcesOf(component, dir)];
   let patched = 0;
   for (const p of component.patches ?? []) {
     const text = p.patch ?? readFileSync(join(dir, p.path!), 'utf8');
-    const ops = loadAll(text)[0] as { op: string; path: string; value?: Json }[];
-    expect(Array.isArray(ops)).toBe(true);
-    for (const object of out.filter((o) => targetMatches(o, p.target ?? {}))) {
-      applyJsonPatch(object, ops);
+    const parsed = loadAll(text)[0] as { op: string; path: string; value?: Json }[] | K8sObject;
+    const targets = out.filter((o) => targetMatches(o, p.target ?? {}));
+    // A list is a JSON 6902 patch; an object a strategic merge patch naming its target's kind and name.
+    if (!Array.isArray(parsed)) {
+      expect(targets.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([`${parsed.kind}/${parsed.metadata.name}`]);
+    }
+    for (const object of targets) {
+      if (Array.isArray(parsed)) applyJsonPatch(object, parsed);
+      else strategicMerge(object as Record<string, Json>, parsed as unknown as Record<string, Json>);
       patched++;
     }
   }
@@ -645,6 +756,113 @@ describe('k8s/gpu component', () => {
     // The base leaves it to the operator to enable: the CPU variant is the default.
     expect(BASE.components ?? []).toEqual([]);
     expect(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')).toMatch(/^# components:\n#\s+- gpu$/m);
+  });
+});
+
+describe('k8s/vllm component', () => {
+  const vllmDir = join(K8S, 'vllm');
+  const component = kustomizationAt(vllmDir);
+  const { objects, patched } = applyComponent(BASE_OBJECTS, component, vllmDir);
+  const deployments = objects.filter((o): o is Deployment => o.kind === 'Deployment');
+  const vllm = deployments.find((d) => !DEPLOYMENTS.some((b) => b.metadata.name === d.metadata.name))!;
+  const container = vllm.spec.template.spec.containers[0];
+  /** The value after `--flag` in the container's arguments (undefined when absent). */
+  const argOf = (flag: string) => {
+    const args = container.args ?? [];
+    const i = args.indexOf(flag);
+    return i >= 0 ? args[i + 1] : args.find((a) => a.startsWith(`${flag}=`))?.slice(flag.length + 1);
+  };
+  const control = () => deployments.find((d) => d.metadata.name === stateOwner().metadata.name)!;
+
+  test('adds one vLLM Deployment and the Service that selects exactly its pods; the base is left as it was but for the control pod', () => {
+    expect(component.kind).toBe('Component');
+    expect(objects.filter((o) => !BASE_OBJECTS.some((b) => b.kind === o.kind && b.metadata.name === o.metadata.name)).map((o) => o.kind).sort()).toEqual(['Deployment', 'Service']);
+    expect(vllm).toBeDefined();
+    expect(patched).toBe(1);
+    const service = objects.find((o): o is Service => o.kind === 'Service' && o.metadata.name === 'visualthinker-vllm')!;
+    expect(service.spec.type ?? 'ClusterIP').toBe('ClusterIP');
+    expect(deployments.filter((d) => matches(service.spec.selector, podLabels(d)))).toEqual([vllm]);
+    expect(matches(vllm.spec.selector.matchLabels, podLabels(vllm))).toBe(true);
+    // Neither the vLLM selectors nor the base's reach the other's pods (nor does the gpu component's patch).
+    for (const d of DEPLOYMENTS) {
+      expect(matches(vllm.spec.selector.matchLabels, podLabels(d))).toBe(false);
+      expect(matches(d.spec.selector.matchLabels, podLabels(vllm))).toBe(false);
+    }
+    for (const s of SERVICES) expect(matches(s.spec.selector, podLabels(vllm))).toBe(false);
+    const gpuDir = join(K8S, 'gpu');
+    const withGpu = applyComponent(objects, kustomizationAt(gpuDir), gpuDir).objects.find((o) => o.metadata.name === vllm.metadata.name) as Deployment;
+    expect(withGpu).toEqual(vllm);
+    const port = service.spec.ports[0];
+    expect(container.ports?.find((p) => p.name === port.targetPort)?.containerPort).toBe(port.port);
+    // Only the control pod changed, and only its REMOTE_MODELS.
+    for (const d of DEPLOYMENTS) {
+      const after = deployments.find((x) => x.metadata.name === d.metadata.name)!;
+      if (d !== stateOwner()) expect(after).toEqual(d);
+    }
+    const before = serverContainer(stateOwner()).env!;
+    const after = serverContainer(control()).env!;
+    expect(after.map((e) => e.name)).toEqual(before.map((e) => e.name));
+    expect(after.filter((e) => e.name !== 'REMOTE_MODELS')).toEqual(before.filter((e) => e.name !== 'REMOTE_MODELS'));
+  });
+
+  test("the control pod's REMOTE_MODELS keeps the inference tier and names the vLLM Service with the id vLLM serves", () => {
+    const before = parseRemoteModels(envOf(serverContainer(stateOwner()), 'REMOTE_MODELS')!.value!);
+    const config = loadConfig(resolvedEnv(serverContainer(control())));
+    expect(config.remoteModels.slice(0, before.length)).toEqual(before);
+    const added = config.remoteModels.slice(before.length);
+    expect(added).toHaveLength(1);
+    expect(existsSync(join(REPO_ROOT, 'models', added[0].name))).toBe(false);
+    const service = objects.find((o): o is Service => o.kind === 'Service' && o.metadata.name === 'visualthinker-vllm')!;
+    for (const replica of added[0].replicas) {
+      const url = new URL(replica.url);
+      expect(url.hostname).toBe(service.metadata.name);
+      expect(Number(url.port || 80)).toBe(service.spec.ports[0].port);
+      expect(url.pathname).toBe('/v1');
+      // vLLM lists the model under --served-model-name; the start-up check looks for this id.
+      expect(replica.remoteId).toBe(argOf('--served-model-name'));
+    }
+  });
+
+  test('vLLM serves the checkpoint from the models volume, offline, with the arguments the templates need', () => {
+    const controlConfig = loadConfig(resolvedEnv(serverContainer(control())));
+    // A pinned vllm/vllm-openai release, started as `vllm serve <folder>`.
+    expect(container.image).toMatch(/^vllm\/vllm-openai:v\d+\.\d+\.\d+$/);
+    expect(container.command).toEqual(['vllm', 'serve']);
+    const folder = container.args![0];
+    const mount = container.volumeMounts!.find((m) => folder.startsWith(`${m.mountPath}/`))!;
+    expect(mount.readOnly).toBe(true);
+    expect(vllm.spec.template.spec.volumes!.find((v) => v.name === mount.name)?.persistentVolumeClaim?.claimName).toBe('visualthinker-models');
+    expect(PVCS.map((p) => p.metadata.name)).toContain('visualthinker-models');
+    // Nothing is fetched from the Hub at run time.
+    expect(envOf(container, 'HF_HUB_OFFLINE')?.value).toBe('1');
+    // Room for the longest prompt plus the most new tokens the control pod allows.
+    expect(Number(argOf('--max-model-len'))).toBeGreaterThanOrEqual(controlConfig.maxPromptTokens + controlConfig.maxNewTokens);
+    // One image per prompt, resized within the bounds of training and of the local engine.
+    expect((JSON.parse(argOf('--limit-mm-per-prompt')!) as { image: number }).image).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(argOf('--mm-processor-kwargs')!)).toEqual({ min_pixels: controlConfig.minPixels, max_pixels: controlConfig.maxPixels });
+    // The per-request chat template of r1/direct/raw is accepted; sampling defaults are vLLM's.
+    expect(container.args).toContain('--trust-request-chat-template');
+    expect(argOf('--generation-config')).toBe('vllm');
+    expect(Number(argOf('--port'))).toBe(container.ports![0].containerPort);
+    // Qwen2-VL needs no remote code, and the reply must come back as one text.
+    for (const flag of ['--trust-remote-code', '--reasoning-parser']) expect(container.args!.some((a) => a.startsWith(flag))).toBe(false);
+    // Probes on vLLM's /health through the named port; minutes to load before the liveness probe counts.
+    for (const probe of [container.startupProbe, container.readinessProbe, container.livenessProbe]) {
+      expect(probe?.httpGet).toEqual({ path: '/health', port: 'http' });
+    }
+    expect((container.startupProbe!.periodSeconds ?? 10) * (container.startupProbe!.failureThreshold ?? 3)).toBeGreaterThanOrEqual(300);
+    // A GPU, with CPU and memory requested; the GPU taint tolerated; shared memory in memory.
+    expect(container.resources?.limits?.['nvidia.com/gpu']).toBe('1');
+    expect(container.resources?.requests?.cpu).toBeDefined();
+    expect(container.resources?.requests?.memory).toBeDefined();
+    expect(vllm.spec.template.spec.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    const shm = container.volumeMounts!.find((m) => m.mountPath === '/dev/shm');
+    expect(vllm.spec.template.spec.volumes!.find((v) => v.name === shm?.name)?.emptyDir?.medium).toBe('Memory');
+    expect(container.securityContext?.allowPrivilegeEscalation).toBe(false);
+    expect(vllm.spec.template.spec.automountServiceAccountToken).toBe(false);
+    // The base leaves it to the operator to enable, as the gpu component.
+    expect(BASE.components ?? []).toEqual([]);
+    expect(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')).toMatch(/^#\s+- vllm$/m);
   });
 });
 

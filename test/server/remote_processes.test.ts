@@ -2,63 +2,10 @@
 // the front serves the backend's model as its default and answers as the backend does; and the
 // start-up check of REMOTE_MODELS: a malformed value or a remote without the model's id stops the
 // start with a message naming it, an unreachable remote is a warning and its requests get 502.
-import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { REPO_ROOT } from '../helpers/vectors';
-
-interface Service {
-  child: ChildProcess;
-  base: string;
-  /** stdout and stderr together. */
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
-
-function startService(env: Record<string, string>, port: number): Service {
-  let output = '';
-  const child = spawn(process.execPath, ['--require', 'tsx/cjs', join(REPO_ROOT, 'src/server/main.ts')], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', THREADS: '1', MAX_NEW_TOKENS: '64', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout!.on('data', (chunk) => (output += String(chunk)));
-  child.stderr!.on('data', (chunk) => (output += String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, base: `http://127.0.0.1:${port}`, output: () => output, exited };
-}
-
-/** Until /readyz answers 200 (`probe` /healthz: until it listens, for WARMUP=false, where readiness waits for a first load). */
-async function ready(service: Service, probe = '/readyz', timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if ((await fetch(`${service.base}${probe}`)).status === 200) return;
-    } catch {
-      // not listening yet
-    }
-    if (service.child.exitCode !== null) throw new Error(`the service exited: ${service.output()}`);
-    if (Date.now() > deadline) throw new Error(`the service did not get ready: ${service.output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function stop(service: Service | undefined): Promise<void> {
-  if (!service || service.child.exitCode !== null) return;
-  service.child.kill('SIGKILL');
-  await service.exited;
-}
+import { freePort, serviceReady as ready, ServiceProcess as Service, startServiceProcess as startService, stopServiceProcess as stop } from '../helpers/service_process';
 
 const post = (base: string, path: string, body: unknown) =>
   fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
