@@ -66,6 +66,7 @@ class JobConfig:
     rollouts_per_step: int = 16  # completions of each step written to rollouts.jsonl (-1 = all)
     threads: int = 0  # torch CPU threads (0 = torch's default)
 
+    REQUIRED = ("base_model", "dataset", "output_dir")
     CHOICES = {
         "template": ("r1", "instruct"),
         "question_style": ("sat", "letters"),
@@ -75,36 +76,54 @@ class JobConfig:
         "attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     }
     EXPORT_DTYPES = ("fp32", "fp16", "q8", "q4")
+    # Bounds of single options (JSON-Schema words: minimum and maximum inclusive, exclusive_minimum
+    # not), checked by validate() and listed in test/vectors/training_options.json. Bounds that tie
+    # two options together (min_pixels <= max_pixels, prompts_per_step a multiple of
+    # micro_batch_prompts, not both freezes) are in validate() alone.
+    LIMITS = {
+        "max_items": {"minimum": 0},
+        "max_prompt_length": {"minimum": 1},
+        "min_pixels": {"minimum": 784},
+        "steps": {"minimum": 1},
+        "num_generations": {"minimum": 2},
+        "prompts_per_step": {"minimum": 1},
+        "micro_batch_prompts": {"minimum": 1},
+        "temperature": {"exclusive_minimum": 0, "maximum": 10},
+        "max_completion_length": {"minimum": 1},
+        "beta": {"minimum": 0},
+        "learning_rate": {"minimum": 0},
+        "max_grad_norm": {"exclusive_minimum": 0},
+        "length_reward": {"minimum": 0},
+        "seed": {"minimum": 0, "maximum": 2**32 - 1},  # numpy's seeding takes no more
+        "save_steps": {"minimum": 1},
+        "save_total_limit": {"minimum": 1},
+        "rollouts_per_step": {"minimum": -1},
+        "threads": {"minimum": 0},
+    }
+    WHY = {"num_generations": "group-normalised advantages need G >= 2"}
 
     def validate(self) -> JobConfig:
         problems = []
-        for name in ("base_model", "dataset", "output_dir"):
+        for name in self.REQUIRED:
             if not getattr(self, name):
                 problems.append(f"{name} is required")
         for name, allowed in self.CHOICES.items():
             if getattr(self, name) not in allowed:
                 problems.append(f"{name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
-        for name in ("steps", "num_generations", "prompts_per_step", "micro_batch_prompts", "max_completion_length",
-                     "max_prompt_length", "save_steps", "save_total_limit"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)} must be at least 1")
-        if self.num_generations < 2:
-            problems.append(f"num_generations={self.num_generations}: group-normalised advantages need G >= 2")
-        if self.prompts_per_step % self.micro_batch_prompts:
+        for name, limits in self.LIMITS.items():
+            value = getattr(self, name)
+            if not _within(value, limits):
+                why = f" ({self.WHY[name]})" if name in self.WHY else ""
+                problems.append(f"{name}={value} must be {_describe(limits)}{why}")
+        if self.micro_batch_prompts >= 1 and self.prompts_per_step % self.micro_batch_prompts:
             problems.append(f"prompts_per_step={self.prompts_per_step} is not a multiple of micro_batch_prompts={self.micro_batch_prompts}")
-        if not 0 < self.temperature <= 10:
-            problems.append(f"temperature={self.temperature} must be in (0, 10]")
-        if self.beta < 0 or self.learning_rate < 0 or self.length_reward < 0 or self.max_grad_norm <= 0:
-            problems.append("beta, learning_rate and length_reward must be >= 0 and max_grad_norm > 0")
-        if not 784 <= self.min_pixels <= self.max_pixels:
-            problems.append(f"need 784 <= min_pixels ({self.min_pixels}) <= max_pixels ({self.max_pixels})")
+        if self.min_pixels > self.max_pixels:
+            problems.append(f"need min_pixels ({self.min_pixels}) <= max_pixels ({self.max_pixels})")
         if self.freeze_vision and self.freeze_llm:
             problems.append("freeze_vision and freeze_llm together leave nothing to train")
         bad = [d for d in self.export_dtypes if d not in self.EXPORT_DTYPES]
         if bad or not self.export_dtypes:
             problems.append(f"export_dtypes={self.export_dtypes} must be a non-empty list of {', '.join(self.EXPORT_DTYPES)}")
-        if self.max_items < 0 or self.rollouts_per_step < -1 or self.threads < 0:
-            problems.append("max_items and threads must be >= 0, rollouts_per_step >= -1")
         if problems:
             raise ValueError("invalid job configuration: " + "; ".join(problems))
         return self
@@ -134,9 +153,52 @@ class JobConfig:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
+def _within(value: float, limits: dict[str, float]) -> bool:
+    return (
+        ("minimum" not in limits or value >= limits["minimum"])
+        and ("exclusive_minimum" not in limits or value > limits["exclusive_minimum"])
+        and ("maximum" not in limits or value <= limits["maximum"])
+    )
+
+
+def _describe(limits: dict[str, float]) -> str:
+    low = "[" if "minimum" in limits else "("
+    lowest = limits.get("minimum", limits.get("exclusive_minimum"))
+    if "maximum" in limits:
+        return f"in {low}{lowest}, {limits['maximum']}]"
+    return f"at least {lowest}" if low == "[" else f"greater than {lowest}"
+
+
+TYPE_NAMES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def option_table() -> list[dict[str, Any]]:
+    """Every option a job may set: name, JSON type, default, whether required, choices and bounds.
+
+    Written to test/vectors/training_options.json (python -m trainer.vectors), which the service's
+    request schema, the dashboard's form and the fake trainer of the service's tests are checked
+    against.
+    """
+    rows = []
+    for f in fields(JobConfig):
+        default = _default(f)
+        row: dict[str, Any] = {"name": f.name, "type": TYPE_NAMES[type(default)], "default": default,
+                               "required": f.name in JobConfig.REQUIRED}
+        if f.name in JobConfig.CHOICES:
+            row["choices"] = list(JobConfig.CHOICES[f.name])
+        if f.name == "export_dtypes":
+            row["item_choices"] = list(JobConfig.EXPORT_DTYPES)
+        row.update(JobConfig.LIMITS.get(f.name, {}))
+        rows.append(row)
+    return rows
+
+
 def _coerce(name: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
-    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-    kind = type(default)
+    kind = type(_default(f))
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
             return value.lower() in ("true", "1", "yes", "on")

@@ -562,6 +562,18 @@ def templates_vectors(model_dir: Path) -> dict:
     }
 
 
+def training_options_vectors() -> dict:
+    from .config import option_table
+
+    return {
+        "description": "Every option a GRPO job (job.json) may set, from trainer/config.py: JSON type, default, "
+        "whether required, choices (item_choices for a list's items) and the bounds validate() checks "
+        "(minimum and maximum inclusive, exclusive_minimum not). Bounds that tie two options together are "
+        "not listed. The service's request schema, dashboard form and fake trainer are checked against it.",
+        "options": option_table(),
+    }
+
+
 def build_all(model_dir: Path) -> dict[str, dict]:
     from transformers import Qwen2VLForConditionalGeneration
 
@@ -576,6 +588,7 @@ def build_all(model_dir: Path) -> dict[str, dict]:
         "rewards.json": rewards_vectors(),
         "scoring.json": scoring_vectors(),
         "templates.json": templates_vectors(model_dir),
+        "training_options.json": training_options_vectors(),
     }
 
 

@@ -178,20 +178,10 @@ export class Engine {
    * replica that cannot be reached (requests to it fail with 502 until it answers).
    */
   async checkRemotes(timeoutMs = 10_000): Promise<string[]> {
-    const unreachable: string[] = [];
-    const wrong: string[] = [];
-    await Promise.all(
-      this.remoteModels().flatMap((model) =>
-        model.replicas.map(async (replica) => {
-          const probed = await model.probe(replica, timeoutMs);
-          if (probed.ok) return;
-          const what = `model "${model.name}" replica ${replica.index + 1} (${replica.url}): ${probed.message}`;
-          (probed.unreachable ? unreachable : wrong).push(what);
-        }),
-      ),
-    );
+    const checks = await Promise.all(this.remoteModels().map((model) => model.check(timeoutMs)));
+    const wrong = checks.flatMap((c) => c.wrong);
     if (wrong.length) throw new Error(`invalid configuration: REMOTE_MODELS: ${wrong.join('; ')}`);
-    return unreachable.map((m) => `REMOTE_MODELS: ${m}; requests to it fail with 502 until it answers`);
+    return checks.flatMap((c) => c.unreachable).map((m) => `REMOTE_MODELS: ${m}; requests to it fail with 502 until it answers`);
   }
 
   /** Follow steps and finished requests (metrics); returns a function that stops it. */
@@ -206,33 +196,57 @@ export class Engine {
     return [...this.registry.list(), ...this.remoteModels().map((m) => ({ name: m.name, dir: '', loaded: true, remote: true }))];
   }
 
-  /** Load the default model and run one short request through it, so the first user does not pay. */
+  /**
+   * Opens a model without generating: a local model's sessions (a loaded one is left as it is),
+   * or, for a remote model, asks its replicas whether they serve it. Throws 404 model_not_found
+   * for an unknown name; a remote model none of whose replicas answers, or one whose replica
+   * serves other models, is 502 remote_unavailable.
+   */
+  async load(name: string, timeoutMs = 10_000): Promise<ModelEntry> {
+    this.refuseWhenStopping();
+    const remote = this.remotes.get(name);
+    if (remote) {
+      const { unreachable, wrong } = await remote.check(timeoutMs);
+      if (wrong.length) throw new EngineError('remote_unavailable', 'remote_error', wrong.join('; '));
+      if (unreachable.length === remote.replicas.length) throw new EngineError('remote_unavailable', 'remote_unreachable', unreachable.join('; '));
+    } else {
+      this.registry.release(await this.registry.acquire(name));
+    }
+    return this.listModels().find((m) => m.name === name)!;
+  }
+
+  /** Load the default model at start, so that the first user does not wait for it (readiness follows). */
   async warmup(): Promise<void> {
-    // A remote default model is the remote's to warm (checkRemotes asks it at start).
+    // A remote default model is asked at start already (checkRemotes).
     if (this.remotes.has(this.options.defaultModel)) return;
-    for await (const event of this.generate({ prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 })) void event;
+    await this.load(this.options.defaultModel);
   }
 
   /** The whole result of a request (the streamed deltas are dropped). */
   async generateText(request: GenerateRequest): Promise<GenerateResult> {
     // A remote request held whole can move to another replica after a failure at any point.
-    const remote = this.remoteFor(request);
-    const events = remote ? this.generateRemote(remote, request, true) : this.generate(request);
-    for await (const event of events) if (event.type === 'done') return event.result;
+    for await (const event of this.events(request, true)) if (event.type === 'done') return event.result;
     throw new EngineError('model_error', 'no_result', 'generation ended without a result');
   }
 
-  async *generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
-    if (this.disposed || this.draining) {
-      throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
+  generate(request: GenerateRequest): AsyncGenerator<GenerateEvent> {
+    return this.events(request, false);
+  }
+
+  /** Every request, local or remote: the engine's own checks, then the model that serves it. */
+  private async *events(request: GenerateRequest, buffered: boolean): AsyncGenerator<GenerateEvent> {
+    this.refuseWhenStopping();
+    // A question template takes at most one image: refused before any image is decoded or sent.
+    if (request.prompt.template !== 'chat' && request.images.length > 1) {
+      throw new EngineError('invalid_input', 'too_many_images', `template ${request.prompt.template} takes at most one image`);
     }
-    const remote = this.remoteFor(request);
+    const name = request.model ?? this.options.defaultModel;
+    const remote = this.remotes.get(name);
     if (remote) {
-      yield* this.generateRemote(remote, request, false);
+      yield* remote.generate(request, buffered, this.maxNewTokensOf(request));
       return;
     }
     const started = Date.now();
-    const name = request.model ?? this.options.defaultModel;
     const model = await this.registry.acquire(name);
     try {
       yield* this.run(model, request, started);
@@ -241,15 +255,10 @@ export class Engine {
     }
   }
 
-  private remoteFor(request: GenerateRequest): RemoteModel | undefined {
-    return this.remotes.get(request.model ?? this.options.defaultModel);
-  }
-
-  private async *generateRemote(remote: RemoteModel, request: GenerateRequest, buffered: boolean): AsyncGenerator<GenerateEvent> {
+  private refuseWhenStopping(): void {
     if (this.disposed || this.draining) {
       throw new EngineError('overloaded', 'shutting_down', 'the server is shutting down and takes no new requests', { retryAfterSeconds: 5 });
     }
-    yield* remote.generate(request, buffered, this.maxNewTokensOf(request));
   }
 
   /** The request's token budget, local or remote: its own or the default, within the cap. */
@@ -358,10 +367,6 @@ export class Engine {
   /** Prompt text -> ids with image tokens expanded, M-RoPE positions (qwen2_vl/prompt_inputs.ts), preprocessed images. */
   private async prepare(model: LoadedModel, request: GenerateRequest): Promise<PreparedPrompt> {
     const { tokenizer, folder } = model;
-    // A question template takes at most one image: refused before any image is decoded.
-    if (request.prompt.template !== 'chat' && request.images.length > 1) {
-      throw new EngineError('invalid_input', 'too_many_images', `template ${request.prompt.template} takes at most one image`);
-    }
     const images = await Promise.all(
       request.images.map(async (bytes) => {
         const processed = await preprocessImage(bytes, model.image, { maxInputPixels: this.options.maxInputPixels });

@@ -20,7 +20,7 @@ import { modelsRouter } from './routes/models';
 export interface AppState {
   /** Set on SIGTERM: /readyz answers 503 so load balancers stop sending traffic. */
   draining: boolean;
-  /** Set once the default model is loaded and warmed. */
+  /** Set once the default model is loaded (WARMUP) or at once without WARMUP. */
   warmed: boolean;
 }
 

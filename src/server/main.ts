@@ -78,7 +78,7 @@ async function main() {
       .warmup()
       .then(() => {
         state.warmed = true;
-        logger.info({ model: config.defaultModel }, 'model loaded and warmed; ready');
+        logger.info({ model: config.defaultModel }, 'default model loaded; ready');
         const resumed = runs.resumeInterrupted();
         if (resumed.length) logger.info({ runs: resumed }, 'resumed interrupted evaluation runs');
       })

@@ -172,7 +172,11 @@ export const uploadQuerySchema = z
 const noControlChars = (s: string) => ![...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
 const location = (field: string) => z.string().min(1).max(1024).refine(noControlChars, `${field} must not contain control characters`);
 
-/** POST /admin/train. Defaults are the trainer's (docs/training.md), except base_model and dataset. */
+/**
+ * POST /admin/train. Defaults are the trainer's (docs/training.md), except base_model and dataset;
+ * so are the types, choices and bounds of its fields that are trainer keys, where the trainer
+ * states one (test/vectors/training_options.json, test/training/training_options.test.ts).
+ */
 export const trainSchema = z
   .object({
     base_model: location('base_model').optional(),
@@ -182,7 +186,8 @@ export const trainSchema = z
     steps: z.number().int().min(1).max(10_000_000).optional(),
     num_generations: z.number().int().min(2).max(256).optional(),
     prompts_per_step: z.number().int().min(1).max(100_000).optional(),
-    learning_rate: z.number().gt(0).max(1).optional(),
+    // 0 is the trainer's own "auto" (its default: by the model's size).
+    learning_rate: z.number().min(0).max(1).optional(),
     beta: z.number().min(0).max(100).optional(),
     temperature: z.number().gt(0).max(10).optional(),
     max_completion_length: z.number().int().min(1).max(65_536).optional(),

@@ -1,6 +1,7 @@
 // What a training request is, and the job.json it becomes (docs/training.md, "job.json"). The
-// HTTP schema (src/server/routes/admin.ts) checks types and ranges; defaults stay the trainer's,
-// so job.json carries only what the request gave, plus the resolved paths.
+// HTTP schema (trainSchema in src/server/schemas.ts) checks types and ranges, the trainer's where
+// it states them (test/vectors/training_options.json, test/training/training_options.test.ts);
+// defaults stay the trainer's, so job.json carries only what the request gave, plus the resolved paths.
 import type { LevelName } from '../benchmarks/spatial_synth';
 
 /** A training request as the API takes it (snake_case, like job.json). */

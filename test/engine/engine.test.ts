@@ -173,6 +173,73 @@ describe('engine on models/tiny-random', () => {
   });
 });
 
+describe('loading a model', () => {
+  test('load opens the sessions of a model without generating, once; warmup loads the default model so readiness follows', async () => {
+    const engine = testEngine();
+    const generated: string[] = [];
+    engine.observe({ onStep: (model) => generated.push(model), onRequestDone: (model) => generated.push(model) });
+    try {
+      expect(engine.isReady()).toBe(false);
+      expect(await engine.load('tiny-random')).toEqual({ name: 'tiny-random', dir: join(REPO_ROOT, 'models', 'tiny-random'), loaded: true });
+      const [loaded] = engine.registry.loadedModels();
+      expect(loaded.name).toBe('tiny-random');
+      await engine.load('tiny-random');
+      expect(engine.registry.loadedModels()).toEqual([loaded]);
+      expect(generated).toEqual([]);
+      expect(engine.isReady()).toBe(true);
+      // The loaded sessions serve the next request.
+      const result = await engine.generateText({ prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 });
+      expect(result.usage.completionTokens).toBe(2);
+      expect(engine.registry.loadedModels()).toEqual([loaded]);
+    } finally {
+      await engine.dispose();
+    }
+    const warm = testEngine();
+    const warmSteps: string[] = [];
+    warm.observe({ onStep: (model) => warmSteps.push(model), onRequestDone: (model) => warmSteps.push(model) });
+    try {
+      await warm.warmup();
+      expect(warm.isReady()).toBe(true);
+      expect(warmSteps).toEqual([]);
+    } finally {
+      await warm.dispose();
+    }
+  });
+
+  test('an unknown name is model_not_found, and a draining engine loads nothing', async () => {
+    const engine = testEngine();
+    try {
+      await expect(engine.load('no-such-model')).rejects.toMatchObject({ kind: 'not_found', code: 'model_not_found' });
+      await engine.drain();
+      await expect(engine.load('tiny-random')).rejects.toMatchObject({ kind: 'overloaded', code: 'shutting_down' });
+      expect(engine.registry.loadedModels()).toEqual([]);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
+describe('the one-image rule of question templates', () => {
+  test('more than one image with a question template is too_many_images before the model is even loaded; chat takes several', async () => {
+    const engine = testEngine();
+    try {
+      const png = vectorPng(v.image);
+      for (const template of ['r1', 'instruct', 'direct', 'raw'] as const) {
+        const request: GenerateRequest = { prompt: { template, question: 'Which is left?' }, images: [png, png] };
+        const expected = { kind: 'invalid_input', code: 'too_many_images', message: `template ${template} takes at most one image` };
+        await expect(engine.generateText(request)).rejects.toMatchObject(expected);
+        await expect(engine.generate(request).next()).rejects.toMatchObject(expected);
+      }
+      expect(engine.registry.loadedModels()).toEqual([]);
+      const chat: GenerateRequest['prompt'] = { template: 'chat', messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'image' }, { type: 'text', text: 'Same?' }] }] };
+      const result = await engine.generateText({ prompt: chat, images: [png, png], maxNewTokens: 1 });
+      expect(result.usage.imageTokens).toBe(8);
+    } finally {
+      await engine.dispose();
+    }
+  });
+});
+
 describe('engine back-pressure', () => {
   test('a full queue refuses requests with a retry hint instead of hanging', async () => {
     const engine = testEngine({ scheduler: { maxBatchSize: 1, maxWaiting: 1, maxPrefillTokens: 4096, featureCacheBytes: 0 } });

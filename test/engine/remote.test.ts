@@ -10,7 +10,7 @@ import { EvalRuns } from '../../src/benchmarks/runs';
 import { splitLoader } from '../../src/benchmarks/splits';
 import { RunStore } from '../../src/benchmarks/store';
 import { loadConfig } from '../../src/config';
-import { Engine, EngineOptions, GenerateEvent } from '../../src/engine/engine';
+import { Engine, EngineOptions, GenerateEvent, GenerateRequest } from '../../src/engine/engine';
 import { EngineError } from '../../src/engine/errors';
 import { INSTRUCT_SUFFIX, renderPrompt } from '../../src/engine/prompts';
 import { parseCompletion } from '../../src/engine/rewards';
@@ -166,6 +166,27 @@ describe('remote models through the engine', () => {
     expect(await failure(engine.generateText({ model: 'far', prompt: { template: 'r1', question: 'q' }, images: [notImage] }))).toMatchObject({ kind: 'unsupported_media' });
     expect(await failure(engine.generateText({ model: 'far', prompt: { template: 'r1', question: 'q' }, images: [], maxNewTokens: 65 }))).toMatchObject({ kind: 'invalid_input' });
     expect(fake.requests).toHaveLength(0);
+  });
+
+  test('more than one image with a question template is too_many_images, as with a local model, before any remote call', async () => {
+    const fake = await remote((_body, res) => streamReply(res, REPLY));
+    const engine = engineFor(`far=${fake.url}`);
+    const image = await noiseImage(32, 24, 3);
+    const request: GenerateRequest = { model: 'far', prompt: { template: 'r1', question: 'q' }, images: [image, image] };
+    const expected = { kind: 'invalid_input', code: 'too_many_images', message: 'template r1 takes at most one image' };
+    expect(await failure(engine.generateText(request))).toMatchObject(expected);
+    expect(await failure(engine.generate(request).next())).toMatchObject(expected);
+    expect(fake.requests).toHaveLength(0);
+  });
+
+  test('load asks the replicas whether they serve the model, without a chat request; none answering, or one serving other models, is 502', async () => {
+    const fake = await remote((_body, res) => streamReply(res, REPLY), { models: ['Qwen/Qwen2-VL-2B'] });
+    const refused = await closedPortUrl();
+    const engine = engineFor(`far=${fake.url}#Qwen/Qwen2-VL-2B|${refused}#Qwen/Qwen2-VL-2B,gone=${refused},wrong=${fake.url}#other-id`);
+    expect(await engine.load('far')).toEqual({ name: 'far', dir: '', loaded: true, remote: true });
+    expect(fake.requests).toHaveLength(0);
+    expect(await failure(engine.load('gone', 2000))).toMatchObject({ kind: 'remote_unavailable', code: 'remote_unreachable', message: expect.stringMatching(/^model "gone" replica 1 \(http:\/\/127\.0\.0\.1:\d+\/v1\): GET .* failed: ECONNREFUSED$/) });
+    expect(await failure(engine.load('wrong', 2000))).toMatchObject({ kind: 'remote_unavailable', code: 'remote_error', message: expect.stringContaining('does not serve a model "other-id"') });
   });
 
   test('requests spread by least outstanding requests, never more than the in-flight bound per replica', async () => {

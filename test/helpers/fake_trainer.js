@@ -19,14 +19,10 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-const KEYS = new Set([
-  'job_id', 'base_model', 'dataset', 'split', 'output_dir', 'export_dir', 'template', 'steps', 'num_generations',
-  'prompts_per_step', 'learning_rate', 'beta', 'temperature', 'max_completion_length', 'max_prompt_length',
-  'max_pixels', 'min_pixels', 'device', 'seed', 'save_steps', 'freeze_vision', 'freeze_llm', 'length_reward', 'export_dtypes',
-  // trainer/config.py's further options
-  'max_items', 'question_style', 'micro_batch_prompts', 'max_grad_norm', 'weight_decay', 'dtype', 'gradient_checkpointing',
-  'attn_implementation', 'save_total_limit', 'rollouts_per_step', 'threads',
-]);
+// The trainer's options, as trainer/config.py lists them (python -m trainer.vectors): a key the
+// real trainer would refuse is refused here too.
+const OPTIONS = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'vectors', 'training_options.json'), 'utf8')).options;
+const KEYS = new Set(OPTIONS.map((option) => option.name));
 
 const env = process.env;
 const behaviour = env.FAKE_TRAINER || 'succeed';

@@ -234,14 +234,19 @@ describe('admin API', () => {
     }
   });
 
-  test('POST /admin/models/<name>/load loads and warms a model folder; unknown names are 404', async () => {
+  test('POST /admin/models/<name>/load loads a model folder without generating; unknown names are 404', async () => {
+    const generated: string[] = [];
+    const stop = engine.observe({ onStep: (model) => generated.push(model), onRequestDone: (model) => generated.push(model) });
     const res = await request(app).post('/admin/models/tiny-random/load').set(auth).expect(200);
+    stop();
     expect(res.body).toMatchObject({ id: 'tiny-random', object: 'model', loaded: true, load_ms: expect.any(Number) });
+    expect(generated).toEqual([]);
     const models = (await request(app).get('/v1/models').expect(200)).body.data;
     expect(models).toContainEqual(expect.objectContaining({ id: 'tiny-random', loaded: true }));
     for (const name of ['no-such-model', '..', '%2E%2E%2Fmodels%2Ftiny-random']) {
       const missing = await request(app).post(`/admin/models/${name}/load`).set(auth);
       expect(missing.status).toBe(404);
+      expect(missing.body.error.code).toBe('model_not_found');
     }
   });
 

@@ -4,6 +4,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { invalidInput, notFound, ServiceError, unprocessable } from '../../errors';
 import { BenchmarkName, BenchmarkSplit, DatasetRecord, EvalItem, LoadOptions } from '../types';
+import { ImageFileFormat, sniffImageFileFormat } from '../../engine/images/format';
 
 export interface BenchmarkLoadOptions extends LoadOptions {
   /**
@@ -264,17 +265,12 @@ export function imageBytes(value: unknown): Buffer | null {
   return null;
 }
 
-const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const FILE_EXTENSIONS: Record<ImageFileFormat, string> = { png: 'png', jpeg: 'jpg', webp: 'webp', gif: 'gif', bmp: 'bmp', tiff: 'tiff' };
 
-/** File extension of encoded image bytes from their signature, or null when not a known format. */
-export function imageExtension(bytes: Buffer): string | null {
-  if (bytes.length >= 8 && bytes.subarray(0, 8).equals(PNG_SIGNATURE)) return 'png';
-  if (bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff) return 'jpg';
-  if (bytes.length >= 12 && bytes.toString('latin1', 0, 4) === 'RIFF' && bytes.toString('latin1', 8, 12) === 'WEBP') return 'webp';
-  if (bytes.length >= 6 && /^GIF8[79]a$/.test(bytes.toString('latin1', 0, 6))) return 'gif';
-  if (bytes.length >= 2 && bytes.toString('latin1', 0, 2) === 'BM') return 'bmp';
-  if (bytes.length >= 4 && (bytes.toString('latin1', 0, 4) === 'II*\0' || bytes.toString('latin1', 0, 4) === 'MM\0*')) return 'tiff';
-  return null;
+/** File extension of encoded image bytes from their signature (the engine's sniffer), or null when not a known format. */
+export function imageExtension(bytes: Uint8Array): string | null {
+  const format = sniffImageFileFormat(bytes);
+  return format === null ? null : FILE_EXTENSIONS[format];
 }
 
 // ---- items -----------------------------------------------------------------------------------

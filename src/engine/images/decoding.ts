@@ -7,6 +7,7 @@
 import sharp from 'sharp';
 import type { Metadata, OutputInfo, SharpOptions } from 'sharp';
 import { EngineError } from '../errors';
+import { holdsAscii, sniffImageFileFormat } from './format';
 
 /** 8-bit RGB, row-major HWC (`data.length === width * height * 3`). */
 export interface RgbImage {
@@ -23,28 +24,19 @@ export interface DecodeLimits {
 export const ACCEPTED_IMAGE_TYPES = ['image/png', 'image/jpeg', 'image/webp'] as const;
 export type AcceptedImageFormat = 'png' | 'jpeg' | 'webp';
 
-const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-function startsWith(bytes: Uint8Array, prefix: number[], at = 0): boolean {
-  if (bytes.length < at + prefix.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (bytes[at + i] !== prefix[i]) return false;
-  return true;
-}
-
-const ascii = (text: string): number[] => Array.from(text, (c) => c.charCodeAt(0));
-
-/** The format named by the file's magic bytes, or null. Checked before any decoder sees the bytes. */
+/**
+ * The format named by the file's magic bytes (format.ts) when it is one the engine decodes, else
+ * null. Checked before any decoder sees the bytes.
+ */
 export function sniffImageFormat(bytes: Uint8Array): AcceptedImageFormat | null {
-  if (startsWith(bytes, PNG_SIGNATURE)) return 'png';
-  if (startsWith(bytes, [0xff, 0xd8, 0xff])) return 'jpeg';
-  if (startsWith(bytes, ascii('RIFF')) && startsWith(bytes, ascii('WEBP'), 8)) return 'webp';
-  return null;
+  const format = sniffImageFileFormat(bytes);
+  return format === 'png' || format === 'jpeg' || format === 'webp' ? format : null;
 }
 
 /** Width and height from a PNG's IHDR, read directly so that oversized declarations are refused
  * even where libpng itself would reject them with a generic error. */
 function pngHeaderSize(bytes: Uint8Array): { width: number; height: number } | null {
-  if (bytes.length < 24 || !startsWith(bytes, ascii('IHDR'), 12)) return null;
+  if (bytes.length < 24 || !holdsAscii(bytes, 'IHDR', 12)) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return { width: view.getUint32(16), height: view.getUint32(20) };
 }

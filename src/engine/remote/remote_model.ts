@@ -272,11 +272,25 @@ export class RemoteModel {
       return { template: 'chat', opensThink: false, question: '', messages, images, sampling, maxNewTokens, ignoreEos: request.ignoreEos === true };
     }
     const template = request.prompt.template;
-    if (images.length > 1) throw new EngineError('invalid_input', 'too_many_images', `template ${template} takes at most one image`);
     const { question } = request.prompt;
     const text = template === 'instruct' ? `${question} ${INSTRUCT_SUFFIX}` : question;
     const messages = [{ role: 'user', content: [...imageParts, { type: 'text', text }] }];
     return { template, opensThink: promptOpensThink(template), question, messages, images, sampling, maxNewTokens, ignoreEos: request.ignoreEos === true };
+  }
+
+  /**
+   * Asks every replica whether it serves the model (GET <url>/models): a message for each one
+   * that cannot be reached, and for each one that serves other models (a configuration mistake).
+   */
+  async check(timeoutMs: number): Promise<{ unreachable: string[]; wrong: string[] }> {
+    const found = { unreachable: [] as string[], wrong: [] as string[] };
+    await Promise.all(
+      this.replicas.map(async (replica) => {
+        const probed = await this.probe(replica, timeoutMs);
+        if (!probed.ok) (probed.unreachable ? found.unreachable : found.wrong).push(`model "${this.name}" replica ${replica.index + 1} (${replica.url}): ${probed.message}`);
+      }),
+    );
+    return found;
   }
 
   /** GET <url>/models: whether the replica serves its model id, and which API it speaks. */

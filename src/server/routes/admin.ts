@@ -1,6 +1,6 @@
 // Admin routes (docs/api.md, "Admin: training jobs and models"), all behind the admin token: training jobs (create,
 // list, status, per-step metrics as server-sent events or JSON lines, cancel) and loading a
-// model folder (an exported job's model, for instance) into the engine. Also the sampled rollouts
+// model folder (an exported job's model, for instance) into the engine without generating. Also the sampled rollouts
 // of a step (rollouts.jsonl), which the dashboard shows beside the curves.
 import { Request, Response, Router } from 'express';
 import { JobFolder } from '../../training/job_folder';
@@ -116,13 +116,10 @@ export function adminRouter(ctx: AppContext): Router {
 
   router.post('/admin/models/:name/load', async (req: Request, res: Response) => {
     const name = String(req.params.name);
-    const entry = ctx.engine.listModels().find((m) => m.name === name);
-    if (!entry) throw new ServiceError(404, 'model_not_found', `no model folder "${name}" under the model roots; see GET /v1/models`);
+    if (!ctx.engine.listModels().some((m) => m.name === name)) throw new ServiceError(404, 'model_not_found', `no model folder "${name}" under the model roots; see GET /v1/models`);
     const started = Date.now();
-    // Loading is on first use; one tiny request loads the model and warms it.
-    await ctx.engine.generateText({ model: name, prompt: { template: 'raw', question: 'Hello' }, images: [], maxNewTokens: 2 });
-    const loaded = ctx.engine.listModels().find((m) => m.name === name);
-    res.json({ id: name, object: 'model', loaded: loaded?.loaded ?? true, load_ms: Date.now() - started });
+    const loaded = await ctx.engine.load(name);
+    res.json({ id: name, object: 'model', loaded: loaded.loaded, load_ms: Date.now() - started });
   });
 
   return router;

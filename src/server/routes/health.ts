@@ -1,5 +1,5 @@
 // Probes and metrics: /healthz while the process lives, /readyz once the default model is loaded
-// and warmed (503 before and while draining), /metrics in Prometheus text format.
+// (503 before and while draining), /metrics in Prometheus text format.
 import { Request, Response, Router } from 'express';
 import type { AppContext } from '../app';
 
