@@ -451,7 +451,7 @@ def _pick(rng: random.Random) -> QA:
             answer = rng.choice(CATEGORIES[other])
             pool = CATEGORIES[cat]
             n = max(n, 3)
-            question = rng.choice([f"Which of these is not a {cat}?", f"Which one does not belong with the others?"])
+            question = rng.choice([f"Which of these is not a {cat}?", "Which one does not belong with the others?"])
             reasoning = f"{answer} is not a {cat}, and the others are."
         options = [answer, *rng.sample(pool, n - 1)]
     elif kind == "mention":

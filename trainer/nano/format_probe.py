@@ -12,7 +12,10 @@ For each item it renders the paper's r1 prompt (ending in `<think>`) and
 - ranks the options teacher-forced: the log-probability of `</think>\\n<answer>{option}</answer>`
   and the end token for every option; **option-ranking accuracy** is how often the gold option is
   the most likely. It tells whether the base already knows the answer when the format is given,
-  i.e. whether GRPO has more than the format to find.
+  i.e. whether GRPO has more than the format to find;
+- samples answers to fresh text-only questions of the corpus's own tasks with their choices listed
+  (`--text-items` per task): the on-option rate there says whether the base can pick an option
+  at all, apart from the picture.
 
 GRPO learns from the spread of rewards within a group: with format rate p, a group of G samples
 holds at least one formatted completion with probability 1 - (1-p)^G (about 34% at p = 5% and
@@ -73,7 +76,7 @@ def option_logprobs(model, processor, item, image, device: str) -> list[float]:
 @torch.no_grad()
 def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, samples: int = 8,
           max_new_tokens: int = 96, seed: int = 0, max_pixels: int | None = None, device: str = "cpu",
-          batch_items: int = 8) -> dict:
+          batch_items: int = 8, text_items: int = 0) -> dict:
     from transformers import Qwen2VLForConditionalGeneration
 
     from ..processor import load_processor
@@ -132,6 +135,7 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
     for rows in per_task.values():
         for key, values in rows.items():
             total[key].extend(values)
+    text = text_probe(model, tok, text_items, seed=seed) if text_items else {}
     return {
         "model": str(model_dir),
         "split": split,
@@ -140,7 +144,33 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
         "total": summary(total),
         "per_task": {task: summary(rows) for task, rows in sorted(per_task.items())},
         "example_completions": examples,
+        "text_tasks": text,
     }
+
+
+@torch.no_grad()
+def text_probe(model, tokenizer, items: int = 32, max_new_tokens: int = 64, seed: int = 0) -> dict:
+    """The same sampling on fresh text-only questions of the corpus's own tasks (corpus.TEXT_TASKS),
+    choices listed, in the r1 prompt: can the base answer with one of the options at all where no
+    picture is involved? Per task: on-option rate and accuracy."""
+    import random
+
+    from . import corpus
+
+    rng = random.Random(seed)
+    tokenizer.padding_side = "left"
+    result = {}
+    for task in corpus.TEXT_TASKS:
+        questions = [corpus.text_question(rng, task) for _ in range(items)]
+        prompts = [render_prompt("r1", corpus.with_choices(qa)[0], has_image=False) for qa in questions]
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        out = model.generate(**inputs, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        answers = [extract_answer_text(t) for t in texts]
+        result[task] = {"on_option_rate": sum(a in qa.options for a, qa in zip(answers, questions, strict=True)) / items,
+                        "accuracy": sum(a == qa.answer for a, qa in zip(answers, questions, strict=True)) / items}
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--text-items", type=int, default=32,
+                        help="fresh text-only questions per corpus text task, choices listed (0 skips)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = probe(args.model, args.dataset, args.split, args.items, args.samples, args.max_new_tokens, args.seed,
-                   args.max_pixels, args.device)
+                   args.max_pixels, args.device, text_items=args.text_items)
     text = json.dumps(result, indent=2, ensure_ascii=False)
     print(text)
     if args.out:

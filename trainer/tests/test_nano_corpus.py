@@ -5,10 +5,10 @@ from the question text and the scene), and that no document asks an evaluated-fa
 from __future__ import annotations
 
 import json
-from collections import Counter
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer.nano import format_probe, perception, pretrain, sft
+from trainer.nano import corpus, format_probe, perception, pretrain, sft
 from trainer.nano.lm import Batcher, data_order, rotate_images
 from trainer.processor import load_processor
 
@@ -120,9 +120,13 @@ def test_pretrain_resumes_from_its_checkpoint_and_reports_the_image_gap(synth_di
     assert set(mixture) == {"mixture", "measured"}
 
     # The step-0 probe and SFT run on the base.
-    report = format_probe.probe(whole / "model", synth_dir, "val", items=2, samples=2, max_new_tokens=4, seed=0)
+    report = format_probe.probe(whole / "model", synth_dir, "val", items=2, samples=2, max_new_tokens=4, seed=0,
+                                text_items=2)
+    assert set(report["text_tasks"]) == set(corpus.TEXT_TASKS)
+    assert all(r["accuracy"] <= r["on_option_rate"] <= 1 for r in report["text_tasks"].values())
     total = report["total"]
     assert total["samples"] == 4 and 0 <= total["format_rate"] <= 1 and 0 <= total["option_ranking_accuracy"] <= 1
+    assert total["accuracy"] <= total["on_option_rate"] <= 1  # a right answer is always one of the options
     assert set(report["per_task"]) == {"Relation"}
     sft_out = tmp_path / "sft"
     assert sft.main(["--model", str(whole / "model"), "--dataset", str(synth_dir), "--out", str(sft_out), "--steps", "2",
