@@ -84,6 +84,9 @@ fi
 #    continue  more of the same at batch 16: CONTINUE_STOP steps of a CONTINUE_STEPS-step schedule,
 #              LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
 #    midtrain  MID_STEPS at LR 3e-4 with more identity Q/A and lettered choices (MID_MIXTURE; 0 skips)
+#    copy      COPY_STEPS at LR 3e-4, most Q/A listing choices and most text Q/A option-picking
+#              questions (COPY_MIXTURE; default 0 skips it). An experiment, not part of the shipped
+#              build: it did not make the base answer with an option (docs/embedded-model.md)
 #    Later stages start from the last phase's model ($BASE).
 VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}
 CONTINUE_STEPS=${CONTINUE_STEPS:-0}
@@ -91,9 +94,12 @@ CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
 MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 100 || echo 0)}
 MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.15,"tagged":0.4,"choices":0.5}'}  # r1 and tagged at the corpus defaults
+COPY_STEPS=${COPY_STEPS:-0}
+COPY_MIXTURE=${COPY_MIXTURE:-'{"description":0.35,"markup":0.05,"text_qa":0.35,"image_qa":0.25,"r1":0.3,"tagged":0.35,"direct":0.1,"choices":0.8,"pick":0.6}'}
 BASE=$B/base
 [ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
 [ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
+[ "$COPY_STEPS" -gt 0 ] && BASE=$B/base-copy
 pretrain_args=(--data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" --batch-size "$PRETRAIN_BATCH"
   --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0)
 FROM=()
@@ -122,6 +128,13 @@ if has base; then
       --out "$B/base-mid" --max-items "$CONTINUE_SCENES" --steps "$MID_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
       --max-pixels "$MAX_PIXELS" --mixture "$MID_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
       --save-every 100 --eval-every 100 --seed 4 "${FREEZE[@]}"
+    last=$B/base-mid
+  fi
+  if [ "$COPY_STEPS" -gt 0 ]; then
+    trained "$B/base-copy" || stage copytrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+      --out "$B/base-copy" --steps "$COPY_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
+      --max-pixels "$MAX_PIXELS" --mixture "$COPY_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
+      --save-every 100 --eval-every 300 --seed 7 "${FREEZE[@]}"
   fi
 fi
 
