@@ -1,13 +1,18 @@
 // Generation benchmark: our HTTP server against transformers.js on the same model folder, in the
 // same run. Prints a markdown table (docs/performance.md).
 //
-//   npx tsx bench/generation.ts [--model DIR[:dtype,...]]... [--tokens 32] [--rounds 2] [--no-transformersjs]
+//   npx tsx bench/generation.ts [--model DIR[:dtype,...]]... [--tokens 32] [--rounds 2] [--no-transformersjs] [--ladder]
 //
 // Per model variant: single-stream time to first token for a 448x448 image and decode tokens/s,
 // aggregate tokens/s at concurrency 1, 4 and 16 through HTTP (each client sends requests one after
 // another; fixed lengths via ignore_eos), the same single-stream and concurrent workload through
 // transformers.js (concurrent generate() calls on one model), the ratios, and the decode roofline:
 // bytes read per token (decoder weights + KV cache) over this machine's measured memory bandwidth.
+// The ceiling row is the tightest loop onnxruntime-node allows on the same folder (bench/ceiling.ts);
+// "of ceiling" is each row's single-stream decode rate over it. The ceiling's c=N columns are the
+// runtime's own decode rate for N rows at once (one decoder run over N rows, no prefill, no
+// sampling): what N clients could get at most, and so the bound of c=16/c=1. --ladder adds the loop's rungs
+// between the ceiling and our engine (one thing the engine does added back at a time).
 import { statSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { createServer, Server } from 'node:http';
@@ -20,6 +25,7 @@ import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
 import { createApp } from '../src/server/app';
 import { engineFromConfig } from '../src/engine/from_config';
 import { Engine } from '../src/engine/engine';
+import { batchedCeiling, ceiling, LoopShape, TIGHTEST } from './ceiling';
 
 interface Variant {
   dir: string;
@@ -45,6 +51,7 @@ const TOKENS = Number(flag('tokens', '32'));
 const ROUNDS = Number(flag('rounds', '2'));
 const CONCURRENCY = flag('concurrency', '1,4,16').split(',').map(Number);
 const WITH_TJS = !args.includes('--no-transformersjs');
+const LADDER = args.includes('--ladder');
 const variants: Variant[] = [];
 args.forEach((a, i) => {
   if (a !== '--model') return;
@@ -239,7 +246,23 @@ async function main() {
   const bandwidth = memoryBandwidth(threads);
   console.error(`memory bandwidth (onnxruntime reduction, ${threads} threads): ${(bandwidth / 1e9).toFixed(1)} GB/s`);
   const rows: Row[] = [];
+  const shapes: LoopShape[] = LADDER
+    ? [TIGHTEST, { ...TIGHTEST, preallocated: false }, { ...TIGHTEST, preallocated: false, table: false }, { table: false, preallocated: false, argmax: false }]
+    : [TIGHTEST];
+  const shapeName = (s: LoopShape) =>
+    s === TIGHTEST ? 'ceiling (onnxruntime-node loop)' : `loop: ${[s.preallocated ? '' : 'runtime-allocated outputs', s.table ? '' : 'embed graph per token', s.argmax ? '' : 'our sampler'].filter(Boolean).join(', ')}`;
   for (const v of variants) {
+    console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ceiling`);
+    const images = [await image(448, 1), ...(await Promise.all(Array.from({ length: ROUNDS }, (_, r) => image(448, 300 + r))))];
+    const batched: Record<number, number> = {};
+    const small = { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images: [await image(224, 7)] };
+    for (const c of CONCURRENCY) batched[c] = (await batchedCeiling(v.dir, v.dtype, small, c)).tokPerS;
+    for (const result of await ceiling(v.dir, v.dtype, { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images }, shapes)) {
+      const row: Row = { model: basename(v.dir), dtype: v.dtype, engine: shapeName(result.shape), ttftMs: result.ttftMs, decodeTps: result.decodeTps, aggregate: result.shape === TIGHTEST ? batched : {} };
+      row.rooflineFraction = decoderBytes(v) / bandwidth / (1 / row.decodeTps);
+      rows.push(row);
+      console.error(`[bench] ${JSON.stringify(row)}`);
+    }
     console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ours`);
     const mine = await ours(v);
     // Roofline: every decode step reads all decoder weights once; the KV cache is small here.
@@ -257,14 +280,16 @@ async function main() {
   }
   const cs = CONCURRENCY;
   console.log(`\nGeneration benchmark: ${TOKENS} new tokens per request, ${ROUNDS} rounds, CPU threads ${threads}, memory bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s (onnxruntime reading a 1 GiB tensor)\n`);
-  console.log(`| model | dtype | engine | TTFT 448x448 (ms) | decode tok/s (1 stream) | ${cs.map((c) => `tok/s c=${c}`).join(' | ')} | c=${cs.at(-1)}/c=${cs[0]} | ours/transformers.js (1 stream) | roofline fraction |`);
-  console.log(`|${'---|'.repeat(8 + cs.length)}`);
+  console.log(`| model | dtype | engine | TTFT 448x448 (ms) | decode tok/s (1 stream) | of ceiling | ${cs.map((c) => `tok/s c=${c}`).join(' | ')} | c=${cs.at(-1)}/c=${cs[0]} | ours/transformers.js (1 stream) | roofline fraction |`);
+  console.log(`|${'---|'.repeat(9 + cs.length)}`);
   for (const r of rows) {
-    const peer = rows.find((p) => p.model === r.model && p.dtype === r.dtype && p.engine === 'transformers.js');
+    const same = (p: Row) => p.model === r.model && p.dtype === r.dtype;
+    const peer = rows.find((p) => same(p) && p.engine === 'transformers.js');
+    const top = rows.find((p) => same(p) && p.engine.startsWith('ceiling'));
     const ratio = r.engine.startsWith('ours') && peer ? fmt(r.decodeTps / peer.decodeTps, 2) : '';
     const agg = (c: number) => (r.aggregate[c] === undefined ? '' : fmt(r.aggregate[c]));
     console.log(
-      `| ${r.model} | ${r.dtype} | ${r.engine} | ${fmt(r.ttftMs, 0)} | ${fmt(r.decodeTps)} | ${cs.map(agg).join(' | ')} | ${r.aggregate[cs[0]] === undefined ? '' : fmt(r.aggregate[cs.at(-1)!] / r.aggregate[cs[0]], 2)} | ${ratio} | ${r.rooflineFraction === undefined ? '' : fmt(r.rooflineFraction, 2)} |`,
+      `| ${r.model} | ${r.dtype} | ${r.engine} | ${fmt(r.ttftMs, 0)} | ${fmt(r.decodeTps)} | ${top ? fmt(r.decodeTps / top.decodeTps, 2) : ''} | ${cs.map(agg).join(' | ')} | ${r.aggregate[cs[0]] === undefined ? '' : fmt(r.aggregate[cs.at(-1)!] / r.aggregate[cs[0]], 2)} | ${ratio} | ${r.rooflineFraction === undefined ? '' : fmt(r.rooflineFraction, 2)} |`,
     );
   }
 }

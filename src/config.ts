@@ -31,6 +31,8 @@ const EnvSchema = z.object({
   /** Most decode steps in one worker call (cheap models: fewer thread round trips per token). */
   MAX_DECODE_STEPS_PER_CALL: int(1, 256).default(32),
   FEATURE_CACHE_MB: int(0).default(256),
+  /** Prefilled prompts (KV cache and first logits) kept per model for prompts seen again. */
+  PROMPT_CACHE_MB: int(0).default(64),
   /** Unload least recently used models beyond this many MB of weights (0 = never unload). */
   MODEL_MEMORY_BUDGET_MB: int(0).default(0),
   /** Image resize bound, as in training (docs/method.md, "The recipe"). */
@@ -98,6 +100,7 @@ export interface Config {
   decodeCallBudgetMs: number;
   maxDecodeStepsPerCall: number;
   featureCacheBytes: number;
+  promptCacheBytes: number;
   memoryBudgetBytes: number;
   maxPixels: number;
   minPixels: number;
@@ -167,6 +170,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     decodeCallBudgetMs: e.DECODE_CALL_BUDGET_MS,
     maxDecodeStepsPerCall: e.MAX_DECODE_STEPS_PER_CALL,
     featureCacheBytes: e.FEATURE_CACHE_MB * 1024 * 1024,
+    promptCacheBytes: e.PROMPT_CACHE_MB * 1024 * 1024,
     memoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB * 1024 * 1024,
     maxPixels: e.MAX_PIXELS,
     minPixels: e.MIN_PIXELS,

@@ -29,6 +29,8 @@ export interface EngineOptions {
   threads?: number;
   /** onnxruntime execution providers in order of preference (EXECUTION_PROVIDERS; default cpu). */
   executionProviders?: string[];
+  /** Bytes of prefilled prompts each model's worker keeps for prompts seen again (0: none). */
+  promptCacheBytes?: number;
   scheduler: SchedulerOptions;
   memoryBudgetBytes: number;
   /** Image resize bounds (docs/qwen2-vl.md, "Image tokens"); MAX_PIXELS 401,408 as in training. */
@@ -49,7 +51,8 @@ export interface EngineOptions {
 }
 
 export interface EngineObserver {
-  onStep?(model: string, result: StepResult, waiting: number, running: number): void;
+  /** `callMs`: the step's round trip from the scheduler (SchedulerObserver.onStep). */
+  onStep?(model: string, result: StepResult, waiting: number, running: number, callMs: number): void;
   onRequestDone?(model: string, stats: RequestStats): void;
   /** One request to a remote replica ended (`code` null: it succeeded). */
   onRemoteRequest?(model: string, remote: string, code: string | null, seconds: number): void;
@@ -124,12 +127,13 @@ export class Engine {
       dtype: options.dtype,
       threads: options.threads,
       executionProviders: options.executionProviders,
+      promptCacheBytes: options.promptCacheBytes,
       memoryBudgetBytes: options.memoryBudgetBytes,
       scheduler: options.scheduler,
       image: { maxPixels: options.maxPixels, minPixels: options.minPixels },
       observer: (model) => ({
-        onStep: (result, waiting, running) => {
-          for (const o of this.observers) o.onStep?.(model, result, waiting, running);
+        onStep: (result, waiting, running, callMs) => {
+          for (const o of this.observers) o.onStep?.(model, result, waiting, running, callMs);
         },
       }),
     });

@@ -11,6 +11,7 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
     dtype: config.dtype,
     threads: config.threads,
     executionProviders: config.executionProviders,
+    promptCacheBytes: config.promptCacheBytes,
     scheduler: {
       maxBatchSize: config.maxBatchSize,
       maxWaiting: config.maxQueue,

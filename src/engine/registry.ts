@@ -16,6 +16,8 @@ export interface RegistryOptions {
   threads?: number;
   /** onnxruntime execution providers in order of preference (EXECUTION_PROVIDERS; default cpu). */
   executionProviders?: string[];
+  /** Bytes of prefilled prompts each worker keeps (PROMPT_CACHE_MB; 0: none). */
+  promptCacheBytes?: number;
   /** Unload idle models beyond this many bytes of loaded weights (0 = no limit). */
   memoryBudgetBytes: number;
   scheduler: SchedulerOptions;
@@ -96,7 +98,11 @@ export class ModelRegistry {
     const folder = readModelFolder(entry.dir, { dtype: this.options.dtype, name });
     const tokenizer = await Tokenizer.fromModelDir(entry.dir);
     const image = imageProcessorConfig(folder.preprocessor, this.options.image);
-    const runner = await ModelRunner.start(folder, { threads: this.options.threads, executionProviders: this.options.executionProviders });
+    const runner = await ModelRunner.start(folder, {
+      threads: this.options.threads,
+      executionProviders: this.options.executionProviders,
+      promptCacheBytes: this.options.promptCacheBytes,
+    });
     const scheduler = new Scheduler(runner, this.options.scheduler, this.options.observer?.(name));
     const model: LoadedModel = { name, folder, runner, scheduler, tokenizer, image, lastUsed: Date.now(), users: 0 };
     this.loaded.set(name, model);

@@ -64,7 +64,12 @@ export interface SequenceCallbacks {
 }
 
 export interface SchedulerObserver {
-  onStep?(result: StepResult, waiting: number, running: number): void;
+  /**
+   * A step came back. `callMs` is its round trip as the scheduler saw it: the worker's runs
+   * (result.prefillMs + result.decodeMs) plus the thread hops and the time the request or the
+   * reply waited for a busy main thread.
+   */
+  onStep?(result: StepResult, waiting: number, running: number, callMs: number): void;
 }
 
 interface Sequence {
@@ -262,6 +267,7 @@ export class Scheduler {
 
   private async runStep(request: StepRequest, admitted: Sequence[]) {
     let result: StepResult;
+    const called = performance.now();
     try {
       result = await this.runner.step(request);
     } catch (error) {
@@ -298,7 +304,7 @@ export class Scheduler {
         this.finish(seq, out.finish);
       }
     }
-    this.observer.onStep?.(result, this.waiting.length, this.running.size);
+    this.observer.onStep?.(result, this.waiting.length, this.running.size, performance.now() - called);
   }
 
   private timings(seq: Sequence): SequenceTimings {

@@ -30,6 +30,7 @@ export class ServiceMetrics {
   readonly waiting: Gauge<'model'>;
   readonly batchSize: Histogram<'model'>;
   readonly imageFeatures: Counter<'model' | 'source'>;
+  readonly promptPrefills: Counter<'model' | 'source'>;
   readonly kvCacheBytes: Gauge<'model'>;
   readonly stepSeconds: Histogram<'model' | 'phase'>;
   readonly evalItems: Counter<'benchmark'>;
@@ -55,6 +56,7 @@ export class ServiceMetrics {
     this.waiting = new Gauge({ name: 'vlm_requests_waiting', help: 'Requests waiting for a batch slot', labelNames: ['model'], registers });
     this.batchSize = new Histogram({ name: 'vlm_batch_size', help: 'Sequences per decode step', labelNames: ['model'], buckets: BATCH_BUCKETS, registers });
     this.imageFeatures = new Counter({ name: 'vlm_image_features_total', help: 'Images by where their vision features came from', labelNames: ['model', 'source'], registers });
+    this.promptPrefills = new Counter({ name: 'vlm_prompt_prefills_total', help: 'Admitted prompts by where their KV cache came from (computed, or the prompt cache)', labelNames: ['model', 'source'], registers });
     this.kvCacheBytes = new Gauge({ name: 'vlm_kv_cache_bytes', help: 'Bytes of KV cache held by the running batch', labelNames: ['model'], registers });
     this.evalItems = new Counter({ name: 'vlm_eval_items_total', help: 'Evaluation responses generated and scored (one per item and sample)', labelNames: ['benchmark'], registers });
     this.stepSeconds = new Histogram({ name: 'vlm_step_seconds', help: 'Duration of scheduler step phases', labelNames: ['model', 'phase'], buckets: TTFT_BUCKETS, registers });
@@ -99,7 +101,7 @@ export class ServiceMetrics {
   /** The engine's observer: keeps the queue/batch gauges and token counters current. */
   engineObserver(): EngineObserver {
     return {
-      onStep: (model: string, result: StepResult, waiting: number, running: number) => {
+      onStep: (model: string, result: StepResult, waiting: number, running: number, callMs: number) => {
         this.waiting.set({ model }, waiting);
         this.running.set({ model }, running);
         this.kvCacheBytes.set({ model }, result.kvBytes);
@@ -112,8 +114,12 @@ export class ServiceMetrics {
           this.promptTokens.inc({ model }, result.prefillTokens);
         }
         if (result.visionMs) this.stepSeconds.observe({ model, phase: 'vision' }, result.visionMs / 1000);
+        // Time of the step outside the worker's runs: thread hops and a busy main thread.
+        this.stepSeconds.observe({ model, phase: 'overhead' }, Math.max(0, callMs - result.prefillMs - result.decodeMs) / 1000);
         if (result.imagesEncoded) this.imageFeatures.inc({ model, source: 'encoded' }, result.imagesEncoded);
         if (result.imagesFromCache) this.imageFeatures.inc({ model, source: 'cache' }, result.imagesFromCache);
+        if (result.prefilled.length > result.promptsFromCache) this.promptPrefills.inc({ model, source: 'computed' }, result.prefilled.length - result.promptsFromCache);
+        if (result.promptsFromCache) this.promptPrefills.inc({ model, source: 'cache' }, result.promptsFromCache);
       },
       onRemoteRequest: (model: string, remote: string, code: string | null, seconds: number) => {
         this.remoteRequests.inc({ model, remote });

@@ -52,6 +52,7 @@ function result(outputs: SequenceOutput[], extra: Partial<StepResult> = {}): Ste
     prefillTokens: 0,
     imagesEncoded: 0,
     imagesFromCache: 0,
+    promptsFromCache: 0,
     kvBytes: 0,
     ...extra,
   };

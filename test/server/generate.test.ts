@@ -186,6 +186,10 @@ describe('service HTTP API', () => {
     }
     expect(res.text).toMatch(/vlm_requests_total\{route="\/generate",status="200"\} \d+/);
     expect(res.text).toMatch(/vlm_requests_total\{route="\/generate",status="415"\} \d+/);
+    // Each step's time is split into the worker's runs and what the round trip added to them.
+    for (const phase of ['prefill', 'decode', 'overhead']) {
+      expect(res.text).toMatch(new RegExp(`vlm_step_seconds_count\\{model="[^"]+",phase="${phase}"\\} [1-9]`));
+    }
   });
 });
 

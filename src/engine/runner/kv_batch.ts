@@ -49,6 +49,29 @@ export class KvBatch {
     return new KvBatch(layout, [...seqIds], [...pads], present[0].dims[2], present);
   }
 
+  /**
+   * Row `row` of prefill `present` tensors [B, kv, S, d] without its `pad` positions of left
+   * padding: per tensor [1, kv, S - pad, d], copied (the prompt cache's entry layout).
+   */
+  static rowOf(layout: KvLayout, present: Tensor[], row: number, pad: number): Tensor[] {
+    const length = present[0].dims[2];
+    const out = KvBatch.allocate(layout, 1, length - pad);
+    for (let t = 0; t < out.length; t++) copyRow(layout, present[t], length, row, out[t], length - pad, 0, pad);
+    return out;
+  }
+
+  /**
+   * A batch of single-row KV caches (each [1, kv, L_i, d], as `rowOf` makes them), right-aligned to
+   * the longest: one allocation, one copy per row. The inputs are only read.
+   */
+  static fromRows(layout: KvLayout, seqIds: number[], rows: Tensor[][]): KvBatch {
+    const lengths = rows.map((r) => r[0].dims[2]);
+    const length = Math.max(0, ...lengths);
+    const past = KvBatch.allocate(layout, rows.length, length);
+    for (let t = 0; t < past.length; t++) rows.forEach((r, dest) => copyRow(layout, r[t], lengths[dest], 0, past[t], length, dest, 0));
+    return new KvBatch(layout, [...seqIds], lengths.map((l) => length - l), length, past);
+  }
+
   /** Attention mask [B, P + newTokens]: 0 over each row's left padding, 1 elsewhere. */
   attentionMask(newTokens: number): Tensor {
     const width = this.pastLength + newTokens;

@@ -51,8 +51,8 @@ export class ModelRunner implements StepRunner {
     });
   }
 
-  static async start(folder: ModelFolder, options: { threads?: number; executionProviders?: string[] } = {}): Promise<ModelRunner> {
-    const worker = spawn({ folder, threads: options.threads, executionProviders: options.executionProviders });
+  static async start(folder: ModelFolder, options: { threads?: number; executionProviders?: string[]; promptCacheBytes?: number } = {}): Promise<ModelRunner> {
+    const worker = spawn({ folder, threads: options.threads, executionProviders: options.executionProviders, promptCacheBytes: options.promptCacheBytes });
     const info = await new Promise<ModelInfo>((resolve, reject) => {
       const onMessage = (message: FromWorker) => {
         if (message.type === 'ready') resolve(message.info);

@@ -12,6 +12,8 @@ export interface WorkerInit {
   threads?: number;
   /** onnxruntime execution providers in order of preference (default: cpu). */
   executionProviders?: string[];
+  /** Bytes of prefilled prompts the worker keeps for prompts seen again (prompt_cache.ts; 0: none). */
+  promptCacheBytes?: number;
 }
 
 export interface ImageInput {
@@ -79,6 +81,8 @@ export interface StepResult {
   prefillTokens: number;
   imagesEncoded: number;
   imagesFromCache: number;
+  /** Admitted sequences whose prompt was not computed: in the prompt cache, or the same as another's in this step. */
+  promptsFromCache: number;
   kvBytes: number;
 }
 

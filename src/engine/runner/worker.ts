@@ -14,6 +14,7 @@ import { ModelFolder } from '../model_folder';
 import { Qwen2VLGraphs } from '../qwen2_vl/modeling';
 import { Sampler } from '../sampling/sampler';
 import { KvBatch } from './kv_batch';
+import { PromptCache, PromptEntry, promptKey } from './prompt_cache';
 import { AdmitRequest, FinishReason, FromWorker, SequenceOutput, SerializedError, StepRequest, StepResult, ToWorker, WorkerInit } from './protocol';
 
 interface Row {
@@ -36,15 +37,17 @@ class ModelWorker {
   private readonly eos: Set<number>;
   private readonly features = new Map<string, Float32Array>();
   private readonly rows = new Map<number, Row>();
+  private readonly prompts: PromptCache;
   private batch: KvBatch;
 
   get info() {
     return this.graphs.info;
   }
 
-  constructor(folder: ModelFolder, graphs: Qwen2VLGraphs) {
+  constructor(folder: ModelFolder, graphs: Qwen2VLGraphs, promptCacheBytes = 0) {
     this.folder = folder;
     this.graphs = graphs;
+    this.prompts = new PromptCache(promptCacheBytes);
     this.eos = new Set(folder.eosTokenIds);
     this.batch = KvBatch.empty(graphs.info.layout);
   }
@@ -54,7 +57,7 @@ class ModelWorker {
 
     const result: StepResult = {
       outputs: [], prefilled: [], prefillMs: 0, visionMs: 0, decodeMs: 0, batchSize: 0, decodeSteps: 0,
-      prefillTokens: 0, imagesEncoded: 0, imagesFromCache: 0, kvBytes: 0,
+      prefillTokens: 0, imagesEncoded: 0, imagesFromCache: 0, promptsFromCache: 0, kvBytes: 0,
     };
     const outputs = new Map<number, SequenceOutput>();
     const emit = (row: Row, token: number, finish?: FinishReason) => {
@@ -82,9 +85,73 @@ class ModelWorker {
     return result;
   }
 
-  /** Batched prefill of the admitted prompts (left-padded), first token of each, then join. */
+  /**
+   * The admitted sequences join the batch, each with its first token. Each distinct prompt that the
+   * prompt cache lacks is computed once, in one batched prefill; the others start from the cache.
+   */
   private async prefill(admit: AdmitRequest[], result: StepResult, emit: (row: Row, token: number, finish?: FinishReason) => void) {
     const started = performance.now();
+    const keys = admit.map(promptKey);
+    const entries = new Map<string, PromptEntry>();
+    const compute = new Map<string, AdmitRequest>();
+    admit.forEach((a, i) => {
+      if (entries.has(keys[i]) || compute.has(keys[i])) return;
+      const cached = this.prompts.get(keys[i]);
+      if (cached) entries.set(keys[i], cached);
+      else compute.set(keys[i], a);
+    });
+    // A cached prompt's images are not encoded, except those the scheduler now counts on this
+    // worker to hold (its feature cache had forgotten them): their features are kept as promised.
+    for (const a of admit) {
+      if (compute.has(promptKey(a))) continue;
+      for (const image of a.images) {
+        if (image.pixels && image.cache && !this.features.has(image.key)) {
+          this.features.set(image.key, await this.graphs.encodeImage(image.pixels, image.grid));
+          result.imagesEncoded += 1;
+        }
+      }
+    }
+    if (compute.size) {
+      const computed = await this.computePrompts([...compute.values()], result);
+      [...compute.keys()].forEach((key, i) => {
+        entries.set(key, computed[i]);
+        this.prompts.set(key, computed[i]);
+      });
+    }
+    result.promptsFromCache = admit.length - compute.size;
+    const joined = KvBatch.fromRows(this.graphs.info.layout, admit.map((a) => a.seqId), keys.map((key) => entries.get(key)!.kv));
+
+    const finished: number[] = [];
+    admit.forEach((a, b) => {
+      const { logits } = entries.get(keys[b])!;
+      const row: Row = {
+        seqId: a.seqId,
+        sampler: new Sampler(a.sampling),
+        history: [...a.inputIds],
+        generated: 0,
+        maxNewTokens: a.maxNewTokens,
+        ignoreEos: a.ignoreEos,
+        vocabLimit: Math.min(a.vocabLimit, logits.length),
+        nextPosition: a.nextPosition,
+        pending: -1,
+      };
+      this.rows.set(a.seqId, row);
+      const finish = this.accept(row, row.sampler.next(logits, 0, row.vocabLimit, row.history));
+      emit(row, row.pending, finish);
+      if (finish) finished.push(a.seqId);
+      result.prefillTokens += a.inputIds.length;
+      result.prefilled.push(a.seqId);
+    });
+    if (finished.length) {
+      joined.remove(finished);
+      for (const id of finished) this.rows.delete(id);
+    }
+    this.batch.merge(joined);
+    result.prefillMs = performance.now() - started;
+  }
+
+  /** One batched prefill of the given prompts (left-padded): each one's KV cache and last logits. */
+  private async computePrompts(admit: AdmitRequest[], result: StepResult): Promise<PromptEntry[]> {
     const { hiddenSize } = this.graphs.info;
     const batch = admit.length;
     const seq = Math.max(...admit.map((a) => a.inputIds.length));
@@ -104,38 +171,14 @@ class ModelWorker {
 
     const visionStarted = performance.now();
     for (let b = 0; b < batch; b++) await this.spliceImages(admit[b], embeds, b * seq + pads[b], hiddenSize, result);
-    result.visionMs = performance.now() - visionStarted;
+    result.visionMs += performance.now() - visionStarted;
 
     const past = KvBatch.emptyPast(this.graphs.info.layout, batch);
     const { logits, vocab, present } = await this.graphs.decode(embeds, [batch, seq], { type: 'int64', data: mask, dims: [batch, seq] }, positions, past, true);
-    const joined = KvBatch.fromPrefill(this.graphs.info.layout, admit.map((a) => a.seqId), pads, present);
-
-    const finished: number[] = [];
-    admit.forEach((a, b) => {
-      const row: Row = {
-        seqId: a.seqId,
-        sampler: new Sampler(a.sampling),
-        history: [...a.inputIds],
-        generated: 0,
-        maxNewTokens: a.maxNewTokens,
-        ignoreEos: a.ignoreEos,
-        vocabLimit: Math.min(a.vocabLimit, vocab),
-        nextPosition: a.nextPosition,
-        pending: -1,
-      };
-      this.rows.set(a.seqId, row);
-      const finish = this.accept(row, row.sampler.next(logits, b * vocab, row.vocabLimit, row.history));
-      emit(row, row.pending, finish);
-      if (finish) finished.push(a.seqId);
-      result.prefillTokens += a.inputIds.length;
-      result.prefilled.push(a.seqId);
-    });
-    if (finished.length) {
-      joined.remove(finished);
-      for (const id of finished) this.rows.delete(id);
-    }
-    this.batch.merge(joined);
-    result.prefillMs = performance.now() - started;
+    return admit.map((_, b) => ({
+      kv: KvBatch.rowOf(this.graphs.info.layout, present, b, pads[b]),
+      logits: logits.slice(b * vocab, (b + 1) * vocab),
+    }));
   }
 
   /** Write each image's vision features over its <|image_pad|> positions in the prompt's embeddings. */
@@ -218,6 +261,7 @@ class ModelWorker {
   async dispose() {
     this.rows.clear();
     this.features.clear();
+    this.prompts.clear();
     await this.graphs.dispose();
   }
 }
@@ -233,7 +277,7 @@ async function main() {
   const send = (message: FromWorker) => port.postMessage(message);
   let worker: ModelWorker;
   try {
-    worker = new ModelWorker(init.folder, await Qwen2VLGraphs.open(init.folder, init.threads, init.executionProviders));
+    worker = new ModelWorker(init.folder, await Qwen2VLGraphs.open(init.folder, init.threads, init.executionProviders), init.promptCacheBytes);
   } catch (error) {
     send({ type: 'init_error', error: serialize(error) });
     return;

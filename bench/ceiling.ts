@@ -1,0 +1,267 @@
+// The ceiling of bench/generation.ts: the same model folder driven by the tightest loop that
+// onnxruntime-node allows on this machine, so each of our rows reads as a fraction of what the
+// runtime can do. One thread (this one), the prompt tokenized and its image preprocessed
+// beforehand, and per generated token exactly one decoder run:
+//   - token embeddings gathered from a table read once from embed_tokens (no graph call per token;
+//     for a vocabulary too large to tabulate, the embed_tokens graph runs per token);
+//   - every input allocated once (positions and mask are views of preallocated buffers);
+//   - the outputs preallocated and written in place by onnxruntime: the logits row, and each
+//     layer's present key/value in one of two ping-pong buffers, the other holding the past;
+//   - greedy argmax in a plain loop.
+// Time to first token is the vision encoder, the prompt's embeddings and the prefill run.
+//
+// `ceiling(dir, dtype, options, shapes)` measures the loop in each shape: TIGHTEST is the ceiling;
+// the others add back one thing our engine does at a time (bench/generation.ts --ladder).
+import * as ort from 'onnxruntime-node';
+import { Dtype, readModelFolder } from '../src/engine/model_folder';
+import { Tokenizer } from '../src/engine/tokenizer';
+import { imageProcessorConfig, preprocessImage } from '../src/engine/qwen2_vl/image_processing';
+import { promptInputs } from '../src/engine/qwen2_vl/prompt_inputs';
+import { fromFloat16, toFloat16 } from '../src/engine/onnx/ort';
+import { Sampler } from '../src/engine/sampling/sampler';
+import { DEFAULT_SAMPLING_PARAMS } from '../src/engine/sampling/params';
+
+/** Largest embedding table the loop keeps in memory (a 2B model's is about 0.9 GB in float32). */
+const MAX_TABLE_BYTES = 256 * 2 ** 20;
+
+export interface CeilingOptions {
+  tokens: number;
+  rounds: number;
+  threads: number;
+  question: string;
+  /** Encoded PNG of the image of each round (the first is the warm-up). */
+  images: Buffer[];
+}
+
+/** What one loop variant keeps tight; each `false` is one thing our engine does instead. */
+export interface LoopShape {
+  /** Embeddings from the table (else the embed_tokens graph per token). */
+  table: boolean;
+  /** Outputs written into preallocated buffers (else onnxruntime allocates them per run). */
+  preallocated: boolean;
+  /** Plain argmax (else the engine's Sampler in greedy mode, with its history). */
+  argmax: boolean;
+}
+
+export const TIGHTEST: LoopShape = { table: true, preallocated: true, argmax: true };
+
+export interface CeilingResult {
+  shape: LoopShape;
+  ttftMs: number;
+  decodeTps: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+interface Loop {
+  /** One generation of `tokens` tokens: ms to the first token and ms for the rest. */
+  run(png: Buffer, tokens: number, shape: LoopShape): Promise<{ firstMs: number; restMs: number }>;
+  /** Prompt tokens of the benchmark's request with this picture. */
+  promptLength(png: Buffer): Promise<number>;
+  /** Milliseconds of one decoder run over `batch` rows with `past` positions each (median of `runs`). */
+  batchRun(batch: number, past: number, runs: number): Promise<number>;
+  dispose(): Promise<void>;
+}
+
+async function openLoop(dir: string, dtype: Dtype, threads: number, question: string): Promise<Loop> {
+  const folder = readModelFolder(dir, { dtype });
+  const tokenizer = await Tokenizer.fromModelDir(dir);
+  const imageConfig = imageProcessorConfig(folder.preprocessor, {});
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: ['cpu'], graphOptimizationLevel: 'all', interOpNumThreads: 1, executionMode: 'sequential', intraOpNumThreads: threads,
+  };
+  const embedSession = await ort.InferenceSession.create(folder.graphFiles.embed_tokens, options);
+  const visionSession = await ort.InferenceSession.create(folder.graphFiles.vision_encoder, options);
+  const decoder = await ort.InferenceSession.create(folder.graphFiles.decoder_model_merged, options);
+  const { numLayers, numKvHeads: kv, headDim: d, hiddenSize: hidden } = folder.text;
+  const meta = (session: ort.InferenceSession, name: string) =>
+    session.inputMetadata.find((m) => m.name === name) as ort.InferenceSession.ValueMetadata & { type: string };
+  const kvType = meta(decoder, 'past_key_values.0.key').type as 'float32' | 'float16';
+  const embedsType = meta(decoder, 'inputs_embeds').type as 'float32' | 'float16';
+  const pixelType = meta(visionSession, 'pixel_values').type as 'float32' | 'float16';
+  const hasKeep = decoder.inputNames.includes('num_logits_to_keep');
+  const vocab = tokenizer.size;
+
+  const embedIds = async (ids: number[]): Promise<Float32Array> => {
+    const out = await embedSession.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, ids.length]) });
+    const t = out.inputs_embeds;
+    return t.type === 'float16' ? fromFloat16(t.data as Uint16Array) : (t.data as Float32Array);
+  };
+  const table = vocab * hidden * 4 <= MAX_TABLE_BYTES ? await embedIds(Array.from({ length: vocab }, (_, i) => i)) : null;
+
+  const maxLength = 4096 + 1024;
+  const kvArray = (n: number) => (kvType === 'float16' ? new Uint16Array(n) : new Float32Array(n));
+  // Two buffers per key/value of each layer: one holds the past, the other receives the present.
+  const buffers = [0, 1].map(() => Array.from({ length: 2 * numLayers }, () => kvArray(kv * maxLength * d)));
+  const mask = new BigInt64Array(maxLength).fill(1n);
+  const positions = new BigInt64Array(3);
+  const keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
+  const embeds = new Float32Array(hidden);
+
+  const feedsFor = (embedsData: Float32Array, seq: number, past: ort.Tensor[], maskLength: number, positionData: BigInt64Array) => {
+    const feeds: Record<string, ort.Tensor> = {
+      inputs_embeds: embedsType === 'float16'
+        ? new ort.Tensor('float16', toFloat16(embedsData), [1, seq, hidden])
+        : new ort.Tensor('float32', embedsData, [1, seq, hidden]),
+      attention_mask: new ort.Tensor('int64', mask.subarray(0, maskLength), [1, maskLength]),
+      position_ids: new ort.Tensor('int64', positionData, [3, 1, seq]),
+    };
+    if (hasKeep) feeds.num_logits_to_keep = keep;
+    for (let i = 0; i < 2 * numLayers; i++) feeds[`past_key_values.${i >> 1}.${i & 1 ? 'value' : 'key'}`] = past[i];
+    return feeds;
+  };
+  const argmax = (logits: Float32Array, offset: number) => {
+    let best = offset;
+    for (let i = offset + 1; i < offset + vocab; i++) if (logits[i] > logits[best]) best = i;
+    return best - offset;
+  };
+
+  const prepare = async (png: Buffer, tokens: number) => {
+    const processed = await preprocessImage(png, imageConfig, { maxInputPixels: 1 << 30 });
+    const text = tokenizer.applyChatTemplate([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: question }] }], { addGenerationPrompt: true });
+    const prompt = promptInputs(text, (t) => tokenizer.encode(t), [{ grid: processed.gridThw, tokens: processed.numImageTokens }], folder, maxLength - tokens);
+    return { processed, prompt };
+  };
+
+  return {
+    async promptLength(png) {
+      return (await prepare(png, 1)).prompt.inputIds.length;
+    },
+    async batchRun(batch, pastLength, runs) {
+      const embedsData = new Float32Array(batch * hidden).fill(0.01);
+      const feeds: Record<string, ort.Tensor> = {
+        inputs_embeds: embedsType === 'float16' ? new ort.Tensor('float16', toFloat16(embedsData), [batch, 1, hidden]) : new ort.Tensor('float32', embedsData, [batch, 1, hidden]),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * (pastLength + 1)).fill(1n), [batch, pastLength + 1]),
+        position_ids: new ort.Tensor('int64', new BigInt64Array(3 * batch).fill(BigInt(pastLength)), [3, batch, 1]),
+      };
+      if (hasKeep) feeds.num_logits_to_keep = keep;
+      for (let i = 0; i < 2 * numLayers; i++) {
+        const data = kvArray(batch * kv * pastLength * d);
+        feeds[`past_key_values.${i >> 1}.${i & 1 ? 'value' : 'key'}`] = new ort.Tensor(kvType, data, [batch, kv, pastLength, d]);
+      }
+      const times: number[] = [];
+      for (let r = 0; r < runs + 3; r++) {
+        const t = performance.now();
+        await decoder.run(feeds);
+        if (r >= 3) times.push(performance.now() - t);
+      }
+      return median(times);
+    },
+    async run(png, tokens, shape) {
+      const { processed, prompt } = await prepare(png, tokens);
+      const sampler = shape.argmax ? null : new Sampler(DEFAULT_SAMPLING_PARAMS);
+      const history = [...prompt.inputIds];
+      const started = performance.now();
+
+      // Prefill: vision features spliced over the image tokens of the prompt's embeddings.
+      const pixels = processed.pixelValues;
+      const patches = processed.gridThw[0] * processed.gridThw[1] * processed.gridThw[2];
+      const vision = await visionSession.run({
+        pixel_values: pixelType === 'float16' ? new ort.Tensor('float16', toFloat16(pixels), [patches, pixels.length / patches]) : new ort.Tensor('float32', pixels, [patches, pixels.length / patches]),
+        grid_thw: new ort.Tensor('int64', BigInt64Array.from(processed.gridThw.map(BigInt)), [1, 3]),
+      });
+      const features = vision.image_features.type === 'float16' ? fromFloat16(vision.image_features.data as Uint16Array) : (vision.image_features.data as Float32Array);
+      const n = prompt.inputIds.length;
+      let promptEmbeds: Float32Array;
+      if (table) {
+        promptEmbeds = new Float32Array(n * hidden);
+        prompt.inputIds.forEach((id, i) => promptEmbeds.set(table.subarray(id * hidden, (id + 1) * hidden), i * hidden));
+      } else {
+        promptEmbeds = await embedIds(prompt.inputIds);
+      }
+      let slot = 0;
+      prompt.inputIds.forEach((id, i) => {
+        if (id === folder.imageTokenId) promptEmbeds.set(features.subarray(slot * hidden, ++slot * hidden), i * hidden);
+      });
+      const empty = Array.from({ length: 2 * numLayers }, () => new ort.Tensor(kvType, kvArray(0), [1, kv, 0, d]));
+      const prefillPositions = BigInt64Array.from(prompt.positionIds.map(BigInt));
+      const prefill = await decoder.run(feedsFor(promptEmbeds, n, empty, n, prefillPositions));
+      const logitsSize = prefill.logits.dims[2];
+      const logitsOut = new ort.Tensor('float32', new Float32Array(logitsSize), [1, 1, logitsSize]);
+      let past: ort.Tensor[] = Array.from({ length: 2 * numLayers }, (_, i) => prefill[`present.${i >> 1}.${i & 1 ? 'value' : 'key'}`]);
+      let logits = prefill.logits.data as Float32Array;
+      const pick = (values: Float32Array, offset: number) => {
+        const token = sampler ? sampler.next(values, offset, vocab, history) : argmax(values, offset);
+        history.push(token);
+        return token;
+      };
+      let token = pick(logits, (prefill.logits.dims[1] - 1) * logitsSize);
+      const firstMs = performance.now() - started;
+
+      const decodeStarted = performance.now();
+      let length = n;
+      let side = 0;
+      for (let step = 1; step < tokens; step++) {
+        if (table) embeds.set(table.subarray(token * hidden, (token + 1) * hidden));
+        else embeds.set(await embedIds([token]));
+        positions.fill(BigInt(prompt.nextPosition + step - 1));
+        const feeds = feedsFor(embeds, 1, past, length + 1, positions);
+        let out: ort.InferenceSession.OnnxValueMapType;
+        if (shape.preallocated) {
+          const into = buffers[side];
+          const fetches: Record<string, ort.Tensor | null> = { logits: logitsOut };
+          const next: ort.Tensor[] = [];
+          for (let i = 0; i < 2 * numLayers; i++) {
+            const t = new ort.Tensor(kvType, into[i].subarray(0, kv * (length + 1) * d), [1, kv, length + 1, d]);
+            fetches[`present.${i >> 1}.${i & 1 ? 'value' : 'key'}`] = t;
+            next.push(t);
+          }
+          await decoder.run(feeds, fetches);
+          out = { logits: logitsOut };
+          past = next;
+          side = 1 - side;
+        } else {
+          out = await decoder.run(feeds);
+          past = Array.from({ length: 2 * numLayers }, (_, i) => out[`present.${i >> 1}.${i & 1 ? 'value' : 'key'}`] as ort.Tensor);
+        }
+        logits = out.logits.data as Float32Array;
+        token = pick(logits, 0);
+        length += 1;
+      }
+      return { firstMs, restMs: performance.now() - decodeStarted };
+    },
+    async dispose() {
+      await Promise.all([embedSession.release(), visionSession.release(), decoder.release()]);
+    },
+  };
+}
+
+/**
+ * The runtime's decode rate for a batch: `batch` rows / the time of one decoder run over `batch`
+ * rows whose past is the benchmark prompt plus half of `tokens` (the mean over a generation). No
+ * prefill, no sampling: an upper bound for many clients decoding together.
+ */
+export async function batchedCeiling(dir: string, dtype: Dtype, options: CeilingOptions, batch: number): Promise<{ tokPerS: number; runMs: number; past: number }> {
+  const loop = await openLoop(dir, dtype, options.threads, options.question);
+  try {
+    const past = (await loop.promptLength(options.images[0])) + Math.floor(options.tokens / 2);
+    const runMs = await loop.batchRun(batch, past, 30);
+    return { tokPerS: batch / (runMs / 1000), runMs, past };
+  } finally {
+    await loop.dispose();
+  }
+}
+
+/** The loop's time to first token and decode rate in each shape (median of `rounds` runs). */
+export async function ceiling(dir: string, dtype: Dtype, options: CeilingOptions, shapes: LoopShape[] = [TIGHTEST]): Promise<CeilingResult[]> {
+  const loop = await openLoop(dir, dtype, options.threads, options.question);
+  try {
+    await loop.run(options.images[0], 2, TIGHTEST);
+    const results: CeilingResult[] = [];
+    for (const shape of shapes) {
+      const runs = [];
+      for (let r = 0; r < options.rounds; r++) runs.push(await loop.run(options.images[1 + (r % (options.images.length - 1))], options.tokens, shape));
+      results.push({
+        shape,
+        ttftMs: median(runs.map((x) => x.firstMs)),
+        decodeTps: median(runs.map((x) => (options.tokens - 1) / (x.restMs / 1000))),
+      });
+    }
+    return results;
+  } finally {
+    await loop.dispose();
+  }
+}
