@@ -33,6 +33,8 @@ const EnvSchema = z.object({
   FEATURE_CACHE_MB: int(0).default(256),
   /** Prefilled prompts (KV cache and first logits) kept per model for prompts seen again. */
   PROMPT_CACHE_MB: int(0).default(64),
+  /** Preprocessed pixels kept for images seen again. */
+  IMAGE_CACHE_MB: int(0).default(32),
   /** Unload least recently used models beyond this many MB of weights (0 = never unload). */
   MODEL_MEMORY_BUDGET_MB: int(0).default(0),
   /** Image resize bound, as in training (docs/method.md, "The recipe"). */
@@ -101,6 +103,7 @@ export interface Config {
   maxDecodeStepsPerCall: number;
   featureCacheBytes: number;
   promptCacheBytes: number;
+  imageCacheBytes: number;
   memoryBudgetBytes: number;
   maxPixels: number;
   minPixels: number;
@@ -171,6 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxDecodeStepsPerCall: e.MAX_DECODE_STEPS_PER_CALL,
     featureCacheBytes: e.FEATURE_CACHE_MB * 1024 * 1024,
     promptCacheBytes: e.PROMPT_CACHE_MB * 1024 * 1024,
+    imageCacheBytes: e.IMAGE_CACHE_MB * 1024 * 1024,
     memoryBudgetBytes: e.MODEL_MEMORY_BUDGET_MB * 1024 * 1024,
     maxPixels: e.MAX_PIXELS,
     minPixels: e.MIN_PIXELS,

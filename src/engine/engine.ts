@@ -5,6 +5,7 @@
 import { parseCompletion } from './rewards';
 import { EngineError } from './errors';
 import { imageCacheKey } from './feature_cache';
+import { ByteLru } from './lru';
 import { DtypeChoice } from './model_folder';
 import { preprocessImage } from './qwen2_vl/image_processing';
 import { promptInputs } from './qwen2_vl/prompt_inputs';
@@ -31,6 +32,8 @@ export interface EngineOptions {
   executionProviders?: string[];
   /** Bytes of prefilled prompts each model's worker keeps for prompts seen again (0: none). */
   promptCacheBytes?: number;
+  /** Bytes of preprocessed pixels kept for images seen again, all models together (0: none). */
+  imageCacheBytes?: number;
   scheduler: SchedulerOptions;
   memoryBudgetBytes: number;
   /** Image resize bounds (docs/qwen2-vl.md, "Image tokens"); MAX_PIXELS 401,408 as in training. */
@@ -118,9 +121,15 @@ export class Engine {
   private disposed = false;
   private draining = false;
   private readonly observers = new Set<EngineObserver>();
+  /**
+   * Preprocessed images by model and image key: an image sent again (several samples of an item,
+   * a chat that sends its history each turn) is not decoded, resized and normalised again.
+   */
+  private readonly preprocessed: ByteLru<{ grid: [number, number, number]; tokens: number; pixels: Float32Array }>;
   private readonly remotes = new Map<string, RemoteModel>();
 
   constructor(readonly options: EngineOptions) {
+    this.preprocessed = new ByteLru(options.imageCacheBytes ?? 0);
     this.registry = new ModelRegistry({
       roots: options.modelRoots,
       folders: options.modelFolders,
@@ -373,9 +382,16 @@ export class Engine {
     const { tokenizer, folder } = model;
     const images = await Promise.all(
       request.images.map(async (bytes) => {
-        const processed = await preprocessImage(bytes, model.image, { maxInputPixels: this.options.maxInputPixels });
         const key = imageCacheKey(bytes, { minPixels: model.image.minPixels, maxPixels: model.image.maxPixels });
-        return { key, grid: processed.gridThw, tokens: processed.numImageTokens, pixels: processed.pixelValues };
+        const memoKey = `${model.name}|${key}`;
+        let image = this.preprocessed.get(memoKey);
+        if (!image) {
+          const processed = await preprocessImage(bytes, model.image, { maxInputPixels: this.options.maxInputPixels });
+          image = { grid: processed.gridThw, tokens: processed.numImageTokens, pixels: processed.pixelValues };
+          this.preprocessed.set(memoKey, image, image.pixels.byteLength);
+        }
+        // A copy: the scheduler hands the pixels over to the worker thread (transferred, unusable after).
+        return { key, grid: image.grid, tokens: image.tokens, pixels: image.pixels.slice() };
       }),
     );
 

@@ -12,6 +12,7 @@ export function engineFromConfig(config: ReturnType<typeof loadConfig>): Engine 
     threads: config.threads,
     executionProviders: config.executionProviders,
     promptCacheBytes: config.promptCacheBytes,
+    imageCacheBytes: config.imageCacheBytes,
     scheduler: {
       maxBatchSize: config.maxBatchSize,
       maxWaiting: config.maxQueue,

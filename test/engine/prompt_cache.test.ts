@@ -49,16 +49,16 @@ describe('PromptCache', () => {
 
   test('keeps the most recently used entries within its byte budget; 0 keeps nothing', () => {
     const cache = new PromptCache(3 * (40 + 16));
-    cache.set('a', entry(10));
-    cache.set('b', entry(10));
-    cache.set('c', entry(10));
+    cache.put('a', entry(10));
+    cache.put('b', entry(10));
+    cache.put('c', entry(10));
     expect(cache.get('a')).toBeDefined(); // a is now the most recent
-    cache.set('d', entry(10));
+    cache.put('d', entry(10));
     expect(cache.get('b')).toBeUndefined();
     expect(['a', 'c', 'd'].map((k) => cache.get(k) !== undefined)).toEqual([true, true, true]);
     expect(cache.bytes).toBe(3 * 56);
     const off = new PromptCache(0);
-    off.set('a', entry(1));
+    off.put('a', entry(1));
     expect(off.size).toBe(0);
   });
 

@@ -115,7 +115,7 @@ class ModelWorker {
       const computed = await this.computePrompts([...compute.values()], result);
       [...compute.keys()].forEach((key, i) => {
         entries.set(key, computed[i]);
-        this.prompts.set(key, computed[i]);
+        this.prompts.put(key, computed[i]);
       });
     }
     result.promptsFromCache = admit.length - compute.size;

@@ -1,0 +1,48 @@
+// A map that keeps its most recently used entries within a byte budget: the engine's caches of
+// derived data (prefilled prompts in the worker, preprocessed images on the main thread).
+export class ByteLru<V> {
+  private readonly entries = new Map<string, { value: V; bytes: number }>(); // recency order
+  private used = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** The value of `key`, refreshed as most recently used; undefined when absent. */
+  get(key: string): V | undefined {
+    const held = this.entries.get(key);
+    if (!held) return undefined;
+    this.entries.delete(key);
+    this.entries.set(key, held);
+    return held.value;
+  }
+
+  /** Keep `value` (`bytes` large) under `key`, evicting the least recently used entries to stay
+   * within budget; a value larger than the whole budget is not kept. */
+  set(key: string, value: V, bytes: number): void {
+    if (bytes > this.maxBytes) return;
+    const old = this.entries.get(key);
+    if (old) {
+      this.entries.delete(key);
+      this.used -= old.bytes;
+    }
+    for (const [oldKey, held] of this.entries) {
+      if (this.used + bytes <= this.maxBytes) break;
+      this.entries.delete(oldKey);
+      this.used -= held.bytes;
+    }
+    this.entries.set(key, { value, bytes });
+    this.used += bytes;
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.used = 0;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get bytes(): number {
+    return this.used;
+  }
+}
