@@ -6,10 +6,12 @@
 // with a local batched run made just before it, so a shared machine's drifting load hits both
 // sides of the ratio alike. Prints markdown tables (docs/performance.md).
 //
-//   npx tsx bench/evaluation.ts [--model models/tiny-random] [--items 64] [--tokens 32] [--batch 16] [--replicas 3]
+//   npx tsx bench/evaluation.ts [--model models/tiny-random] [--items 64] [--tokens 32] [--batch 16] [--replicas 3] [--samples 4]
 //
-// No feature cache anywhere (FEATURE_CACHE_MB=0): every run encodes every image, whichever run or
-// replica saw it before.
+// No cache anywhere (FEATURE_CACHE_MB, PROMPT_CACHE_MB and IMAGE_CACHE_MB are 0): every run
+// preprocesses, encodes and prefills every item, whichever run or replica saw it before. With
+// --samples K, one more table: a batched run of K sampled responses per item, with the caches off
+// and on (each run on a fresh engine), which is what the prompt and image caches are for.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -32,14 +34,15 @@ const ITEMS = Number(flag('items', '64'));
 const TOKENS = Number(flag('tokens', '32'));
 const BATCH = Number(flag('batch', '16'));
 const REPLICAS = Number(flag('replicas', '3'));
+const SAMPLES = Number(flag('samples', '1'));
 
 const items = syntheticSplit('test', ITEMS, 1);
 
-async function ourRun(engine: Engine, concurrency: number, model = basename(MODEL_DIR), runItems = items): Promise<{ seconds: number; accuracy: number }> {
+async function ourRun(engine: Engine, concurrency: number, model = basename(MODEL_DIR), runItems = items, sampling: Partial<EvaluateParams> = {}): Promise<{ seconds: number; accuracy: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-eval-'));
   const db = openDatabase(dir);
   const runs = new EvalRuns(new RunStore(db), engine, async () => ({ benchmark: 'spatial-synth', split: 'test', items: runItems }), { concurrency });
-  const params: EvaluateParams = { benchmark: 'spatial-synth', limit: runItems.length, template: 'r1', strategy: 'r1', maxNewTokens: TOKENS, model };
+  const params: EvaluateParams = { benchmark: 'spatial-synth', limit: runItems.length, template: 'r1', strategy: 'r1', maxNewTokens: TOKENS, model, ...sampling };
   const started = performance.now();
   const run = await runs.wait((await runs.create(params)).id);
   const seconds = (performance.now() - started) / 1000;
@@ -73,7 +76,21 @@ async function transformersJsLoop(): Promise<number> {
 }
 
 /** The environment every engine of the bench shares: in-process (local, coordinator) or a replica process. */
-const COMMON_ENV = { MAX_BATCH_SIZE: String(BATCH), MAX_QUEUE: '1024', FEATURE_CACHE_MB: '0', MAX_NEW_TOKENS: String(Math.max(TOKENS, 64)) };
+const NO_CACHES = { FEATURE_CACHE_MB: '0', PROMPT_CACHE_MB: '0', IMAGE_CACHE_MB: '0' };
+const COMMON_ENV = { MAX_BATCH_SIZE: String(BATCH), MAX_QUEUE: '1024', ...NO_CACHES, MAX_NEW_TOKENS: String(Math.max(TOKENS, 64)) };
+
+/** K sampled responses per item, batched, on a fresh engine with the caches off or at their defaults. */
+async function samplesRun(cachesOn: boolean): Promise<{ seconds: number; accuracy: number }> {
+  const env: Record<string, string | undefined> = { ...process.env, ...COMMON_ENV, MODEL_DIR, LOG_LEVEL: 'silent' };
+  if (cachesOn) for (const name of Object.keys(NO_CACHES)) delete env[name];
+  const engine = engineFromConfig(loadConfig(env));
+  try {
+    await engine.warmup();
+    return await ourRun(engine, BATCH, basename(MODEL_DIR), items, { samples: SAMPLES, temperature: 1, seed: 1 });
+  } finally {
+    await engine.dispose();
+  }
+}
 
 interface ReplicaRow {
   replicas: number;
@@ -164,6 +181,17 @@ async function main() {
     console.log(`| ours, one item at a time | ${rate(one.seconds)} | ${one.seconds.toFixed(1)} | 1.00x |`);
     console.log(`| transformers.js, one item at a time | ${rate(tjs)} | ${Number.isFinite(tjs) ? tjs.toFixed(1) : '-'} | ${Number.isFinite(tjs) ? (one.seconds / tjs).toFixed(2) + 'x' : '-'} |`);
     console.log(`\naccuracy batched ${batched.accuracy.toFixed(3)}, one-at-a-time ${one.accuracy.toFixed(3)} (greedy: equal)`);
+    if (SAMPLES > 1) {
+      const off = await samplesRun(false);
+      const on = await samplesRun(true);
+      const responses = ITEMS * SAMPLES;
+      console.log(`\n${SAMPLES} sampled responses per item (temperature 1, seed 1), ${BATCH} in flight: the prompt and image caches off and on\n`);
+      console.log('| caches | responses/s | seconds | vs caches off |');
+      console.log('|---|---|---|---|');
+      console.log(`| off (FEATURE_CACHE_MB, PROMPT_CACHE_MB, IMAGE_CACHE_MB = 0) | ${(responses / off.seconds).toFixed(1)} | ${off.seconds.toFixed(1)} | 1.00x |`);
+      console.log(`| on (defaults) | ${(responses / on.seconds).toFixed(1)} | ${on.seconds.toFixed(1)} | ${(off.seconds / on.seconds).toFixed(2)}x |`);
+      console.log(`\naccuracy (mean over responses): off ${off.accuracy.toFixed(3)}, on ${on.accuracy.toFixed(3)}`);
+    }
     if (REPLICAS > 0) {
       const rows = await replicaRuns(engine, config.threads);
       console.log(
