@@ -20,6 +20,7 @@ import { promptInputs } from '../src/engine/qwen2_vl/prompt_inputs';
 import { fromFloat16, toFloat16 } from '../src/engine/onnx/ort';
 import { Sampler } from '../src/engine/sampling/sampler';
 import { DEFAULT_SAMPLING_PARAMS } from '../src/engine/sampling/params';
+import { median } from './common';
 
 /** Largest embedding table the loop keeps in memory (a 2B model's is about 0.9 GB in float32). */
 const MAX_TABLE_BYTES = 256 * 2 ** 20;
@@ -51,10 +52,6 @@ export interface CeilingResult {
   decodeTps: number;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 interface Loop {
   /** One generation of `tokens` tokens: ms to the first token and ms for the rest. */

@@ -18,7 +18,6 @@ import { AddressInfo } from 'node:net';
 import { createServer, Server } from 'node:http';
 import { basename, join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
 import { loadConfig } from '../src/config';
 import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
@@ -26,6 +25,7 @@ import { createApp } from '../src/server/app';
 import { engineFromConfig } from '../src/engine/from_config';
 import { Engine } from '../src/engine/engine';
 import { batchedCeiling, ceiling, LoopShape, TIGHTEST } from './ceiling';
+import { flag, flags, hasFlag, median, noisePng, QUESTION } from './common';
 
 interface Variant {
   dir: string;
@@ -42,40 +42,19 @@ interface Row {
   rooflineFraction?: number;
 }
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const TOKENS = Number(flag('tokens', '32'));
 const ROUNDS = Number(flag('rounds', '2'));
 const CONCURRENCY = flag('concurrency', '1,4,16').split(',').map(Number);
-const WITH_TJS = !args.includes('--no-transformersjs');
-const LADDER = args.includes('--ladder');
+const WITH_TJS = !hasFlag('no-transformersjs');
+const LADDER = hasFlag('ladder');
 const variants: Variant[] = [];
-args.forEach((a, i) => {
-  if (a !== '--model') return;
-  const [dir, dtypes = 'fp32'] = args[i + 1].split(':');
+for (const value of flags('model')) {
+  const [dir, dtypes = 'fp32'] = value.split(':');
   for (const dtype of dtypes.split(',')) variants.push({ dir: resolve(dir), dtype: dtype as Dtype });
-});
+}
 if (!variants.length) variants.push({ dir: resolve('models/tiny-random'), dtype: 'fp32' }, { dir: resolve('models/tiny-random'), dtype: 'q4' });
 
-const QUESTION = 'How many red objects are in the image? Select from the following choices.\n(A) 2\n(B) 3\n(C) 4';
-
-async function image(size: number, seed: number): Promise<Buffer> {
-  const data = Buffer.alloc(size * size * 3);
-  let x = seed >>> 0;
-  for (let i = 0; i < data.length; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    data[i] = x >>> 24;
-  }
-  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
+const image = noisePng;
 
 /** The read bandwidth onnxruntime reaches here (bench/membw.py sums a 1 GiB tensor), in bytes/s. */
 function memoryBandwidth(threads: number): number {

@@ -14,40 +14,23 @@
 import { createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { basename, resolve } from 'node:path';
-import sharp from 'sharp';
 import { Agent, fetch } from 'undici';
 import { loadConfig } from '../src/config';
 import { engineFromConfig } from '../src/engine/from_config';
 import { imageProcessorConfig, preprocessImage } from '../src/engine/qwen2_vl/image_processing';
 import { readModelFolder } from '../src/engine/model_folder';
 import { createApp } from '../src/server/app';
+import { flag, flags, hasFlag, median, noisePng, QUESTION } from './common';
 
-const args = process.argv.slice(2);
-const flag = (name: string, fallback: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : fallback;
-};
 const TOKENS = Number(flag('tokens', '64'));
 const ROUNDS = Number(flag('rounds', '3'));
 const CLIENTS = flag('clients', '1,16').split(',').map(Number);
-const DISTINCT = args.includes('--distinct');
-const models = args.flatMap((a, i) => (a === '--model' ? [resolve(args[i + 1])] : []));
+const DISTINCT = hasFlag('distinct');
+const models = flags('model').map((dir) => resolve(dir));
 if (!models.length) models.push(resolve('models/nano-r1zero'), resolve('models/tiny-random'));
 
-const QUESTION = 'How many red objects are in the image? Select from the following choices.\n(A) 2\n(B) 3\n(C) 4';
 const agent = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
-
-async function image(size: number, seed: number): Promise<Buffer> {
-  const data = Buffer.alloc(size * size * 3);
-  let x = seed >>> 0;
-  for (let i = 0; i < data.length; i++) {
-    x = (x * 1664525 + 1013904223) >>> 0;
-    data[i] = x >>> 24;
-  }
-  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
-}
-
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const image = noisePng;
 
 interface Totals {
   steps: number;
