@@ -300,11 +300,21 @@ describe('k8s/ manifests', () => {
     expect(new Set(HPAS.map((h) => h.spec.scaleTargetRef.name)).size).toBe(HPAS.length);
     const scaled = DEPLOYMENTS.find((d) => d.metadata.name === HPA.spec.scaleTargetRef.name);
 
-    // The PDB covers exactly the autoscaled pods and leaves room for one eviction at minReplicas.
-    const [pdb] = ofKind<K8sObject & { spec: { minAvailable?: number; maxUnavailable?: number; selector: { matchLabels: Labels } } }>('PodDisruptionBudget');
+    // Each autoscaled tier has a PDB covering exactly its pods, never a trainer's, and leaving room
+    // for one eviction at its HPA's minReplicas (so a drain is never blocked).
+    const pdbs = ofKind<K8sObject & { spec: { minAvailable?: number; maxUnavailable?: number; selector: { matchLabels: Labels } } }>('PodDisruptionBudget');
+    expect(pdbs.map((p) => p.metadata.name).sort()).toEqual(['visualthinker', 'visualthinker-inference']);
+    for (const pdb of pdbs) {
+      const covered = DEPLOYMENTS.filter((d) => matches(pdb.spec.selector.matchLabels, podLabels(d)));
+      expect(covered).toHaveLength(1);
+      const hpa = HPAS.find((h) => h.spec.scaleTargetRef.name === covered[0].metadata.name)!;
+      expect(hpa).toBeDefined();
+      if (pdb.spec.minAvailable !== undefined) expect(pdb.spec.minAvailable).toBeLessThan(hpa.spec.minReplicas);
+      else expect(pdb.spec.maxUnavailable).toBeGreaterThanOrEqual(1);
+      for (const labels of trainerPods) expect(matches(pdb.spec.selector.matchLabels, labels)).toBe(false);
+    }
+    const pdb = pdbs.find((p) => p.metadata.name === 'visualthinker')!;
     expect(DEPLOYMENTS.filter((d) => matches(pdb.spec.selector.matchLabels, podLabels(d)))).toEqual([scaled]);
-    expect(pdb.spec.minAvailable).toBeLessThan(HPA.spec.minReplicas);
-    for (const labels of trainerPods) expect(matches(pdb.spec.selector.matchLabels, labels)).toBe(false);
   });
 
   test.each(['visualthinker', 'visualthinker-inference'])('HPA %s reads vlm_requests_waiting (a metric the service exports) and CPU, with sane bounds', (name) => {
