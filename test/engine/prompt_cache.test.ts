@@ -119,6 +119,23 @@ describe('the prompt cache in the engine (models/tiny-random)', () => {
     expect(a.tokenIds).not.toEqual(b.tokenIds);
   });
 
+  test('a cached prompt whose picture the feature cache forgot still leaves its features for the next prompt', async () => {
+    // A feature cache that holds one 56x56 picture's features (4 tokens x 64 floats): each new
+    // picture evicts the last one.
+    const engine = testEngine({ promptCacheBytes: 8 << 20, scheduler: { maxBatchSize: 8, maxWaiting: 32, maxPrefillTokens: 4096, featureCacheBytes: 4 * 64 * 4 } });
+    try {
+      const [x, y] = [await noiseImage(56, 56, 101), await noiseImage(56, 56, 102)];
+      const ask = (png: Buffer, question: string) => engine.generateText({ prompt: { template: 'r1', question }, images: [png], maxNewTokens: 3 });
+      await ask(x, 'first question');
+      await ask(y, 'first question'); // x's features are evicted
+      await ask(x, 'first question'); // a cached prompt: x is sent again and kept, not prefilled
+      const other = await ask(x, 'second question'); // x's features are expected in the worker
+      expect(other.tokenIds).toHaveLength(3);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   test('the same prompt admitted several times in one step is prefilled once, even with the cache off', async () => {
     const observed: StepResult[] = [];
     const stop = uncached.observe({ onStep: (_model, result) => observed.push(result) });
