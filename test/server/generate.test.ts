@@ -190,6 +190,7 @@ describe('service HTTP API', () => {
     for (const phase of ['prefill', 'decode', 'overhead']) {
       expect(res.text).toMatch(new RegExp(`vlm_step_seconds_count\\{model="[^"]+",phase="${phase}"\\} [1-9]`));
     }
+    expect(res.text).toMatch(/vlm_prompt_prefills_total\{model="[^"]+",source="computed"\} [1-9]/);
   });
 });
 
