@@ -385,13 +385,15 @@ export class Engine {
         const key = imageCacheKey(bytes, { minPixels: model.image.minPixels, maxPixels: model.image.maxPixels });
         const memoKey = `${model.name}|${key}`;
         let image = this.preprocessed.get(memoKey);
+        let kept = image !== undefined;
         if (!image) {
           const processed = await preprocessImage(bytes, model.image, { maxInputPixels: this.options.maxInputPixels });
           image = { grid: processed.gridThw, tokens: processed.numImageTokens, pixels: processed.pixelValues };
-          this.preprocessed.set(memoKey, image, image.pixels.byteLength);
+          kept = this.preprocessed.set(memoKey, image, image.pixels.byteLength) !== null;
         }
-        // A copy: the scheduler hands the pixels over to the worker thread (transferred, unusable after).
-        return { key, grid: image.grid, tokens: image.tokens, pixels: image.pixels.slice() };
+        // The scheduler hands the pixels over to the worker thread (transferred, unusable after):
+        // pixels the cache keeps go as a copy.
+        return { key, grid: image.grid, tokens: image.tokens, pixels: kept ? image.pixels.slice() : image.pixels };
       }),
     );
 

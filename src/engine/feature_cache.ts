@@ -2,6 +2,7 @@
 // byte budget). The worker stores the features; this policy tells it what to forget, so both sides
 // always agree on what is cached and the scheduler can skip sending pixels for a cached image.
 import { createHash } from 'node:crypto';
+import { ByteLru } from './lru';
 
 export function imageCacheKey(bytes: Uint8Array, settings: Record<string, number>): string {
   const hash = createHash('sha256').update(bytes);
@@ -10,24 +11,20 @@ export function imageCacheKey(bytes: Uint8Array, settings: Record<string, number
 }
 
 export class FeatureCachePolicy {
-  private readonly entries = new Map<string, number>(); // key -> bytes, in recency order
-  private bytes = 0;
+  private readonly entries: ByteLru<true>;
   hits = 0;
   misses = 0;
 
-  constructor(readonly maxBytes: number) {}
+  constructor(readonly maxBytes: number) {
+    this.entries = new ByteLru(maxBytes);
+  }
 
   /** Whether the worker holds `key`; a hit refreshes its recency. */
   lookup(key: string): boolean {
-    const size = this.entries.get(key);
-    if (size === undefined) {
-      this.misses += 1;
-      return false;
-    }
-    this.entries.delete(key);
-    this.entries.set(key, size);
-    this.hits += 1;
-    return true;
+    const held = this.entries.get(key) !== undefined;
+    if (held) this.hits += 1;
+    else this.misses += 1;
+    return held;
   }
 
   /**
@@ -35,17 +32,7 @@ export class FeatureCachePolicy {
    * budget, or null when the entry alone exceeds the budget (then it is not kept at all).
    */
   admit(key: string, size: number): string[] | null {
-    if (size > this.maxBytes) return null;
-    const evicted: string[] = [];
-    for (const [old, oldSize] of this.entries) {
-      if (this.bytes + size <= this.maxBytes) break;
-      this.entries.delete(old);
-      this.bytes -= oldSize;
-      evicted.push(old);
-    }
-    this.entries.set(key, size);
-    this.bytes += size;
-    return evicted;
+    return this.entries.set(key, true, size);
   }
 
   get size(): number {
@@ -53,6 +40,6 @@ export class FeatureCachePolicy {
   }
 
   get usedBytes(): number {
-    return this.bytes;
+    return this.entries.bytes;
   }
 }

@@ -44,11 +44,6 @@ export class KvBatch {
     return KvBatch.allocate(layout, batch, 0);
   }
 
-  /** The rows of a finished prefill: `present` tensors [B, kv, S, d], rows left-padded as given. */
-  static fromPrefill(layout: KvLayout, seqIds: number[], pads: number[], present: Tensor[]): KvBatch {
-    return new KvBatch(layout, [...seqIds], [...pads], present[0].dims[2], present);
-  }
-
   /**
    * Row `row` of prefill `present` tensors [B, kv, S, d] without its `pad` positions of left
    * padding: per tensor [1, kv, S - pad, d], copied (the prompt cache's entry layout).

@@ -102,8 +102,8 @@ class ModelWorker {
     });
     // A cached prompt's images are not encoded, except those the scheduler now counts on this
     // worker to hold (its feature cache had forgotten them): their features are kept as promised.
-    for (const a of admit) {
-      if (compute.has(promptKey(a))) continue;
+    for (const [i, a] of admit.entries()) {
+      if (compute.has(keys[i])) continue;
       for (const image of a.images) {
         if (image.pixels && image.cache && !this.features.has(image.key)) {
           this.features.set(image.key, await this.graphs.encodeImage(image.pixels, image.grid));
