@@ -25,6 +25,9 @@ import { median } from './common';
 /** Largest embedding table the loop keeps in memory (a 2B model's is about 0.9 GB in float32). */
 const MAX_TABLE_BYTES = 256 * 2 ** 20;
 
+/** The decoder's name for KV tensor `i` (layer i >> 1, key then value): `past_key_values.L.key`, `present.L.value`, ... */
+const kvName = (prefix: 'past_key_values' | 'present', i: number) => `${prefix}.${i >> 1}.${i & 1 ? 'value' : 'key'}`;
+
 export interface CeilingOptions {
   tokens: number;
   rounds: number;
@@ -92,7 +95,8 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
   const maxLength = 4096 + 1024;
   const kvArray = (n: number) => (kvType === 'float16' ? new Uint16Array(n) : new Float32Array(n));
   // Two buffers per key/value of each layer: one holds the past, the other receives the present.
-  const buffers = [0, 1].map(() => Array.from({ length: 2 * numLayers }, () => kvArray(kv * maxLength * d)));
+  // Allocated by the first run that writes into them (batch runs and other shapes do not).
+  let buffers: (Float32Array | Uint16Array)[][] | null = null;
   const mask = new BigInt64Array(maxLength).fill(1n);
   const positions = new BigInt64Array(3);
   const keep = new ort.Tensor('int64', BigInt64Array.of(1n), []);
@@ -107,7 +111,7 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
       position_ids: new ort.Tensor('int64', positionData, [3, 1, seq]),
     };
     if (hasKeep) feeds.num_logits_to_keep = keep;
-    for (let i = 0; i < 2 * numLayers; i++) feeds[`past_key_values.${i >> 1}.${i & 1 ? 'value' : 'key'}`] = past[i];
+    for (let i = 0; i < 2 * numLayers; i++) feeds[kvName('past_key_values', i)] = past[i];
     return feeds;
   };
   const argmax = (logits: Float32Array, offset: number) => {
@@ -137,7 +141,7 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
       if (hasKeep) feeds.num_logits_to_keep = keep;
       for (let i = 0; i < 2 * numLayers; i++) {
         const data = kvArray(batch * kv * pastLength * d);
-        feeds[`past_key_values.${i >> 1}.${i & 1 ? 'value' : 'key'}`] = new ort.Tensor(kvType, data, [batch, kv, pastLength, d]);
+        feeds[kvName('past_key_values', i)] = new ort.Tensor(kvType, data, [batch, kv, pastLength, d]);
       }
       const times: number[] = [];
       for (let r = 0; r < runs + 3; r++) {
@@ -178,7 +182,7 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
       const prefill = await decoder.run(feedsFor(promptEmbeds, n, empty, n, prefillPositions));
       const logitsSize = prefill.logits.dims[2];
       const logitsOut = new ort.Tensor('float32', new Float32Array(logitsSize), [1, 1, logitsSize]);
-      let past: ort.Tensor[] = Array.from({ length: 2 * numLayers }, (_, i) => prefill[`present.${i >> 1}.${i & 1 ? 'value' : 'key'}`]);
+      let past: ort.Tensor[] = Array.from({ length: 2 * numLayers }, (_, i) => prefill[kvName('present', i)]);
       let logits = prefill.logits.data as Float32Array;
       const pick = (values: Float32Array, offset: number) => {
         const token = sampler ? sampler.next(values, offset, vocab, history) : argmax(values, offset);
@@ -198,12 +202,13 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
         const feeds = feedsFor(embeds, 1, past, length + 1, positions);
         let out: ort.InferenceSession.OnnxValueMapType;
         if (shape.preallocated) {
+          buffers ??= [0, 1].map(() => Array.from({ length: 2 * numLayers }, () => kvArray(kv * maxLength * d)));
           const into = buffers[side];
           const fetches: Record<string, ort.Tensor | null> = { logits: logitsOut };
           const next: ort.Tensor[] = [];
           for (let i = 0; i < 2 * numLayers; i++) {
             const t = new ort.Tensor(kvType, into[i].subarray(0, kv * (length + 1) * d), [1, kv, length + 1, d]);
-            fetches[`present.${i >> 1}.${i & 1 ? 'value' : 'key'}`] = t;
+            fetches[kvName('present', i)] = t;
             next.push(t);
           }
           await decoder.run(feeds, fetches);
@@ -212,7 +217,7 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
           side = 1 - side;
         } else {
           out = await decoder.run(feeds);
-          past = Array.from({ length: 2 * numLayers }, (_, i) => out[`present.${i >> 1}.${i & 1 ? 'value' : 'key'}`] as ort.Tensor);
+          past = Array.from({ length: 2 * numLayers }, (_, i) => out[kvName('present', i)] as ort.Tensor);
         }
         logits = out.logits.data as Float32Array;
         token = pick(logits, 0);
@@ -227,16 +232,17 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
 }
 
 /**
- * The runtime's decode rate for a batch: `batch` rows / the time of one decoder run over `batch`
- * rows whose past is the benchmark prompt plus half of `tokens` (the mean over a generation). No
- * prefill, no sampling: an upper bound for many clients decoding together.
+ * The runtime's decode rate for each batch size: `batch` rows / the time of one decoder run over
+ * `batch` rows whose past is the benchmark prompt plus half of `tokens` (the mean over a
+ * generation). No prefill, no sampling: an upper bound for many clients decoding together.
  */
-export async function batchedCeiling(dir: string, dtype: Dtype, options: CeilingOptions, batch: number): Promise<{ tokPerS: number; runMs: number; past: number }> {
+export async function batchedCeiling(dir: string, dtype: Dtype, options: CeilingOptions, batches: number[]): Promise<Record<number, number>> {
   const loop = await openLoop(dir, dtype, options.threads, options.question);
   try {
     const past = (await loop.promptLength(options.images[0])) + Math.floor(options.tokens / 2);
-    const runMs = await loop.batchRun(batch, past, 30);
-    return { tokPerS: batch / (runMs / 1000), runMs, past };
+    const rates: Record<number, number> = {};
+    for (const batch of batches) rates[batch] = batch / ((await loop.batchRun(batch, past, 30)) / 1000);
+    return rates;
   } finally {
     await loop.dispose();
   }
@@ -246,9 +252,10 @@ export async function batchedCeiling(dir: string, dtype: Dtype, options: Ceiling
 export async function ceiling(dir: string, dtype: Dtype, options: CeilingOptions, shapes: LoopShape[] = [TIGHTEST]): Promise<CeilingResult[]> {
   const loop = await openLoop(dir, dtype, options.threads, options.question);
   try {
-    await loop.run(options.images[0], 2, TIGHTEST);
     const results: CeilingResult[] = [];
     for (const shape of shapes) {
+      // An untimed run of full length first: the JIT and onnxruntime's buffers warm up for this shape.
+      await loop.run(options.images[0], options.tokens, shape);
       const runs = [];
       for (let r = 0; r < options.rounds; r++) runs.push(await loop.run(options.images[1 + (r % (options.images.length - 1))], options.tokens, shape));
       results.push({

@@ -238,9 +238,8 @@ async function main() {
   for (const v of variants) {
     console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ceiling`);
     const images = [await image(448, 1), ...(await Promise.all(Array.from({ length: ROUNDS }, (_, r) => image(448, 300 + r))))];
-    const batched: Record<number, number> = {};
     const small = { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images: [await image(224, 7)] };
-    for (const c of CONCURRENCY) batched[c] = (await batchedCeiling(v.dir, v.dtype, small, c)).tokPerS;
+    const batched = await batchedCeiling(v.dir, v.dtype, small, CONCURRENCY);
     for (const result of await ceiling(v.dir, v.dtype, { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images }, shapes)) {
       const row: Row = { model: basename(v.dir), dtype: v.dtype, engine: shapeName(result.shape), ttftMs: result.ttftMs, decodeTps: result.decodeTps, aggregate: result.shape === TIGHTEST ? batched : {} };
       row.rooflineFraction = decoderBytes(v) / bandwidth / (1 / row.decodeTps);
