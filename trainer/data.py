@@ -4,7 +4,8 @@
 Each item becomes one conversational prompt whose single user turn holds the image and the text
 of the chosen template; the trainer's processor renders it (for `r1`, with no roles at all, see
 grpo.RAW_CHAT_TEMPLATE). The gold answer for the accuracy reward is the option text (docs/method.md,
-"Rewards"), as in the paper's SAT training.
+"Rewards"), as in the paper's SAT training; when the question lists lettered choices (style
+`letters`) the gold letter names the option too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Item:
     answer_text: str
     prompt: str  # the CV-Bench style question with lettered choices
     task: str
+    answer: str = ""  # the gold option's letter
 
 
 def read_split(dataset_dir: str | Path, split: str, max_items: int = 0) -> tuple[list[Item], dict[str, int]]:
@@ -57,7 +59,7 @@ def read_split(dataset_dir: str | Path, split: str, max_items: int = 0) -> tuple
             if root.resolve() not in image.parents:
                 raise ValueError(f"{path} line {number}: image path {images[0]!r} leaves the data set folder")
             items.append(Item(record["id"], image, record["question"], list(record["choices"]), record["answer_text"],
-                              record["prompt"], record["task"]))
+                              record["prompt"], record["task"], record["answer"]))
             if max_items and len(items) >= max_items:
                 break
     return items, skipped
@@ -95,6 +97,9 @@ def to_hf_dataset(items: list[Item], template: str, style: str):
         "prompt": [prompt_messages(i, template, style) for i in items],
         "image": [str(i.image) for i in items],
         "answer_text": [i.answer_text for i in items],
+        # The accuracy reward takes the gold letter only where the question shows the letters.
+        "answer_letter": [i.answer if style == "letters" else "" for i in items],
+        "choices": [i.choices for i in items],
         "item_id": [i.id for i in items],
         "task": [i.task for i in items],
     }

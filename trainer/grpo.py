@@ -51,6 +51,7 @@ from .config import JobConfig, parse_args
 from .metrics import JsonlWriter, step_record
 from .prompts import IMAGE_PLACEHOLDER
 from .rewards import accuracy_reward, extract_answer_text, format_reward, has_reflection
+from .scoring import lettered_accuracy_reward
 
 # Renders a conversation as its image placeholders and texts only: the r1 template has no roles.
 RAW_CHAT_TEMPLATE = (
@@ -112,8 +113,13 @@ class Rollouts:
 def make_rewards(rollouts: Rollouts, length_weight: float):
     """TRL calls these once per rollout batch; `trainer_state.global_step` is the step being made."""
 
-    def accuracy(prompts, completions, completion_ids, answer_text, item_id, trainer_state=None, **_):
-        scores = [accuracy_reward(_text(c), gold) for c, gold in zip(completions, answer_text, strict=True)]
+    def accuracy(prompts, completions, completion_ids, answer_text, item_id, trainer_state=None,
+                 answer_letter=None, choices=None, **_):
+        letters = answer_letter or [""] * len(completions)
+        options = choices or [()] * len(completions)
+        # A gold letter means the prompt listed lettered choices: a letter answer names an option too.
+        scores = [lettered_accuracy_reward(_text(c), gold, letter, opts) if letter else accuracy_reward(_text(c), gold)
+                  for c, gold, letter, opts in zip(completions, answer_text, letters, options, strict=True)]
         formats = [format_reward(_text(c)) for c in completions]
         step = (trainer_state.global_step if trainer_state is not None else 0) + 1
         rollouts.record(step, prompts, completions, completion_ids, answer_text, item_id, scores, formats)

@@ -4,8 +4,9 @@ same values, pinned by test/vectors/rewards.json).
 Format (docs/method.md, "Rewards"): `"<think>" + completion` must *fully* match
 `<think>.*?</think>\\s*<answer>.*?</answer>` with dot-matches-newline; anything after `</answer>`
 fails it. Accuracy: the first `<answer>(.*?)</answer>` span (no dot-all), stripped, or else the
-whole completion stripped, equal (case-sensitive) to the gold option text. Accuracy does not
-require the format. Both are computed on the completion alone (the prompt's `<think>` is not part
+whole completion stripped, equal (case-sensitive) to the gold option text; for a question that
+lists lettered choices, `scoring.lettered_accuracy_reward` also takes an answer that names the gold
+option by its letter. Accuracy does not require the format. Both are computed on the completion alone (the prompt's `<think>` is not part
 of it).
 """
 
@@ -37,6 +38,7 @@ def extract_answer_text(completion: str) -> str:
 
 
 def accuracy_reward(completion: str, gold: str) -> float:
+    """For a question that lists lettered choices, see scoring.lettered_accuracy_reward."""
     return 1.0 if extract_answer_text(completion) == gold.strip() else 0.0
 
 

@@ -41,7 +41,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .rewards import format_reward
+from .rewards import accuracy_reward, extract_answer_text, format_reward
 
 STRATEGIES = ("r1", "strict")
 BENCHMARKS = ("cv-bench", "blink", "vsr", "sat", "spatial-synth")
@@ -155,6 +155,16 @@ def is_correct(extracted: str | None, gold_letter: str, choices: Sequence[str],
         return True
     # docs/evaluation.md, "Matching": the case-insensitive variant, reported only with its label.
     return case_insensitive_text and answer.lower() == gold_text.lower()
+
+
+def lettered_accuracy_reward(completion: str, gold: str, gold_letter: str, choices: Sequence[str]) -> float:
+    """The accuracy reward of a question that lists lettered choices (docs/method.md, "Rewards"):
+    1 for the gold option's text (rewards.accuracy_reward), and for any answer evaluation's matching
+    counts as the gold option (`B`, `(B)`, `b`, a standalone `B`), so training rewards what
+    evaluation scores. The answer is the reward's extraction (the first one-line answer span)."""
+    if accuracy_reward(completion, gold):
+        return 1.0
+    return 1.0 if is_correct(extract_answer_text(completion), gold_letter, choices) else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

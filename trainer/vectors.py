@@ -369,6 +369,22 @@ REWARD_CASES = [
 ]
 
 
+# completion, gold text, gold letter, choices: the accuracy reward of a question that lists lettered choices
+LETTER_REWARD_CASES = [
+    (" x </think><answer>B</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>(B)</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>b</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>The answer is B</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>A or B</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>A</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>right</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>Right</answer>", "right", "B", ["left", "right"]),
+    (" x </think><answer>(C) 2</answer>", "2", "C", ["0", "1", "2", "3"]),
+    (" x </think><answer>E</answer>", "2", "C", ["0", "1", "2", "3"]),
+    ("C", "2", "(C)", ["0", "1", "2", "3"]),
+]
+
+
 def rewards_vectors() -> dict:
     from .rewards import accuracy_reward, extract_answer_text, format_reward, has_reflection, parse_completion
 
@@ -386,11 +402,18 @@ def rewards_vectors() -> dict:
             "answer": parsed.answer,
             "reflection": has_reflection(completion),
         })
+    from .scoring import lettered_accuracy_reward
+
+    letter_cases = [{"completion": completion, "gold": gold, "gold_letter": letter, "choices": choices,
+                     "accuracy_reward": lettered_accuracy_reward(completion, gold, letter, choices)}
+                    for completion, gold, letter, choices in LETTER_REWARD_CASES]
     return {
         "description": "The paper's format and accuracy rewards (docs/method.md, Rewards), the completion parser used by "
         "/generate (think, answer, format_ok = format_reward == 1) and the reflection-word rule, from "
-        "trainer/rewards.py.",
+        "trainer/rewards.py; letter_cases: the accuracy reward of questions that list lettered choices "
+        "(trainer/scoring.py lettered_accuracy_reward).",
         "cases": cases,
+        "letter_cases": letter_cases,
     }
 
 

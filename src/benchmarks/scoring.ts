@@ -4,7 +4,7 @@
 // without DOTALL becomes `[^\n]`, with DOTALL `[\s\S]`; a full match is `^...$` without the `m`
 // flag; Python `\s` is `str.isspace`, whose class is derived here from `isPySpace` (not JS `\s`);
 // word boundaries are spelled out with ASCII classes (no `u` flag, no `\b`).
-import { formatReward, isPySpace, pyStrip } from '../engine/rewards';
+import { accuracyReward, extractAnswerText, formatReward, isPySpace, pyStrip } from '../engine/rewards';
 import { BENCHMARKS, type BenchmarkName } from './types';
 
 export type ExtractionStrategy = 'r1' | 'strict';
@@ -131,6 +131,16 @@ export function isCorrect(extracted: string | null, goldLetter: string, choices:
   if (answer === goldText) return true;
   // docs/evaluation.md, "Matching": the case-insensitive variant, reported only with its label (Python str.lower()).
   return caseInsensitiveText && answer.toLowerCase() === goldText.toLowerCase();
+}
+
+/**
+ * The accuracy reward of a question that lists lettered choices (trainer/scoring.py
+ * lettered_accuracy_reward): the gold option's text, or any answer isCorrect counts as the gold option,
+ * read from the reward's extraction (the first one-line answer span).
+ */
+export function letteredAccuracyReward(completion: string, gold: string, goldLetter: string, choices: readonly string[]): 0 | 1 {
+  if (accuracyReward(completion, gold) === 1) return 1;
+  return isCorrect(extractAnswerText(completion), goldLetter, choices) ? 1 : 0;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import {
   pyStrip,
   REFLECTION_WORDS,
 } from '../../src/engine/rewards';
+import { letteredAccuracyReward } from '../../src/benchmarks/scoring';
 import { loadVectors } from '../helpers/vectors';
 
 interface RewardCase {
@@ -26,7 +27,15 @@ interface RewardCase {
   reflection: boolean;
 }
 
-const v = loadVectors<{ cases: RewardCase[] }>('rewards.json');
+interface LetterCase {
+  completion: string;
+  gold: string;
+  gold_letter: string;
+  choices: string[];
+  accuracy_reward: number;
+}
+
+const v = loadVectors<{ cases: RewardCase[]; letter_cases: LetterCase[] }>('rewards.json');
 
 // Values computed with the Python reference (.venv/bin/python, `from trainer.rewards import ...`,
 // Python 3.11.7): [completion, gold, prompt_opens_think, format, accuracy, extracted, think, answer, reflection].
@@ -82,6 +91,13 @@ describe('completion rules (trainer/rewards.py)', () => {
   test.each(v.cases.map((c) => [title(c.completion), c] as const))('vector %s', (_name, c) => {
     expectLikePython(c);
   });
+
+  test.each(v.letter_cases.map((c) => [title(c.completion), c.gold_letter, c] as const))(
+    'lettered choices %s, gold %s',
+    (_name, _letter, c) => {
+      expect(letteredAccuracyReward(c.completion, c.gold, c.gold_letter, c.choices)).toBe(c.accuracy_reward);
+    },
+  );
 
   test.each(PYTHON_CASES.map((row) => [title(row[0]), row] as const))('python %s', (_name, row) => {
     const [completion, gold, opens, format, accuracy, extracted, think, answer, reflection] = row;

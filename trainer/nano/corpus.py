@@ -40,8 +40,9 @@ in captions, never asked and answered. Mixture (`Mixture`, shares of all documen
    intro that does not say "about the image"), `direct` (0.1: prompts' direct framing, "...
    \\nUser: {q} \\nAssistant: {value}") or `plain` (the rest: "Question: ... Answer: ..." or "Q: ...
    A: ..."). A share `choices` (0.3) of them list lettered options the CV-Bench way ("{q} Select
-   from the following choices.\\n(A) 12\\n(B) 7") and answer with the option's text, not its
-   letter, as the accuracy reward wants. Reasoning is one or two short, correct sentences about
+   from the following choices.\\n(A) 12\\n(B) 7") and answer with the option's text; a share
+   `letter` (default 0) of the documents that list choices answer with the option's letter instead
+   (`B` or `(B)`), the way multiple-choice pages and benchmarks answer. Reasoning is one or two short, correct sentences about
    the task ("7 plus 5 is 12.", "b comes before d in the alphabet."), never a self-reflection word
    (rewards.REFLECTION_PATTERN): reflection in GRPO rollouts must emerge, not be copied.
 
@@ -96,9 +97,11 @@ class Mixture:
     direct: the direct framing ("User: {q} \\nAssistant: {value}"); the rest are plain
         ("Question: ... Answer: ..." / "Q: ... A: ...").
     choices: share of the Q/A documents other than option-picking ones whose question lists
-        lettered choices (answered by option text).
+        lettered choices (answered by option text, or by letter: see `letter`).
     pick: share of the text Q/A documents that are option-picking questions (always with choices);
         the rest are spread evenly over the other text tasks.
+    letter: share of the Q/A documents that list choices (option-picking ones included) whose
+        answer is the option's letter (`B` or `(B)`) rather than its text.
     """
 
     description: float = 0.55
@@ -110,6 +113,7 @@ class Mixture:
     direct: float = 0.1
     choices: float = 0.3
     pick: float = 0.2
+    letter: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -596,12 +600,22 @@ THINKING = [
     " The Assistant first reasons in the mind and then provides the user with the answer.",
 ]
 R1_TAIL = " \nAssistant: Let me solve this step by step.\n<think>"
+# How a letter answer is written (L is the letter); evaluation's exact-letter rule takes both.
+LETTER_FORMS = ("L", "L", "(L)")
+# A document that ends in a letter answer, in any style.
+LETTER_ANSWER = re.compile(r"(?:<answer>|Answer: |\nA: |Assistant: )(\(?([A-Z])\)?)(?:</answer>)?$")
 
 
-def render_qa(qa: QA, style: str, choices: bool, has_image: bool, rng: random.Random) -> str:
-    """One Q/A document of a style (QA_STYLES); the answer is always the option text."""
-    question = with_choices(qa)[0] if choices else qa.question
+def render_qa(qa: QA, style: str, choices: bool, has_image: bool, rng: random.Random,
+              letter: str | None = None) -> str:
+    """One Q/A document of a style (QA_STYLES). The answer is the option text, or with `letter`
+    (a form such as `B` or `(B)`, for a question that lists its choices) the option's letter."""
+    question, options = with_choices(qa) if choices else (qa.question, [])
     value, reasoning = qa.answer, qa.reasoning
+    if letter is not None:
+        if not choices:
+            raise ValueError("a letter answer needs the choices listed")
+        value = letter.replace("L", chr(65 + options.index(qa.answer)))
     if style == "r1":
         intro = rng.choice(IMAGE_INTROS if has_image else TEXT_INTROS) + rng.choice(THINKING)
         think = rng.choice([f" {reasoning} ", f" {reasoning} ", f"\n{reasoning}\n"])
@@ -734,6 +748,15 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     image_styles = iter(_allocate(rng, image_qa_count, styles))
     image_choices = iter(_allocate(rng, image_qa_count, {"yes": mixture.choices, "no": 1 - mixture.choices}))
 
+    # Letter answers are drawn from their own generator, so a corpus without them (letter 0) is
+    # the same document for document as before the share existed.
+    letter_rng = random.Random(seed + 7919)
+
+    def letter_form(listed: bool) -> str | None:
+        if not listed or mixture.letter <= 0 or letter_rng.random() >= mixture.letter:
+            return None
+        return letter_rng.choice(LETTER_FORMS)
+
     examples = []
     for record, kind in zip(records, kinds, strict=False):
         image = str(root / record["images"][0])
@@ -745,7 +768,8 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         else:
             qa = image_question(record, rng)
             style = next(image_styles)
-            text = render_qa(qa, style, next(image_choices) == "yes", True, rng)
+            listed = next(image_choices) == "yes"
+            text = render_qa(qa, style, listed, True, rng, letter_form(listed))
         task = qa.task if kind == "image_qa" else None
         mark = IMAGE_MARK if rng.random() < 0.5 else ""
         examples.append({"kind": kind, "style": style, "image": image, "prefix": mark, "target": text, "task": task})
@@ -753,7 +777,8 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     text_choices = _allocate(rng, text_count, {"yes": mixture.choices, "no": 1 - mixture.choices})
     for style, choice in zip(text_styles, text_choices, strict=True):
         qa = text_question(rng, pick=mixture.pick)
-        text = render_qa(qa, style, choice == "yes" or qa.task == "pick", False, rng)
+        listed = choice == "yes" or qa.task == "pick"
+        text = render_qa(qa, style, listed, False, rng, letter_form(listed))
         examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text,
                          "task": qa.task})
     for example in examples:
@@ -780,6 +805,9 @@ def mixture_report(examples: list[dict]) -> dict:
         "qa_choices": table(Counter("choices" if CHOICES_LINE in e["target"] else "open" for e in qa), len(qa)),
         "qa_tasks": table(Counter(e.get("task") for e in qa), len(qa)),
     }
+    listed = [e for e in qa if CHOICES_LINE in e["target"]]
+    report["choices_answer"] = table(
+        Counter("letter" if LETTER_ANSWER.search(e["target"]) else "text" for e in listed), len(listed))
     for kind in ("description", "markup"):
         report[f"{kind}_styles"] = table(Counter(e["style"] for e in examples if e["kind"] == kind), kinds[kind])
     return report

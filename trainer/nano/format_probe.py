@@ -7,12 +7,14 @@ For each item it renders the paper's r1 prompt (ending in `<think>`) and
 - samples `--samples` completions at temperature 1.0, no top-k/top-p (GRPO's rollouts) and scores
   them with the paper's rewards: the **format rate** (the format reward), the **accuracy** (the
   accuracy reward) and the accuracy among well-formatted completions, and the **on-option rate**:
-  how often the answer is one of the listed options at all (GRPO's accuracy reward can only be
-  earned, and so amplified, by such answers; random picks among them would score chance);
+  how often the answer names one of the listed options at all, by its text or by its letter
+  (GRPO's accuracy reward can only be earned, and so amplified, by such answers; random picks
+  among them would score chance);
 - ranks the options teacher-forced: the log-probability of `</think>\\n<answer>{option}</answer>`
   and the end token for every option; **option-ranking accuracy** is how often the gold option is
-  the most likely. It tells whether the base already knows the answer when the format is given,
-  i.e. whether GRPO has more than the format to find;
+  the most likely, and **letter-ranking accuracy** the same with the options' letters as answers.
+  They tell whether the base already knows the answer when the format is given, i.e. whether
+  GRPO has more than the format to find;
 - samples answers to fresh text-only questions of the corpus's own tasks with their choices listed
   (`--text-items` per task): the on-option rate there says whether the base can pick an option
   at all, apart from the picture.
@@ -35,7 +37,8 @@ from PIL import Image
 
 from ..data import read_split
 from ..prompts import render_prompt
-from ..rewards import accuracy_reward, extract_answer_text, format_reward
+from ..rewards import extract_answer_text, format_reward
+from ..scoring import is_correct, lettered_accuracy_reward
 
 
 def _images(items) -> list:
@@ -46,17 +49,24 @@ def _images(items) -> list:
     return images
 
 
+def names_an_option(answer: str, choices: list[str]) -> bool:
+    """Whether an answer names one of the options, by text or by letter (evaluation's matching)."""
+    return any(is_correct(answer, chr(65 + i), choices) for i in range(len(choices)))
+
+
 @torch.no_grad()
-def option_logprobs(model, processor, item, image, device: str) -> list[float]:
-    """Log-probability of the shortest formatted completion for each option, teacher-forced."""
+def option_logprobs(model, processor, item, image, device: str, answers: list[str] | None = None) -> list[float]:
+    """Log-probability of the shortest formatted completion for each answer (default: the option
+    texts), teacher-forced."""
     tok = processor.tokenizer
     eos = tok.convert_tokens_to_ids("<|endoftext|>")
     prompt = render_prompt("r1", item.prompt, has_image=True)
     inputs = processor(text=[prompt], images=[image], return_tensors="pt").to(device)
-    n = len(item.choices)
+    answers = item.choices if answers is None else answers
+    n = len(answers)
     scores = []
     targets = [tok(f"</think>\n<answer>{option}</answer>", add_special_tokens=False)["input_ids"] + [eos]
-               for option in item.choices]
+               for option in answers]
     width = max(len(t) for t in targets)
     ids = inputs["input_ids"].repeat(n, 1)
     padded = torch.tensor([t + [eos] * (width - len(t)) for t in targets], device=device)
@@ -95,8 +105,11 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
         images = _images(chunk)
         for item, image in zip(chunk, images, strict=True):
             scores = option_logprobs(model, processor, item, image, device)
-            per_task[item.task]["ranking"].append(float(max(range(len(scores)), key=scores.__getitem__)
-                                                        == item.choices.index(item.answer_text)))
+            gold = item.choices.index(item.answer_text)
+            per_task[item.task]["ranking"].append(float(max(range(len(scores)), key=scores.__getitem__) == gold))
+            letters = [chr(65 + j) for j in range(len(item.choices))]
+            scores = option_logprobs(model, processor, item, image, device, letters)
+            per_task[item.task]["letter_ranking"].append(float(max(range(len(scores)), key=scores.__getitem__) == gold))
         if not samples:
             continue
         prompts = [render_prompt("r1", item.prompt, has_image=True) for item in chunk]
@@ -108,11 +121,11 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
         for k, text in enumerate(texts):
             item = chunk[k // samples]
             fmt = format_reward(text)
-            acc = accuracy_reward(text, item.answer_text)
+            acc = lettered_accuracy_reward(text, item.answer_text, item.answer, item.choices)  # GRPO's, letters style
             rows = per_task[item.task]
             rows["format"].append(fmt)
             rows["accuracy"].append(acc)
-            rows["on_option"].append(float(extract_answer_text(text) in [c.strip() for c in item.choices]))
+            rows["on_option"].append(float(names_an_option(extract_answer_text(text), item.choices)))
             if fmt:
                 rows["accuracy_formatted"].append(acc)
             if len(examples) < 8 and k % samples == 0:
@@ -127,6 +140,7 @@ def probe(model_dir: Path, dataset: Path, split: str = "val", items: int = 64, s
             "accuracy": mean(rows["accuracy"]),
             "accuracy_formatted": mean(rows["accuracy_formatted"]),
             "option_ranking_accuracy": mean(rows["ranking"]),
+            "letter_ranking_accuracy": mean(rows["letter_ranking"]),
             "on_option_rate": mean(rows["on_option"]),
             "samples": len(rows["format"]),
         }
@@ -168,8 +182,11 @@ def text_probe(model, tokenizer, items: int = 32, max_new_tokens: int = 64, seed
                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
         texts = tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         answers = [extract_answer_text(t) for t in texts]
-        result[task] = {"on_option_rate": sum(a in qa.options for a, qa in zip(answers, questions, strict=True)) / items,
-                        "accuracy": sum(a == qa.answer for a, qa in zip(answers, questions, strict=True)) / items}
+        pairs = list(zip(answers, questions, strict=True))
+        result[task] = {
+            "on_option_rate": sum(names_an_option(a, list(qa.options)) for a, qa in pairs) / items,
+            "accuracy": sum(is_correct(a, chr(65 + qa.options.index(qa.answer)), list(qa.options)) for a, qa in pairs) / items,
+        }
     return result
 
 
@@ -199,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     t = result["total"]
     print(f"[format_probe] format rate {t['format_rate']}, accuracy {t['accuracy']}, "
-          f"option ranking {t['option_ranking_accuracy']}, on-option {t['on_option_rate']}", file=sys.stderr)
+          f"option ranking {t['option_ranking_accuracy']}, letter ranking {t['letter_ranking_accuracy']}, "
+          f"on-option {t['on_option_rate']}", file=sys.stderr)
     return 0
 
 

@@ -128,6 +128,16 @@ def test_the_papers_settings_reach_trl(dataset_dir, tmp_path):
     assert args.steps_per_generation == args.gradient_accumulation_steps
 
 
+@pytest.mark.parametrize("style, rewarded", [("letters", [1.0, 1.0, 0.0]), ("sat", [1.0, 0.0, 0.0])])
+def test_a_letter_answer_is_rewarded_only_where_the_question_shows_the_letters(dataset_dir, tmp_path, style, rewarded):
+    config = job(dataset_dir, tmp_path, question_style=style)
+    row = grpo.load_data(config, grpo.load_processor_for(config))[1]  # gold A: "left" of (A) left (B) right
+    columns = {k: [row[k]] * 3 for k in row if k not in ("prompt", "image")}
+    accuracy = grpo.make_rewards(grpo.Rollouts(None, 0), 0.0)[0]
+    completions = [" x </think><answer>left</answer>", " x </think><answer>(A)</answer>", " x </think><answer>B</answer>"]
+    assert accuracy(prompts=[row["prompt"]] * 3, completions=completions, completion_ids=[[1]] * 3, **columns) == rewarded
+
+
 def test_r1_prompt_rendered_for_trl_is_exactly_the_papers(dataset_dir, tmp_path):
     config = job(dataset_dir, tmp_path)
     processor = grpo.load_processor_for(config)

@@ -169,6 +169,7 @@ def test_labels_cover_the_target_and_the_end_token_only(synth_dir, tmp_path):
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == batch["mm_token_type_ids"].shape
     examples = sft.sft_examples(synth_dir)
     assert examples[0]["target"] == "left"
+    assert sft.sft_examples(synth_dir, answer="letter")[0]["target"] == "A"
     assert examples[0]["prefix"].startswith("<image>A conversation between User and Assistant.")
     assert examples[0]["prefix"].endswith("(B) right \nAssistant: ")
 

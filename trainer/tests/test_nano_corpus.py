@@ -384,6 +384,37 @@ def test_option_picking_questions_always_list_their_choices_in_the_corpus(synth_
     assert others and not any(corpus.CHOICES_LINE in t for t in others)  # choices 0 for the other tasks
 
 
+def test_a_letter_share_answers_listed_choices_with_the_gold_options_letter(synth_dir):
+    def corpus_of(letter: float) -> list[dict]:
+        mixture = Mixture(description=0.0, markup=0.0, text_qa=0.5, image_qa=0.5, choices=1.0, letter=letter)
+        return pretrain_examples(synth_dir, seed=2, max_items=60, mixture=mixture)
+
+    plain, lettered = [e["target"] for e in corpus_of(0.0)], corpus_of(0.5)
+    assert not any(corpus.LETTER_ANSWER.search(t) for t in plain)
+    assert 0.3 < corpus.mixture_report(lettered)["choices_answer"]["letter"]["share"] < 0.7
+    lettered = [e["target"] for e in lettered]
+    # Each letter names the option whose text the same document answers with when letter is 0, and
+    # nothing else changes (the share draws from its own generator).
+    rebuilt = []
+    for target in lettered:
+        match = corpus.LETTER_ANSWER.search(target)
+        if match:
+            options = {k: v.strip() for k, v in re.findall(r"\(([A-Z])\) ([^\n]*)", target)}
+            target = target[:match.start(1)] + options[match.group(2)] + target[match.end(1):]
+        rebuilt.append(target)
+    assert rebuilt == plain
+
+
+def test_letter_answers_name_the_gold_option():
+    qa = corpus.QA("pick", "Which of these is a fruit?", "pear", "A pear is a fruit.", ("stone", "pear"))
+    rng = __import__("random").Random(0)
+    text = corpus.render_qa(qa, "tagged", True, False, rng, "(L)")
+    assert text.endswith("<answer>(B)</answer>") and "(A) stone\n(B) pear" in text
+    assert corpus.render_qa(qa, "plain", True, False, rng, "L").endswith(": B")
+    with pytest.raises(ValueError, match="choices listed"):
+        corpus.render_qa(qa, "plain", False, False, rng, "L")
+
+
 def test_identity_questions_need_a_unique_visible_referent():
     scene = {"meta": {"scene": {"objects": [
         {"shape": "cube", "color": "red", "size": "small"}, {"shape": "cube", "color": "blue", "size": "large"},

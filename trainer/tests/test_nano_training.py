@@ -137,6 +137,12 @@ def test_pretrain_resumes_from_its_checkpoint_and_reports_the_image_gap(synth_di
     assert probe["items"] == 2 and set(probe["scores"]) == {"count", "colors", "shapes", "order", "exact"}
 
 
+def test_an_answer_names_an_option_by_text_or_letter():
+    choices = ["red cube", "blue sphere"]
+    assert all(format_probe.names_an_option(a, choices) for a in ("red cube", "B", "(a)", "The answer is A"))
+    assert not any(format_probe.names_an_option(a, choices) for a in ("red", "A or B", "C", ""))
+
+
 def test_perception_scores_each_fact():
     gold = FACTS[0]["text"]
     assert perception.score(gold, gold) == {"count": 1.0, "colors": 1.0, "shapes": 1.0, "order": 1.0, "exact": 1.0}

@@ -6,6 +6,7 @@ import pytest
 
 from trainer.prompts import render_prompt
 from trainer.rewards import accuracy_reward, format_reward, has_reflection, parse_completion
+from trainer.scoring import lettered_accuracy_reward
 
 R1_TEXT = (
     "A conversation between User and Assistant. The user asks a question about the image, and the Assistant "
@@ -57,6 +58,21 @@ def test_format_reward_is_a_full_match_after_prepending_think(completion, expect
 ])
 def test_accuracy_reward_compares_the_first_answer_span_exactly(completion, gold, expected):
     assert accuracy_reward(completion, gold) == expected
+
+
+@pytest.mark.parametrize("completion, expected", [
+    (" x </think><answer>B</answer>", 1.0),
+    (" x </think><answer>(B)</answer>", 1.0),
+    (" x </think><answer>The answer is B</answer>", 1.0),  # a standalone letter, as evaluation matches
+    (" x </think><answer>right</answer>", 1.0),            # the option text still counts
+    (" x </think><answer>A</answer>", 0.0),
+    (" x </think><answer>A or B</answer>", 0.0),           # two letters name no option
+    (" x </think><answer>b</answer>", 1.0),                # evaluation's exact forms include the lowercase letter
+])
+def test_accuracy_reward_takes_the_gold_letter_when_the_question_lists_lettered_choices(completion, expected):
+    assert lettered_accuracy_reward(completion, "right", "B", ["left", "right"]) == expected
+    if completion.endswith("<answer>B</answer>"):
+        assert accuracy_reward(completion, "right") == 0.0  # without the letters shown, a letter is no answer
 
 
 def test_parse_completion_reads_an_r1_completion_as_opened_by_the_prompt():
