@@ -87,6 +87,11 @@ fi
 #    copy      COPY_STEPS at LR 3e-4, most Q/A listing choices and most text Q/A option-picking
 #              questions (COPY_MIXTURE; default 0 skips it). An experiment, not part of the shipped
 #              build: it did not make the base answer with an option (docs/embedded-model.md)
+#    letters   LETTER_STEPS at LR 3e-4 in which most Q/A list lettered choices and 60% of those are
+#              answered with the option's letter (LETTER_MIXTURE; default 0 skips it), so the base
+#              names an option the way multiple-choice pages do; with it the SFT baseline answers
+#              with letters. An experiment, not part of the shipped build: GRPO on it settled on
+#              one letter for every question (docs/embedded-model.md, "The letters experiment")
 #    Later stages start from the last phase's model ($BASE).
 VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}
 CONTINUE_STEPS=${CONTINUE_STEPS:-0}
@@ -96,10 +101,14 @@ MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 100 || echo 0)}
 MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.15,"tagged":0.4,"choices":0.5}'}  # r1 and tagged at the corpus defaults
 COPY_STEPS=${COPY_STEPS:-0}
 COPY_MIXTURE=${COPY_MIXTURE:-'{"description":0.35,"markup":0.05,"text_qa":0.35,"image_qa":0.25,"r1":0.3,"tagged":0.35,"direct":0.1,"choices":0.8,"pick":0.6}'}
+LETTER_STEPS=${LETTER_STEPS:-0}  # the letters experiment used 300 (from the shipped base; docs/embedded-model.md)
+LETTER_MIXTURE=${LETTER_MIXTURE:-'{"description":0.4,"markup":0.05,"text_qa":0.2,"image_qa":0.35,"r1":0.2,"tagged":0.4,"direct":0.1,"choices":0.7,"pick":0.4,"letter":0.6}'}
+SFT_ANSWER=${SFT_ANSWER:-$([ "$LETTER_STEPS" -gt 0 ] && echo letter || echo text)}
 BASE=$B/base
 [ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
 [ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
 [ "$COPY_STEPS" -gt 0 ] && BASE=$B/base-copy
+[ "$LETTER_STEPS" -gt 0 ] && BASE=$B/base-letters
 pretrain_args=(--data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" --batch-size "$PRETRAIN_BATCH"
   --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0)
 FROM=()
@@ -135,6 +144,13 @@ if has base; then
       --out "$B/base-copy" --steps "$COPY_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
       --max-pixels "$MAX_PIXELS" --mixture "$COPY_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
       --save-every 100 --eval-every 300 --seed 7 "${FREEZE[@]}"
+    last=$B/base-copy
+  fi
+  if [ "$LETTER_STEPS" -gt 0 ]; then
+    trained "$B/base-letters" || stage midtrain-letters "$PY" -m trainer.nano.pretrain --continue-from "$last/model" \
+      --data "$B/pretrain" --out "$B/base-letters" --max-items "$CONTINUE_SCENES" --steps "$LETTER_STEPS" --batch-size 16 \
+      --lr 3e-4 --warmup 20 --max-pixels "$MAX_PIXELS" --mixture "$LETTER_MIXTURE" --device "$DEVICE" --workers "$WORKERS" \
+      --threads "$THREADS" --save-every 100 --eval-every 150 --seed 11 "${FREEZE[@]}"
   fi
 fi
 
@@ -147,9 +163,11 @@ if has probes; then
     || echo "format probe failed" >&2
 fi
 
-# 4. SFT baseline: direct answers, GRPO_STEPS x GRPO_PROMPTS examples.
+# 4. SFT baseline: direct answers (the option's text, or its letter: SFT_ANSWER), GRPO_STEPS x
+#    GRPO_PROMPTS examples.
 if has sft; then
   trained "$B/sft" || stage sft "$PY" -m trainer.nano.sft --model "$BASE/model" --dataset "$B/spatial-synth" --out "$B/sft" \
+    --answer "$SFT_ANSWER" \
     --steps "$GRPO_STEPS" --batch-size "$GRPO_PROMPTS" --lr 5e-4 --warmup 20 --max-pixels "$MAX_PIXELS" \
     --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0
 fi
