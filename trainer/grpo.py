@@ -43,6 +43,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -82,12 +83,14 @@ class Rollouts:
         self.writer = writer
         self.per_step = per_step
         self.reflection: list[bool] = []
+        self.answers: Counter[str] = Counter()
         self.completion_tokens = 0
 
     def record(self, step: int, prompts, completions, completion_ids, answers, item_ids, accuracy, fmt) -> None:
         texts = [_text(c) for c in completions]
         flags = [has_reflection(t) for t in texts]
         self.reflection.extend(flags)
+        self.answers.update(extract_answer_text(t) for t in texts)
         self.completion_tokens += sum(len(ids) for ids in completion_ids)
         if not self.writer or self.per_step == 0:
             return
@@ -103,11 +106,16 @@ class Rollouts:
                 "rewards": {"accuracy": accuracy[i], "format": fmt[i]}, "reflection": flags[i],
             })
 
-    def take(self) -> tuple[float, int]:
+    def take(self) -> tuple[float, int, float | None]:
+        """The step's reflection rate, completion tokens, and the share of its completions that give
+        its most common answer (near 1 when the policy has settled on one answer for every prompt,
+        such as the same option letter whatever the picture shows)."""
         rate = sum(self.reflection) / len(self.reflection) if self.reflection else 0.0
+        total = sum(self.answers.values())
+        top = self.answers.most_common(1)[0][1] / total if total else None
         tokens = self.completion_tokens
-        self.reflection, self.completion_tokens = [], 0
-        return rate, tokens
+        self.reflection, self.answers, self.completion_tokens = [], Counter(), 0
+        return rate, tokens, top
 
 
 def make_rewards(rollouts: Rollouts, length_weight: float):
@@ -331,15 +339,17 @@ def make_callbacks(config: JobConfig, rollouts: Rollouts, metrics: JsonlWriter):
             if not logs or "loss" not in logs and "reward" not in logs:
                 return
             now = time.time()
-            reflection_rate, tokens = rollouts.take()
-            record = step_record(state.global_step, state.max_steps, logs, reflection_rate, now - self.last, tokens)
+            reflection_rate, tokens, top_share = rollouts.take()
+            record = step_record(state.global_step, state.max_steps, logs, reflection_rate, now - self.last, tokens,
+                                 top_share)
             self.last = now
             metrics.write(record)
             shown = {k: "-" if record[k] is None else f"{record[k]:.4g}" for k in
                      ("reward", "rewards/accuracy", "rewards/format", "completion_length", "kl", "learning_rate")}
             log(f"step {record['step']}/{record['total_steps']} reward {shown['reward']} "
                 f"acc {shown['rewards/accuracy']} fmt {shown['rewards/format']} len {shown['completion_length']} "
-                f"kl {shown['kl']} reflect {reflection_rate:.2f} lr {shown['learning_rate']} {record['seconds']:.1f}s")
+                f"kl {shown['kl']} reflect {reflection_rate:.2f} top-answer {'-' if top_share is None else f'{top_share:.2f}'} "
+                f"lr {shown['learning_rate']} {record['seconds']:.1f}s")
 
         def on_save(self, args, state, control, **kwargs):
             config.save(Path(args.output_dir) / f"checkpoint-{state.global_step}" / "job_config.json")

@@ -56,7 +56,7 @@ def _number(value: Any) -> float | None:
 
 
 def step_record(step: int, total_steps: int, logs: dict[str, Any], reflection_rate: float, seconds: float,
-                completion_tokens: int) -> dict[str, Any]:
+                completion_tokens: int, answer_top_share: float | None = None) -> dict[str, Any]:
     """One metrics.jsonl line from TRL's logs of an optimizer step plus what we measure ourselves."""
     record: dict[str, Any] = {"step": step, "total_steps": total_steps}
     for ours, theirs in TRL_KEYS.items():
@@ -64,6 +64,7 @@ def step_record(step: int, total_steps: int, logs: dict[str, Any], reflection_ra
     record["reflection_rate"] = reflection_rate
     record["seconds"] = seconds
     record["rollout_tokens_per_second"] = completion_tokens / seconds if seconds > 0 else None
+    record["answer_top_share"] = answer_top_share
     return record
 
 

@@ -78,6 +78,7 @@ function metricsLine(step) {
     grad_norm: 1.5,
     total_steps: totalSteps,
     rollout_tokens_per_second: 1234.5,
+    answer_top_share: 0.5,
   };
 }
 

@@ -17,6 +17,7 @@ const auth = { Authorization: `Bearer ${TOKEN}` };
 const METRIC_FIELDS = [
   'step', 'reward', 'reward_std', 'rewards/accuracy', 'rewards/format', 'completion_length', 'kl', 'loss',
   'learning_rate', 'reflection_rate', 'seconds', 'grad_norm', 'total_steps', 'rollout_tokens_per_second',
+  'answer_top_share',
 ];
 
 /** Server-sent events of a whole response body. */

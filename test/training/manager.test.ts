@@ -11,6 +11,7 @@ import { deadPid, fakeBackend, MODELS_ROOT, readJson, TrainingFixture, trainingF
 const METRIC_FIELDS = [
   'step', 'reward', 'reward_std', 'rewards/accuracy', 'rewards/format', 'completion_length', 'kl', 'loss',
   'learning_rate', 'reflection_rate', 'seconds', 'grad_norm', 'total_steps', 'rollout_tokens_per_second',
+  'answer_top_share',
 ];
 
 /** A job row left `running` by a previous service process, with its folder and job.json. */

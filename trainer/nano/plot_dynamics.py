@@ -4,7 +4,8 @@
 
 Four panels against the optimizer step: the reward and its two parts (accuracy and format) over the
 step's rollouts, mean completion length (tokens), reflection rate (share of completions with a
-self-reflection word, rewards.REFLECTION_PATTERN) and the KL to the initial policy. While a run stays within its first epoch every step's prompts are new
+self-reflection word, rewards.REFLECTION_PATTERN) with the share of the step's most common answer
+(near 1: one answer for every prompt) and the KL to the initial policy. While a run stays within its first epoch every step's prompts are new
 to the policy, so the accuracy panel is accuracy on held-out items (sampled at the rollout
 temperature). Thin lines are the per-step values, thick lines a moving average.
 """
@@ -21,7 +22,7 @@ from ..metrics import read_jsonl
 WIDTH, PANEL_HEIGHT = 900, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 20, 34, 34
 COLOURS = {"accuracy": (31, 119, 180), "format": (255, 127, 14), "reward": (90, 90, 90), "length": (44, 160, 44),
-           "reflection": (214, 39, 40), "kl": (148, 103, 189)}
+           "reflection": (214, 39, 40), "kl": (148, 103, 189), "top": (100, 116, 139)}
 PANELS = 4
 
 
@@ -100,8 +101,10 @@ def plot(metrics: list[dict], out: Path, smooth: int = 10, title: str = "") -> P
                 ("format", get("rewards/format"), COLOURS["format"])], 2.0, smooth)
     draw_panel(draw, 30 + PANEL_HEIGHT, "mean completion length (tokens)", steps,
                [("length", get("completion_length"), COLOURS["length"])], None, smooth)
-    draw_panel(draw, 30 + 2 * PANEL_HEIGHT, "reflection rate", steps,
-               [("reflection", get("reflection_rate"), COLOURS["reflection"])], 1.0, smooth)
+    # Older runs have no answer_top_share; their panel shows the reflection rate alone.
+    top = [("top answer", get("answer_top_share"), COLOURS["top"])] if any("answer_top_share" in m for m in rows) else []
+    draw_panel(draw, 30 + 2 * PANEL_HEIGHT, "reflection rate; share of the step's most common answer", steps,
+               [("reflection", get("reflection_rate"), COLOURS["reflection"]), *top], 1.0, smooth)
     draw_panel(draw, 30 + 3 * PANEL_HEIGHT, "KL to the initial policy", steps,
                [("kl", get("kl"), COLOURS["kl"])], None, smooth)
     draw.text((WIDTH // 2 - 20, PANELS * PANEL_HEIGHT + 12), "step", fill=(0, 0, 0))

@@ -258,9 +258,10 @@ def test_cli_writes_the_job_folder_exports_a_servable_model_and_resumes(dataset_
     assert [m["step"] for m in metrics] == [1, 2, 3]
     for m in metrics:
         for key in ("reward", "reward_std", "rewards/accuracy", "rewards/format", "completion_length", "kl", "loss",
-                    "learning_rate", "reflection_rate", "seconds"):
+                    "learning_rate", "reflection_rate", "seconds", "answer_top_share"):
             assert m[key] is not None, key
         assert 0 <= m["reward"] <= 2
+        assert 1 / 8 <= m["answer_top_share"] <= 1  # 8 completions a step
     rollouts = read_jsonl(out / "rollouts.jsonl")
     assert len(rollouts) == 3 * 8 and {r["step"] for r in rollouts} == {1, 2, 3}
     assert rollouts[0]["prompt"].startswith("<|vision_start|><|image_pad|><|vision_end|><image>A conversation")

@@ -22,7 +22,13 @@ const CHARTS = [
     ],
   },
   { id: 'chart-length', series: [{ label: 'completion length', key: 'completion_length', color: '#9333ea' }] },
-  { id: 'chart-reflection', series: [{ label: 'reflection rate', key: 'reflection_rate', color: '#dc2626' }] },
+  {
+    id: 'chart-reflection',
+    series: [
+      { label: 'reflection rate', key: 'reflection_rate', color: '#dc2626' },
+      { label: 'most common answer share', key: 'answer_top_share', color: '#64748b' },
+    ],
+  },
   { id: 'chart-kl', series: [{ label: 'KL', key: 'kl', color: '#0891b2' }] },
 ];
 
