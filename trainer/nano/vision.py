@@ -16,11 +16,21 @@ constant nothing pushes them back.
 This stage trains the vision tower alone on a dense perception task over the pre-training scenes
 (seed 2, never an evaluation image): each image token (a 28x28-pixel cell after the 2x2 merge)
 predicts the colour and the shape of the object that covers the cell's centre (the one nearest the
-camera where boxes overlap) or "none". Two linear heads read the merger's output, the features the
-decoder sees; they are dropped afterwards. The model folder written to `<out>/model` is the input
+camera where boxes overlap) or "none", and, for a cell on an object, that object's geometry: where
+its centre appears in the picture, where it stands on the ground and how far it is from the camera
+(`--geometry-weight`, 0 to leave it out). Linear heads read the merger's output, the features the
+decoder sees; they are dropped afterwards.
+
+Why the geometry: with colour and shape alone, a base fine-tuned on 9,600 spatial questions stayed
+at chance with answers independent of the picture (docs/embedded-model.md, "The letters
+experiment"). The decoder's rotary positions only steer attention; what an attended image token
+hands on is its features, so for the decoder to compare where two named objects are, their tokens
+must carry where they are. Real encoders learn this from detection, grounding and depth data
+(Qwen2-VL's ViT from grounding; monocular depth is a standard probe of ViT features). The targets
+are one object's own facts, like a detector's box or a depth map; no relation between two objects,
+no count and no question is a label. The model folder written to `<out>/model` is the input
 model with the trained vision tower, to be pre-trained further with `trainer.nano.pretrain
---continue-from <out>/model --freeze-vision`. Only colour and shape per cell: nothing about counts,
-relations, depth or distance is a label.
+--continue-from <out>/model --freeze-vision`.
 """
 
 from __future__ import annotations
@@ -39,30 +49,56 @@ from ..metrics import JsonlWriter
 from .lm import resolve_device, save
 
 NONE = "none"
+GEOMETRY = ("image_x", "image_y", "ground_x", "ground_z", "camera_distance")
 MERGED_CELL = 28  # pixels per side of one image token: patch 14, merge 2
 
 
-def cell_labels(record: dict, rows: int, cols: int, width: int, height: int) -> tuple[list[str], list[str]]:
-    """The colour and shape word of each merged cell, row-major (NONE where no object covers the
-    cell's centre). Boxes are in the picture's pixels; where several cover a centre, the object
-    nearest the camera is the one seen."""
-    meta = record["meta"]
-    objects = [(o["camera_distance"], s["color"], s["shape"], o["bbox_2d"])
-               for s, o in zip(meta["scene"]["objects"], meta["objects"], strict=True)]
-    colours, shapes = [], []
+def cell_objects(record: dict, rows: int, cols: int, width: int, height: int) -> list[int | None]:
+    """The index (in `meta.objects` order) of the object seen at each merged cell's centre, row-major,
+    None where no object covers it. Boxes are in the picture's pixels; where several cover a centre,
+    the object nearest the camera is the one seen."""
+    objects = record["meta"]["objects"]
+    seen = []
     for r in range(rows):
         for c in range(cols):
             x = (c + 0.5) * width / cols
             y = (r + 0.5) * height / rows
-            covering = [o for o in objects if o[3][0] <= x <= o[3][2] and o[3][1] <= y <= o[3][3]]
-            if covering:
-                _, colour, shape, _ = min(covering)
-                colours.append(colour)
-                shapes.append(shape)
-            else:
-                colours.append(NONE)
-                shapes.append(NONE)
+            covering = [(o["camera_distance"], i) for i, o in enumerate(objects)
+                        if o["bbox_2d"][0] <= x <= o["bbox_2d"][2] and o["bbox_2d"][1] <= y <= o["bbox_2d"][3]]
+            seen.append(min(covering)[1] if covering else None)
+    return seen
+
+
+def cell_labels(record: dict, rows: int, cols: int, width: int, height: int) -> tuple[list[str], list[str]]:
+    """The colour and shape word of each merged cell, row-major (NONE where no object covers the
+    cell's centre)."""
+    scene_objects = record["meta"]["scene"]["objects"]
+    seen = cell_objects(record, rows, cols, width, height)
+    colours = [NONE if i is None else scene_objects[i]["color"] for i in seen]
+    shapes = [NONE if i is None else scene_objects[i]["shape"] for i in seen]
     return colours, shapes
+
+
+def picture_size(record: dict) -> tuple[int, int]:
+    """Width and height of the picture the scene's boxes and centres are measured in."""
+    image = record["meta"]["scene"]["image"]
+    return image["width"], image["height"]
+
+
+def object_geometry(record: dict, width: int, height: int) -> list[list[float]]:
+    """Each object's GEOMETRY: where its centre appears in the picture (as a share of the width and
+    the height), where it stands on the ground (metres across and ahead), and its distance from the
+    camera. The per-object facts a detector or a depth estimator reads off one object; relations
+    between objects are left to the decoder."""
+    return [[o["center_2d"][0] / width, o["center_2d"][1] / height, o["center_3d"][0], o["center_3d"][2],
+             o["camera_distance"]] for o in record["meta"]["objects"]]
+
+
+def geometry_stats(records: list[dict]) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each GEOMETRY target over the objects of `records`, the
+    normalisation of the geometry head's targets."""
+    values = torch.tensor([g for r in records for g in object_geometry(r, *picture_size(r))])
+    return values.mean(0).tolist(), values.std(0).clamp_min(1e-6).tolist()
 
 
 def read_scenes(root: Path, split: str, max_items: int) -> list[dict]:
@@ -76,13 +112,17 @@ def read_scenes(root: Path, split: str, max_items: int) -> list[dict]:
 
 
 class Encoder:
-    """Pictures to the vision tower's inputs, and each picture's cell labels as class indices."""
+    """Pictures to the vision tower's inputs, and each picture's cell labels: colour and shape as
+    class indices, and the normalised GEOMETRY of the object seen at the cell (NaN where none)."""
 
-    def __init__(self, processor, root: Path, colours: list[str], shapes: list[str]):
+    def __init__(self, processor, root: Path, colours: list[str], shapes: list[str],
+                 geometry_mean: list[float], geometry_std: list[float]):
         self.processor = processor
         self.root = root
         self.colour_index = {c: i for i, c in enumerate(colours)}
         self.shape_index = {s: i for i, s in enumerate(shapes)}
+        self.mean = torch.tensor(geometry_mean)
+        self.std = torch.tensor(geometry_std)
 
     def __call__(self, records: list[dict]) -> dict:
         images = []
@@ -90,14 +130,50 @@ class Encoder:
             with Image.open(self.root / record["images"][0]) as image:
                 images.append(image.convert("RGB"))
         inputs = self.processor(images=images, return_tensors="pt")
-        colour_labels, shape_labels = [], []
-        for record, image, (t, h, w) in zip(records, images, inputs["image_grid_thw"].tolist(), strict=True):
+        colour_labels, shape_labels, geometry, owners = [], [], [], []
+        missing = [float("nan")] * len(GEOMETRY)
+        for n, (record, (t, h, w)) in enumerate(zip(records, inputs["image_grid_thw"].tolist(), strict=True)):
             rows, cols = h // 2, w // 2
-            colours, shapes = cell_labels(record, rows, cols, image.width, image.height)
+            width, height = picture_size(record)
+            colours, shapes = cell_labels(record, rows, cols, width, height)
+            seen = cell_objects(record, rows, cols, width, height)
+            per_object = object_geometry(record, width, height)
             colour_labels += [self.colour_index[c] for c in colours] * t
             shape_labels += [self.shape_index[s] for s in shapes] * t
+            geometry += [missing if i is None else per_object[i] for i in seen] * t
+            owners += [-1 if i is None else n * 64 + i for i in seen] * t  # (picture, object) of each cell
         return {"pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"],
-                "colours": torch.tensor(colour_labels), "shapes": torch.tensor(shape_labels)}
+                "colours": torch.tensor(colour_labels), "shapes": torch.tensor(shape_labels),
+                "geometry": (torch.tensor(geometry) - self.mean) / self.std, "owners": torch.tensor(owners)}
+
+
+def geometry_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the normalised GEOMETRY over the cells that show an object."""
+    seen = ~target[:, 0].isnan()
+    if not seen.any():
+        return predicted.sum() * 0.0
+    return torch.nn.functional.mse_loss(predicted[seen], target[seen])
+
+
+def order_accuracy(predicted: torch.Tensor, target: torch.Tensor, owners: torch.Tensor, margin: float = 0.25) -> list[float]:
+    """For each GEOMETRY target, how often the head orders two objects of one picture as they are
+    (left of, above, nearer...): each object's prediction is the mean over its cells, and pairs
+    closer than `margin` standard deviations are skipped. The kind of comparison the decoder will
+    have to make from these features; nothing in training asks for it."""
+    ids = owners.unique()
+    ids = ids[ids >= 0]
+    means_p = torch.stack([predicted[owners == i].mean(0) for i in ids])
+    means_t = torch.stack([target[owners == i][0] for i in ids])
+    right, total = torch.zeros(len(GEOMETRY)), torch.zeros(len(GEOMETRY))
+    for picture in (ids // 64).unique():
+        mine = (ids // 64 == picture).nonzero().flatten()
+        for n, a in enumerate(mine):
+            for b in mine[n + 1:]:
+                diff_t = means_t[a] - means_t[b]
+                considered = diff_t.abs() > margin
+                right += ((torch.sign(means_p[a] - means_p[b]) == torch.sign(diff_t)) & considered).float()
+                total += considered.float()
+    return (right / total.clamp_min(1)).tolist()
 
 
 def image_features(visual, pixel_values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -115,13 +191,19 @@ def evaluate(visual, heads, batch: dict) -> dict:
     shape = heads["shape"](features).argmax(-1)
     on_object = batch["colours"] != 0
     visual.train()
-    return {
+    report = {
         "val_colour_acc": float((colour == batch["colours"]).float().mean()),
         "val_shape_acc": float((shape == batch["shapes"]).float().mean()),
         "val_object_colour_acc": float((colour == batch["colours"])[on_object].float().mean()),
         "val_object_shape_acc": float((shape == batch["shapes"])[on_object].float().mean()),
         "val_none_share": float((~on_object).float().mean()),
     }
+    if "geometry" in heads:
+        predicted = heads["geometry"](features)
+        report["val_geometry_mse"] = float(geometry_loss(predicted, batch["geometry"]))
+        for name, accuracy in zip(GEOMETRY, order_accuracy(predicted, batch["geometry"], batch["owners"]), strict=True):
+            report[f"val_order_{name}"] = accuracy
+    return report
 
 
 def feature_spread(features: torch.Tensor, n_images: int) -> dict:
@@ -150,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-items", type=int, default=128)
     parser.add_argument("--max-pixels", type=int, default=28224)
     parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--geometry-weight", type=float, default=1.0,
+                        help="weight of the per-cell geometry loss (object position in the picture and on the "
+                             "ground, distance from the camera); 0 trains colour and shape only, as the base "
+                             "shipped on 2026-12-05 was")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -171,9 +257,13 @@ def main(argv: list[str] | None = None) -> int:
     visual = model.model.visual.to(device)
     visual.train()
     width = model.config.text_config.hidden_size if hasattr(model.config, "text_config") else model.config.hidden_size
-    heads = torch.nn.ModuleDict({"colour": torch.nn.Linear(width, len(colours)),
-                                 "shape": torch.nn.Linear(width, len(shapes))}).to(device)
-    encoder = Encoder(load_image_processor(args.model, max_pixels=args.max_pixels), args.data, colours, shapes)
+    heads = {"colour": torch.nn.Linear(width, len(colours)), "shape": torch.nn.Linear(width, len(shapes))}
+    if args.geometry_weight > 0:
+        heads["geometry"] = torch.nn.Linear(width, len(GEOMETRY))
+    heads = torch.nn.ModuleDict(heads).to(device)
+    geometry_mean, geometry_std = geometry_stats(train_scenes)
+    encoder = Encoder(load_image_processor(args.model, max_pixels=args.max_pixels), args.data, colours, shapes,
+                      geometry_mean, geometry_std)
     params = list(visual.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
     val_batch = {k: v.to(device) for k, v in encoder(val_scenes).items()}
@@ -196,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         features = image_features(visual, batch["pixel_values"], batch["image_grid_thw"])
         loss = (torch.nn.functional.cross_entropy(heads["colour"](features), batch["colours"])
                 + torch.nn.functional.cross_entropy(heads["shape"](features), batch["shapes"]))
+        if "geometry" in heads:
+            loss = loss + args.geometry_weight * geometry_loss(heads["geometry"](features), batch["geometry"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -207,8 +299,11 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 record.update(feature_spread(image_features(visual, val_batch["pixel_values"], val_batch["image_grid_thw"]),
                                              len(val_scenes)))
+            ordered = "".join(f", order {name} {record[f'val_order_{name}']:.3f}" for name in GEOMETRY
+                            if f"val_order_{name}" in record)
             bar.write(f"[vision] step {step}: colour {record['val_object_colour_acc']:.3f} shape "
-                      f"{record['val_object_shape_acc']:.3f} on object cells, shared share {record['shared_share']:.3f}")
+                      f"{record['val_object_shape_acc']:.3f} on object cells{ordered}, shared share "
+                      f"{record['shared_share']:.3f}")
         metrics.write(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
         bar.update(1)
@@ -216,8 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     metrics.close()
     final = {k: v for k, v in record.items() if k.startswith("val_") or k in ("shared_share", "feature_norm")}
-    (args.out / "vision.json").write_text(json.dumps({**final, "steps": args.steps, "colours": colours,
-                                                       "shapes": shapes}, indent=2) + "\n")
+    (args.out / "vision.json").write_text(json.dumps({**final, "steps": args.steps, "colours": colours, "shapes": shapes,
+                                                       "geometry_weight": args.geometry_weight, "geometry": GEOMETRY,
+                                                       "geometry_mean": geometry_mean, "geometry_std": geometry_std},
+                                                      indent=2) + "\n")
     model.to("cpu")
     save(model, args.model, args.out / "model")
     print(f"[vision] model with the trained vision tower in {args.out / 'model'}", file=sys.stderr)

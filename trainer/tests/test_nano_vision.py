@@ -13,13 +13,18 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from trainer.nano import pretrain, vision
-from trainer.nano.vision import NONE, cell_labels
+from trainer.nano.vision import GEOMETRY, NONE, cell_labels, geometry_stats, object_geometry, order_accuracy
 
 
-def record(objects: list[tuple[str, str, float, list[float]]]) -> dict:
-    """A scene record with (colour, shape, camera distance, box) objects."""
-    return {"meta": {"scene": {"objects": [{"color": c, "shape": s, "size": "small"} for c, s, _, _ in objects]},
-                     "objects": [{"camera_distance": d, "bbox_2d": box} for _, _, d, box in objects]}}
+def record(objects: list[tuple[str, str, float, list[float]]], size: int = 56) -> dict:
+    """A scene record with (colour, shape, camera distance, box) objects; an object stands on the
+    ground below its box's centre, as far ahead as it is from the camera."""
+    def centre(box):
+        return [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
+    return {"meta": {"scene": {"image": {"width": size, "height": size},
+                               "objects": [{"color": c, "shape": s, "size": "small"} for c, s, _, _ in objects]},
+                     "objects": [{"camera_distance": d, "bbox_2d": box, "center_2d": centre(box),
+                                  "center_3d": [centre(box)[0] / size - 0.5, 0.5, d]} for _, _, d, box in objects]}}
 
 
 def test_cells_take_the_nearest_object_covering_their_centre():
@@ -29,6 +34,26 @@ def test_cells_take_the_nearest_object_covering_their_centre():
     # Cell centres (14,14) (42,14) (14,42) (42,42), row-major.
     assert colours == ["red", NONE, "red", "blue"]
     assert shapes == ["cube", NONE, "cube", "sphere"]
+
+
+def test_an_objects_geometry_is_its_own_position_and_distance():
+    scene = record([("red", "cube", 5.0, [0, 0, 28, 56]), ("blue", "sphere", 3.0, [28, 14, 56, 42])])
+    assert object_geometry(scene, 56, 56) == [[0.25, 0.5, -0.25, 5.0, 5.0], [0.75, 0.5, 0.25, 3.0, 3.0]]
+    mean, std = geometry_stats([scene])
+    assert mean == pytest.approx([0.5, 0.5, 0.0, 4.0, 4.0]) and std[1] == pytest.approx(1e-6)  # one y: no spread
+
+
+def test_order_accuracy_compares_objects_of_the_same_picture_only():
+    # Picture 0 has objects 0 and 1 (two cells each), picture 1 has object 0 (one cell).
+    owners = torch.tensor([0, 0, 1, 1, 64, -1])
+    target = torch.tensor([[-1.0] * 5, [-1.0] * 5, [1.0] * 5, [1.0] * 5, [5.0] * 5, [float("nan")] * 5])
+    assert order_accuracy(target, target, owners) == [1.0] * 5
+    flipped = target.clone()
+    flipped[:, 0] = -flipped[:, 0]  # image_x reversed: left and right swapped
+    assert order_accuracy(flipped, target, owners) == [0.0, 1.0, 1.0, 1.0, 1.0]
+    close = target.clone()
+    close[2:4] = -0.9  # within the margin of object 0: no pair is counted, and none is right
+    assert order_accuracy(close, close, owners) == [0.0] * 5
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +88,8 @@ def test_vision_stage_then_pretraining_with_the_tower_frozen(described, tmp_path
                         "--max-pixels", str(56 * 56), "--threads", "1", "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "vision" / "vision.json").read_text())
     assert report["colours"] == [NONE, "blue", "red"] and 0 <= report["val_object_colour_acc"] <= 1
+    assert report["geometry"] == list(GEOMETRY) and report["geometry_weight"] == 1.0
+    assert all(0 <= report[f"val_order_{name}"] <= 1 for name in GEOMETRY) and report["val_geometry_mse"] >= 0
     first, trained = load_file(init / "model.safetensors"), load_file(tmp_path / "vision" / "model" / "model.safetensors")
     assert not torch.equal(first["visual.merger.mlp.2.weight"], trained["visual.merger.mlp.2.weight"])
     assert torch.equal(first["model.norm.weight"], trained["model.norm.weight"])
