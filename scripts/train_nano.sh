@@ -78,7 +78,9 @@ fi
 # 2. The base: a vision stage, then language-model pre-training in up to three phases, each
 #    continuing the one before and resuming from its own checkpoint when interrupted
 #    (docs/embedded-model.md, "Pre-training"):
-#    vision    the vision tower alone on dense colour/shape labels of the pre-training scenes
+#    vision    the vision tower alone on dense per-cell labels of the pre-training scenes: colour,
+#              shape and the seen object's geometry (position in the picture and on the ground,
+#              camera distance; VISION_GEOMETRY is its loss weight, 0 for colour and shape only)
 #              (VISION_STEPS x 64; 0 skips it), then kept frozen in every phase below
 #    base      the corpus mixture: PRETRAIN_STEPS x PRETRAIN_BATCH at PRETRAIN_LR
 #    continue  more of the same at batch 16: CONTINUE_STOP steps of a CONTINUE_STEPS-step schedule,
@@ -93,7 +95,8 @@ fi
 #              with letters. An experiment, not part of the shipped build: GRPO on it settled on
 #              one letter for every question (docs/embedded-model.md, "The letters experiment")
 #    Later stages start from the last phase's model ($BASE).
-VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}
+VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}  # the geometry experiment: 500
+VISION_GEOMETRY=${VISION_GEOMETRY:-0}  # the shipped base: 0; the geometry experiment: 1 (docs/embedded-model.md)
 CONTINUE_STEPS=${CONTINUE_STEPS:-0}
 CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
@@ -117,7 +120,7 @@ if has base; then
   if [ "$VISION_STEPS" -gt 0 ]; then
     [ -f "$B/base/init/model.safetensors" ] || stage pretrain-init "$PY" -m trainer.nano.pretrain "${pretrain_args[@]}" --init-only
     stage vision "$PY" -m trainer.nano.vision --model "$B/base/init" --data "$B/pretrain" --out "$B/vision" \
-      --steps "$VISION_STEPS" --batch-size 64 --lr 2e-3 --max-pixels "$MAX_PIXELS" --device "$DEVICE" --threads "$THREADS"
+      --steps "$VISION_STEPS" --batch-size 64 --lr 2e-3 --geometry-weight "$VISION_GEOMETRY" --max-pixels "$MAX_PIXELS" --device "$DEVICE" --threads "$THREADS"
     FROM=(--continue-from "$B/vision/model")
     FREEZE=(--freeze-vision)
   fi
