@@ -102,6 +102,9 @@ class Mixture:
         the rest are spread evenly over the other text tasks.
     letter: share of the Q/A documents that list choices (option-picking ones included) whose
         answer is the option's letter (`B` or `(B)`) rather than its text.
+    shuffled: share of the prose descriptions whose facts come in a random order, the
+        left-to-right object list among them, so a relation stated before the list can only be
+        read off the picture (style `shuffled`).
     """
 
     description: float = 0.55
@@ -114,6 +117,7 @@ class Mixture:
     choices: float = 0.3
     pick: float = 0.2
     letter: float = 0.0
+    shuffled: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -751,6 +755,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     # Letter answers are drawn from their own generator, so a corpus without them (letter 0) is
     # the same document for document as before the share existed.
     letter_rng = random.Random(seed + 7919)
+    shuffle_rng = random.Random(seed + 104729)  # likewise for shuffled descriptions
 
     def letter_form(listed: bool) -> str | None:
         if not listed or mixture.letter <= 0 or letter_rng.random() >= mixture.letter:
@@ -763,6 +768,10 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         description = description_of(record)
         if kind == "description":
             style, text = make_document(description, rng)
+            if style == "prose" and mixture.shuffled > 0 and shuffle_rng.random() < mixture.shuffled:
+                facts = [f["text"] for f in description["facts"]]
+                shuffle_rng.shuffle(facts)
+                style, text = "shuffled", " ".join(facts)
         elif kind == "markup":
             style, text = make_markup_document(description, rng)
         else:

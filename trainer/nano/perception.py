@@ -14,6 +14,15 @@ object list it writes ("3 objects, from left to right: a small red cube, a large
 
 Chance levels are printed beside them (the same scores for a caption of another held-out scene),
 so a model that writes plausible text without looking scores near chance, not zero.
+
+`relations` asks whether the base reads relations off the picture: each relation fact of the
+scene's description ("The pink sphere is to the right of the brown cube.", above/below, closer to
+the camera, closer to another object) is put right after the picture, alone, and beside it the
+same sentence made false (right/left, above/below, closer to/farther from flipped; for closer to
+another object, the two candidates swapped).
+The fact counts as read when the model gives the true sentence the higher log-probability. Alone,
+because in a description the left-to-right object list comes first and gives horizontal relations
+away. The same comparison with another scene's picture is the text-only level (about 50%).
 """
 
 from __future__ import annotations
@@ -64,12 +73,33 @@ def score(predicted: str, gold: str) -> dict[str, float]:
     }
 
 
+FLIPS = {"left": "right", "right": "left", "above": "below", "below": "above",
+         "closer to": "farther from", "farther from": "closer to"}
+FLIP = re.compile(r"\b(left|right|above|below|closer to|farther from)\b")
+RELATION_KINDS = ("horizontal", "vertical", "depth", "distance")
+
+
+DISTANCE = re.compile(r"^(.+?) is closer to (.+?) than (.+?) is\.$")
+
+
+def flipped(sentence: str) -> str:
+    """The sentence made false: for a distance fact ("A is closer to R than B is.") A and B swap
+    places, since the descriptions only ever say "closer to" there; otherwise every relation word
+    turns into its opposite."""
+    distance = DISTANCE.match(sentence)
+    if distance:
+        a, reference, b = distance.groups()
+        return f"{b[0].upper()}{b[1:]} is closer to {reference} than {a[0].lower()}{a[1:]} is."
+    return FLIP.sub(lambda m: FLIPS[m.group(1)], sentence)
+
+
 def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows else {}
 
 
-def held_out_scenes(data: Path, split: str, items: int) -> list[tuple[str, str]]:
-    """(image path, gold object-list sentence) of the first `items` scenes of a described split."""
+def held_out_scenes(data: Path, split: str, items: int, with_relations: bool = False) -> list[tuple]:
+    """(image path, gold object-list sentence) of the first `items` scenes of a described split;
+    with `with_relations`, a third element: the scene's (kind, sentence) relation facts."""
     scenes = []
     with (data / f"{split}.jsonl").open() as lines:
         for line in lines:
@@ -78,7 +108,9 @@ def held_out_scenes(data: Path, split: str, items: int) -> list[tuple[str, str]]
             record = json.loads(line)
             facts = description_of(record)["facts"]
             gold = next(f["text"] for f in facts if f["kind"] == "objects")
-            scenes.append((str(data / record["images"][0]), gold))
+            relations = [(f["kind"], f["text"]) for f in facts if f["kind"] in RELATION_KINDS]
+            scenes.append((str(data / record["images"][0]), gold, relations) if with_relations else
+                          (str(data / record["images"][0]), gold))
             if len(scenes) >= items:
                 break
     if not scenes:
@@ -121,6 +153,62 @@ def probe(model_dir: Path, data: Path, split: str = "val", items: int = 64, max_
     return {"items": len(rows), "scores": _mean(rows), "chance": _mean(chance), "samples": samples}
 
 
+@torch.no_grad()
+def sentence_logprobs(model, processor, images: list, sentences: list[str], device: str) -> list[float]:
+    """Sum of the log-probabilities of each sentence's tokens right after its picture."""
+    processor.tokenizer.padding_side = "right"
+    inputs = processor(text=[IMAGE_PLACEHOLDER + s for s in sentences], images=images, return_tensors="pt",
+                       padding=True).to(device)
+    logits = model(**inputs).logits[:, :-1].float()
+    targets = inputs["input_ids"][:, 1:]
+    token = torch.log_softmax(logits, -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    # Only the sentence: after the image block's last token, not padding.
+    end_of_image = processor.tokenizer.convert_tokens_to_ids("<|vision_end|>")
+    after = (inputs["input_ids"] == end_of_image).long().cumsum(-1)[:, :-1] > 0
+    mask = after & inputs["attention_mask"][:, 1:].bool()
+    return (token * mask).sum(-1).tolist()
+
+
+@torch.no_grad()
+def relation_probe(model_dir: Path, data: Path, split: str = "val", items: int = 64, batch_size: int = 32,
+                   device: str = "cpu") -> dict:
+    """Share of relation facts whose true sentence the model prefers to the flipped one, per kind,
+    with the scene's own picture and with another scene's (the module's docstring)."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from ..processor import load_processor
+
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32).to(device).eval()
+    processor = load_processor(model_dir)
+    scenes = held_out_scenes(data, split, items, with_relations=True)
+    pictures = []
+    for path, _, _ in scenes:
+        with Image.open(path) as image:
+            pictures.append(image.convert("RGB"))
+    cases = [(kind, sentence, n, picture) for n, (_, _, relations) in enumerate(scenes)
+             for kind, sentence in relations for picture in (n, (n + 1) % len(scenes))]
+    right: dict[tuple[str, str], list[float]] = {}
+    for i in range(0, len(cases), batch_size):
+        chunk = cases[i:i + batch_size]
+        images = [pictures[p] for _, _, _, p in chunk for _ in range(2)]
+        sentences = [t for _, s, _, _ in chunk for t in (s, flipped(s))]
+        scores = sentence_logprobs(model, processor, images, sentences, device)
+        for j, (kind, _, n, p) in enumerate(chunk):
+            key = (kind, "own" if p == n else "other")
+            right.setdefault(key, []).append(float(scores[2 * j] > scores[2 * j + 1]))
+    report = {}
+    for kind in RELATION_KINDS:
+        own, other = right.get((kind, "own"), []), right.get((kind, "other"), [])
+        if own:
+            report[kind] = {"facts": len(own), "own_picture": sum(own) / len(own),
+                            "other_picture": sum(other) / len(other)}
+    every_own = [v for (_, which), values in right.items() if which == "own" for v in values]
+    every_other = [v for (_, which), values in right.items() if which == "other" for v in values]
+    report["all"] = {"facts": len(every_own), "own_picture": sum(every_own) / max(len(every_own), 1),
+                     "other_picture": sum(every_other) / max(len(every_other), 1)}
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path)
@@ -133,11 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     report = probe(args.model, args.data, args.split, args.items, device=args.device)
+    report["relations"] = relation_probe(args.model, args.data, args.split, args.items, device=args.device)
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
     s, c = report["scores"], report["chance"]
     print(" ".join(f"{k} {s[k]:.2f} (chance {c[k]:.2f})" for k in s), file=sys.stderr)
+    print("relations read off the picture: " + ", ".join(
+        f"{k} {v['own_picture']:.2f} (another picture {v['other_picture']:.2f}, {v['facts']} facts)"
+        for k, v in report["relations"].items()), file=sys.stderr)
     print(text)
     return 0
 

@@ -445,3 +445,29 @@ def test_description_and_markup_documents_use_any_tag_names(examples):
     counts = {name: used.count(name) for name in GENERIC_TAGS}
     mean = len(used) / len(GENERIC_TAGS)
     assert 0.5 * mean < counts["think"] < 1.6 * mean and 0.5 * mean < counts["answer"] < 1.6 * mean
+
+
+def test_a_shuffled_share_states_the_same_facts_in_a_random_order(synth_dir):
+    def corpus_of(shuffled: float) -> list[dict]:
+        mixture = Mixture(description=1.0, markup=0.0, text_qa=0.0, image_qa=0.0, shuffled=shuffled)
+        return pretrain_examples(synth_dir, seed=3, max_items=60, mixture=mixture)
+
+    plain, shuffled = corpus_of(0.0), corpus_of(0.7)
+    assert [e["image"] for e in plain] == [e["image"] for e in shuffled]  # nothing else changes
+    moved = [(p, s) for p, s in zip(plain, shuffled, strict=True) if s["style"] == "shuffled"]
+    prose = sum(e["style"] == "prose" for e in plain)
+    assert 0.4 < len(moved) / prose < 0.95 and all(p["style"] == "prose" for p, _ in moved)
+    for p, s in zip(plain, shuffled, strict=True):
+        if s["style"] != "shuffled":
+            assert s == p
+    # The same sentences, and in some documents a relation comes before the left-to-right list.
+    facts = {json.loads(line)["images"][0]: [f["text"] for f in json.loads(line)["meta"]["description"]["facts"]]
+             for line in (synth_dir / "train.jsonl").read_text().splitlines()}
+    early = 0
+    for _, s in moved:
+        sentences = facts[s["image"].split(f"{synth_dir}/")[-1]]
+        assert len(s["target"]) == len(" ".join(sentences)) and all(t in s["target"] for t in sentences)
+        listed = next(t for t in sentences if "from left to right" in t)
+        early += any(s["target"].index(t) < s["target"].index(listed) for t in sentences
+                     if re.search(r"\b(left|right|above|below)\b", t) and t != listed)
+    assert early > 0

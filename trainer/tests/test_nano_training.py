@@ -135,6 +135,37 @@ def test_pretrain_resumes_from_its_checkpoint_and_reports_the_image_gap(synth_di
     assert (sft_out / "model" / "model.safetensors").exists()
     probe = perception.probe(whole / "model", synth_dir, "val", items=2, max_new_tokens=4)
     assert probe["items"] == 2 and set(probe["scores"]) == {"count", "colors", "shapes", "order", "exact"}
+    relations = perception.relation_probe(whole / "model", synth_dir, "val", items=4)
+    kinds = [k for k in relations if k != "all"]
+    assert kinds and set(kinds) <= set(perception.RELATION_KINDS)
+    assert relations["all"]["facts"] == sum(relations[k]["facts"] for k in kinds)
+    assert all(0 <= v["own_picture"] <= 1 and 0 <= v["other_picture"] <= 1 for v in relations.values())
+
+
+def test_a_sentences_log_probability_does_not_depend_on_its_batch(tmp_path, synth_dir):
+    from transformers import Qwen2VLForConditionalGeneration
+
+
+    whole = tmp_path / "base"
+    assert pretrain.main(["--data", str(synth_dir), "--questions", str(synth_dir), "--out", str(whole), "--preset", "tiny",
+                          "--steps", "1", "--batch-size", "2", "--warmup", "1", "--val-items", "2", "--threads", "1",
+                          "--device", "cpu", "--max-pixels", str(56 * 56)]) == 0
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(whole / "model")).eval()
+    processor = load_processor(whole / "model", max_pixels=56 * 56)
+    image = Image.new("RGB", (56, 56), (200, 30, 30))
+    short, long = "The red cube is left of the blue cone.", "The red cube is closer to the camera than the big blue cone is."
+    alone = perception.sentence_logprobs(model, processor, [image], [short], "cpu")
+    batched = perception.sentence_logprobs(model, processor, [image, image], [short, long], "cpu")
+    assert batched[0] == pytest.approx(alone[0], abs=1e-4) and batched[1] < batched[0] < 0  # longer: less likely
+
+
+def test_flipping_makes_each_relation_fact_false():
+    assert perception.flipped("The red cube is to the left of the blue cone.") == "The red cube is to the right of the blue cone."
+    assert perception.flipped("The red cube is below the blue cone.") == "The red cube is above the blue cone."
+    assert (perception.flipped("The red cube is farther from the camera than the blue cone.")
+            == "The red cube is closer to the camera than the blue cone.")
+    assert (perception.flipped("The red cube is closer to the blue cone than the gray sphere is.")
+            == "The gray sphere is closer to the blue cone than the red cube is.")
 
 
 def test_an_answer_names_an_option_by_text_or_letter():
