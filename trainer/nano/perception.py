@@ -23,6 +23,9 @@ another object, the two candidates swapped).
 The fact counts as read when the model gives the true sentence the higher log-probability. Alone,
 because in a description the left-to-right object list comes first and gives horizontal relations
 away. The same comparison with another scene's picture is the text-only level (about 50%).
+A control, `colour`, does the same with the object list and the list with its first object's
+colour changed to one absent from the scene: it shows the comparison detects what a model does
+read off its picture.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import torch
 from PIL import Image
 
 from ..prompts import IMAGE_PLACEHOLDER
-from .corpus import description_of
+from .corpus import COLOR_NAMES, description_of
 
 OPENING = "In the picture there are"
 LIST = re.compile(r"(\d+) objects?, from left to right: (.*?)(?:\.|$)")
@@ -185,25 +188,33 @@ def relation_probe(model_dir: Path, data: Path, split: str = "val", items: int =
     for path, _, _ in scenes:
         with Image.open(path) as image:
             pictures.append(image.convert("RGB"))
-    cases = [(kind, sentence, n, picture) for n, (_, _, relations) in enumerate(scenes)
-             for kind, sentence in relations for picture in (n, (n + 1) % len(scenes))]
+    colours = sorted(COLOR_NAMES)
+    pairs = []  # (kind, true sentence, false sentence, scene)
+    for n, (_, gold, relations) in enumerate(scenes):
+        pairs += [(kind, sentence, flipped(sentence), n) for kind, sentence in relations]
+        objects = parse_objects(gold)[1]
+        absent = [c for c in colours if c not in {c for _, c, _ in objects}]
+        if objects and absent:
+            first = re.search(rf"\b{objects[0][0]} ({objects[0][1]})\b", gold)
+            pairs.append(("colour", gold, gold[:first.start(1)] + absent[n % len(absent)] + gold[first.end(1):], n))
+    cases = [(*pair, picture) for pair in pairs for picture in (pair[3], (pair[3] + 1) % len(scenes))]
     right: dict[tuple[str, str], list[float]] = {}
     for i in range(0, len(cases), batch_size):
         chunk = cases[i:i + batch_size]
-        images = [pictures[p] for _, _, _, p in chunk for _ in range(2)]
-        sentences = [t for _, s, _, _ in chunk for t in (s, flipped(s))]
+        images = [pictures[p] for *_, p in chunk for _ in range(2)]
+        sentences = [t for _, true, false, _, _ in chunk for t in (true, false)]
         scores = sentence_logprobs(model, processor, images, sentences, device)
-        for j, (kind, _, n, p) in enumerate(chunk):
+        for j, (kind, _, _, n, p) in enumerate(chunk):
             key = (kind, "own" if p == n else "other")
             right.setdefault(key, []).append(float(scores[2 * j] > scores[2 * j + 1]))
     report = {}
-    for kind in RELATION_KINDS:
+    for kind in (*RELATION_KINDS, "colour"):
         own, other = right.get((kind, "own"), []), right.get((kind, "other"), [])
         if own:
             report[kind] = {"facts": len(own), "own_picture": sum(own) / len(own),
                             "other_picture": sum(other) / len(other)}
-    every_own = [v for (_, which), values in right.items() if which == "own" for v in values]
-    every_other = [v for (_, which), values in right.items() if which == "other" for v in values]
+    every_own = [v for (kind, which), values in right.items() if which == "own" and kind != "colour" for v in values]
+    every_other = [v for (kind, which), values in right.items() if which == "other" and kind != "colour" for v in values]
     report["all"] = {"facts": len(every_own), "own_picture": sum(every_own) / max(len(every_own), 1),
                      "other_picture": sum(every_other) / max(len(every_other), 1)}
     return report
