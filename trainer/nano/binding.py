@@ -1,0 +1,265 @@
+"""Can the model say where a named object is? A binding test of the nano base.
+
+    python -m trainer.nano.binding --model build/nano/vision/model --data build/nano/pretrain \\
+        --out build/binding [--readout-steps 1500] [--decoder-steps 600 --fresh-decoder]
+
+The relation probe (`trainer.nano.perception`) found that the base reads the colours in its
+picture but no relation, while the vision stage's linear heads read each object's position off the
+image tokens. Between the two lies one step: find the tokens of the object a sentence names and
+hand on where they are. This module measures that step alone, on the simplest statement that
+needs it:
+
+    "The red cube is in the left half of the picture."
+
+for each object whose colour-and-shape name is unique in its scene and whose centre is not near
+the middle (more than `MARGIN` of the width away). A statement counts as read when the model gives
+it a higher log-probability than the same sentence with left and right swapped; with another
+scene's picture the same comparison is the text-only level (about 50%).
+
+Two learners, each trained on the training scenes' statements and scored on held-out scenes:
+
+- `readout`: one attention head over the frozen vision tower's tokens, its query made from the
+  object's colour and shape, its answer left or right. Nothing but the tower's features and one
+  lookup: the upper bound of what a decoder could read with a single attention step.
+- `decoder`: the model's own language model trained on the statements as documents after their
+  picture (tower frozen, `trainer.nano.lm`), from the given model or, with `--fresh-decoder`, from a
+  newly initialised decoder beside the given tower.
+
+A readout that reads the statements while the decoder does not puts the problem in the decoder
+(how it learns to look up a named token), not in what the tower's tokens carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .vision import image_features, picture_size, read_scenes
+
+MARGIN = 0.08  # objects whose centre is within 8% of the width of the middle are left out
+HALVES = {"left": "right", "right": "left"}
+
+
+def statements(record: dict) -> list[tuple[str, str, str]]:
+    """(colour, shape, half) of each object of a scene that has a unique colour-and-shape name and
+    stands clearly in one half of the picture."""
+    width, _ = picture_size(record)
+    names = [(o["color"], o["shape"]) for o in record["meta"]["scene"]["objects"]]
+    found = []
+    for (colour, shape), placed in zip(names, record["meta"]["objects"], strict=True):
+        x = placed["center_2d"][0] / width
+        if names.count((colour, shape)) == 1 and abs(x - 0.5) > MARGIN:
+            found.append((colour, shape, "left" if x < 0.5 else "right"))
+    return found
+
+
+def sentence(colour: str, shape: str, half: str) -> str:
+    return f"The {colour} {shape} is in the {half} half of the picture."
+
+
+def examples_of(records: list[dict], root: Path) -> list[dict]:
+    """`trainer.nano.lm` examples: the picture, then one statement (one example per statement)."""
+    return [{"image": str(root / r["images"][0]), "prefix": "", "target": sentence(*s)}
+            for r in records for s in statements(r)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The readout: one attention head over frozen image tokens.
+
+class Readout(torch.nn.Module):
+    """Left or right for a named object: its colour and shape embeddings make a query, which attends
+    over the picture's image tokens; the attended value decides."""
+
+    def __init__(self, width: int, colours: int, shapes: int, dim: int = 64):
+        super().__init__()
+        self.colour = torch.nn.Embedding(colours, dim)
+        self.shape = torch.nn.Embedding(shapes, dim)
+        self.norm = torch.nn.LayerNorm(width)
+        self.key = torch.nn.Linear(width, dim)
+        self.value = torch.nn.Linear(width, dim)
+        self.out = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.GELU(), torch.nn.Linear(dim, 2))
+
+    def forward(self, tokens: torch.Tensor, colour: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        tokens = self.norm(tokens)  # (batch, image tokens, width)
+        query = self.colour(colour) + self.shape(shape)  # (batch, dim)
+        weights = torch.softmax(torch.einsum("bd,btd->bt", query, self.key(tokens)) / query.shape[-1] ** 0.5, -1)
+        return self.out(torch.einsum("bt,btd->bd", weights, self.value(tokens)))
+
+
+@torch.no_grad()
+def tower_tokens(model, processor, records: list[dict], root: Path, batch_size: int = 64) -> torch.Tensor:
+    """The merged image tokens the decoder receives, (scenes, tokens, width); all pictures of one size."""
+    visual = model.model.visual.eval()
+    out = []
+    for i in range(0, len(records), batch_size):
+        images = []
+        for record in records[i:i + batch_size]:
+            with Image.open(root / record["images"][0]) as image:
+                images.append(image.convert("RGB"))
+        inputs = processor(images=images, return_tensors="pt")
+        features = image_features(visual, inputs["pixel_values"], inputs["image_grid_thw"])
+        out.append(features.reshape(len(images), -1, features.shape[-1]))
+    return torch.cat(out)
+
+
+def readout_rows(records: list[dict], colours: dict, shapes: dict) -> list[tuple[int, int, int, int]]:
+    """(scene, colour index, shape index, 1 if right else 0) of every statement."""
+    return [(n, colours[c], shapes[s], int(h == "right")) for n, r in enumerate(records) for c, s, h in statements(r)]
+
+
+def train_readout(train_tokens: torch.Tensor, train_rows: list, val_tokens: torch.Tensor, val_rows: list,
+                  colours: int, shapes: int, steps: int, batch_size: int = 256, lr: float = 3e-3, seed: int = 0,
+                  log=None) -> dict:
+    """Train the readout; held-out accuracy with each scene's own picture and with another's."""
+    torch.manual_seed(seed)
+    readout = Readout(train_tokens.shape[-1], colours, shapes)
+    optimizer = torch.optim.AdamW(readout.parameters(), lr=lr, weight_decay=0.01)
+    rows = torch.tensor(train_rows)
+    val = torch.tensor(val_rows)
+
+    def accuracy(shift: int) -> float:
+        readout.eval()
+        with torch.no_grad():
+            scene = (val[:, 0] + shift) % len(val_tokens)
+            guess = readout(val_tokens[scene], val[:, 1], val[:, 2]).argmax(-1)
+        readout.train()
+        return float((guess == val[:, 3]).float().mean())
+
+    curve = []
+    for step in range(1, steps + 1):
+        pick = rows[torch.randint(len(rows), (batch_size,))]
+        logits = readout(train_tokens[pick[:, 0]], pick[:, 1], pick[:, 2])
+        loss = torch.nn.functional.cross_entropy(logits, pick[:, 3])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % max(1, steps // 10) == 0 or step == steps:
+            curve.append({"step": step, "loss": loss.item(), "val_accuracy": accuracy(0)})
+            if log:
+                log(f"[binding] readout step {step}: loss {loss.item():.3f}, held-out {curve[-1]['val_accuracy']:.3f}")
+    return {"steps": steps, "train_statements": len(train_rows), "val_statements": len(val_rows),
+            "own_picture": accuracy(0), "other_picture": accuracy(1), "curve": curve}
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoder: the language model itself, scored on true against swapped statements.
+
+@torch.no_grad()
+def statement_accuracy(model, processor, records: list[dict], root: Path, batch_size: int = 32) -> dict:
+    """Share of held-out statements whose true sentence gets a higher log-probability than the one
+    with left and right swapped, with the scene's own picture and with the next scene's."""
+    from .perception import sentence_logprobs
+
+    model.eval()
+    pictures = []
+    for record in records:
+        with Image.open(root / record["images"][0]) as image:
+            pictures.append(image.convert("RGB"))
+    cases = [(n, s, p) for n, r in enumerate(records) for s in statements(r) for p in (n, (n + 1) % len(records))]
+    right = {"own": [], "other": []}
+    for i in range(0, len(cases), batch_size):
+        chunk = cases[i:i + batch_size]
+        images = [pictures[p] for _, _, p in chunk for _ in range(2)]
+        texts = [t for _, (c, s, h), _ in chunk for t in (sentence(c, s, h), sentence(c, s, HALVES[h]))]
+        scores = sentence_logprobs(model, processor, images, texts, "cpu")
+        for j, (n, _, p) in enumerate(chunk):
+            right["own" if p == n else "other"].append(float(scores[2 * j] > scores[2 * j + 1]))
+    return {"statements": len(right["own"]), "own_picture": sum(right["own"]) / max(1, len(right["own"])),
+            "other_picture": sum(right["other"]) / max(1, len(right["other"]))}
+
+
+def fresh_decoder(model_dir: Path, out: Path, seed: int) -> Path:
+    """A model folder with the vision tower of `model_dir` and a newly initialised decoder."""
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from .lm import save
+
+    given = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32)
+    torch.manual_seed(seed)
+    fresh = Qwen2VLForConditionalGeneration(given.config)
+    fresh.model.visual.load_state_dict(given.model.visual.state_dict())
+    return save(fresh, model_dir, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import Qwen2VLForConditionalGeneration
+
+    from ..processor import load_processor
+    from .lm import LMConfig, train
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="model folder (its vision tower is kept frozen)")
+    parser.add_argument("--data", required=True, type=Path, help="described scenes (npm run synth -- --describe)")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--max-items", type=int, default=8000, help="training scenes read")
+    parser.add_argument("--val-items", type=int, default=128)
+    parser.add_argument("--readout-steps", type=int, default=1500, help="0 skips the readout")
+    parser.add_argument("--decoder-steps", type=int, default=0, help="language-model steps on the statements (0: "
+                        "only score the model as it is)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--fresh-decoder", action="store_true", help="start the decoder from new weights")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    random.seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train_scenes = read_scenes(args.data, "train", args.max_items)
+    val_scenes = read_scenes(args.data, "val", args.val_items)
+    model = Qwen2VLForConditionalGeneration.from_pretrained(str(args.model), dtype=torch.float32)
+    processor = load_processor(args.model)
+    report: dict = {"model": str(args.model), "margin": MARGIN}
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    if args.readout_steps:
+        began = time.time()
+        colours = {c: i for i, c in enumerate(sorted({o["color"] for r in train_scenes for o in r["meta"]["scene"]["objects"]}))}
+        shapes = {s: i for i, s in enumerate(sorted({o["shape"] for r in train_scenes for o in r["meta"]["scene"]["objects"]}))}
+        train_tokens = tower_tokens(model, processor.image_processor, train_scenes, args.data)
+        val_tokens = tower_tokens(model, processor.image_processor, val_scenes, args.data)
+        report["readout"] = train_readout(train_tokens, readout_rows(train_scenes, colours, shapes), val_tokens,
+                                          readout_rows(val_scenes, colours, shapes), len(colours), len(shapes),
+                                          args.readout_steps, seed=args.seed, log=log)
+        report["readout"]["seconds"] = round(time.time() - began, 1)
+        log(f"[binding] readout: held-out {report['readout']['own_picture']:.3f} "
+            f"(another picture {report['readout']['other_picture']:.3f})")
+
+    start = args.model
+    if args.fresh_decoder:
+        start = fresh_decoder(args.model, args.out / "start", args.seed)
+        model = Qwen2VLForConditionalGeneration.from_pretrained(str(start), dtype=torch.float32)
+    report["decoder_before"] = statement_accuracy(model, processor, val_scenes, args.data)
+    log(f"[binding] decoder before: {report['decoder_before']}")
+    if args.decoder_steps:
+        began = time.time()
+        examples = examples_of(train_scenes, args.data)
+        random.Random(args.seed).shuffle(examples)
+        config = LMConfig(model=str(start), out=str(args.out / "lm"), steps=args.decoder_steps,
+                          batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=min(50, args.decoder_steps // 10 + 1),
+                          threads=args.threads, seed=args.seed, freeze_vision=True, length_window=0,
+                          save_every=max(100, args.decoder_steps // 4))
+        trained = train(config, examples, name="binding")
+        model = Qwen2VLForConditionalGeneration.from_pretrained(str(trained), dtype=torch.float32)
+        report["decoder_after"] = {**statement_accuracy(model, processor, val_scenes, args.data),
+                                   "steps": args.decoder_steps, "batch_size": args.batch_size, "lr": args.lr,
+                                   "train_statements": len(examples), "fresh_decoder": args.fresh_decoder,
+                                   "seconds": round(time.time() - began, 1)}
+        log(f"[binding] decoder after {args.decoder_steps} steps: {report['decoder_after']}")
+    (args.out / "binding.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
