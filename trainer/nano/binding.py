@@ -1,7 +1,8 @@
 """Can the model say where a named object is? A binding test of the nano base.
 
     python -m trainer.nano.binding --model build/nano/vision/model --data build/nano/pretrain \\
-        --out build/binding [--readout-steps 1500] [--decoder-steps 600 --fresh-decoder]
+        --out build/binding [--readout-steps 1500] [--decoder-steps 1500 --fresh-decoder] \\
+        [--form sentence|colour|relation --answer-only --balanced]
 
 The relation probe (`trainer.nano.perception`) found that the base reads the colours in its
 picture but no relation, while the vision stage's linear heads read each object's position off the
@@ -27,6 +28,13 @@ Two learners, each trained on the training scenes' statements and scored on held
 
 A readout that reads the statements while the decoder does not puts the problem in the decoder
 (how it learns to look up a named token), not in what the tower's tokens carry.
+
+Options that take the decoder's difficulty apart (docs/embedded-model.md, "The binding test"):
+`--form` (FORMS: the sentence above, the bare `red left.`, or a relation between two named
+objects), `--answer-only` (no loss on the words before the answer, so the loss is not spent on
+naming objects) and `--balanced` (as many statements against the shortcut as with it). Every
+report gives `against_shortcut`: the accuracy on the held-out statements whose answer differs from
+what a model that does not find the named object would say (Statement.shortcut).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from PIL import Image
@@ -47,27 +56,92 @@ MARGIN = 0.08  # objects whose centre is within 8% of the width of the middle ar
 HALVES = {"left": "right", "right": "left"}
 
 
-def statements(record: dict) -> list[tuple[str, str, str]]:
-    """(colour, shape, half) of each object of a scene that has a unique colour-and-shape name and
-    stands clearly in one half of the picture."""
+# How a statement names its object and where the answer word stands:
+#   sentence  "The red cube is in the left half of the picture." The word `left` is predicted at
+#             `the`, five tokens after the name: the decoder must first carry the name there.
+#   colour    "red left." for an object whose colour is unique in its scene. The word `left` is
+#             predicted at `red` itself: the lookup needs no earlier step, as in the readout.
+#   relation  "Seen from the brown cube, the pink sphere is on the right." for two objects with
+#             unique names more than MARGIN of the width apart: two lookups and a comparison, with
+#             the answer after both names (a causal model cannot compare with an object it has not
+#             been told yet).
+FORMS = ("sentence", "colour", "relation")
+
+
+class Statement(NamedTuple):
+    colour: str
+    shape: str
+    half: str  # the answer: left or right
+    reference: str = ""  # the relation form's other object ("brown cube")
+    shortcut: str = ""  # what a model that does not find the named object(s) would answer
+
+
+def crowd_half(record: dict) -> str:
+    """The half the scene's objects lie in on average: the answer of a model that pools every
+    object's position without finding the named one. Right for about two statements in three."""
+    width, _ = picture_size(record)
+    xs = [o["center_2d"][0] / width for o in record["meta"]["objects"]]
+    return "left" if sum(xs) / len(xs) < 0.5 else "right"
+
+
+def statements(record: dict, form: str = "sentence") -> list[Statement]:
+    """The statements of a scene: for each object with a unique name (colour and shape, or with the
+    `colour` form its colour) that stands clearly in one half of the picture, its half, with the
+    crowd's half as the shortcut; with the `relation` form, for each ordered pair of uniquely named
+    objects clearly apart, which side of the second the first is on, with the first's own half of
+    the picture as the shortcut."""
     width, _ = picture_size(record)
     names = [(o["color"], o["shape"]) for o in record["meta"]["scene"]["objects"]]
-    found = []
-    for (colour, shape), placed in zip(names, record["meta"]["objects"], strict=True):
-        x = placed["center_2d"][0] / width
-        if names.count((colour, shape)) == 1 and abs(x - 0.5) > MARGIN:
-            found.append((colour, shape, "left" if x < 0.5 else "right"))
-    return found
+    keys = [c for c, _ in names] if form == "colour" else names
+    xs = [placed["center_2d"][0] / width for placed in record["meta"]["objects"]]
+    unique = [keys.count(key) == 1 for key in keys]
+    if form == "relation":
+        return [Statement(*names[a], "left" if xs[a] < xs[b] else "right", " ".join(names[b]),
+                          "left" if xs[a] < 0.5 else "right")
+                for a in range(len(names)) for b in range(len(names))
+                if a != b and unique[a] and unique[b] and abs(xs[a] - xs[b]) > MARGIN]
+    crowd = crowd_half(record)
+    return [Statement(*name, "left" if x < 0.5 else "right", "", crowd)
+            for name, x, alone in zip(names, xs, unique, strict=True) if alone and abs(x - 0.5) > MARGIN]
 
 
-def sentence(colour: str, shape: str, half: str) -> str:
-    return f"The {colour} {shape} is in the {half} half of the picture."
+def balanced(records: list[dict], seed: int = 0, form: str = "sentence") -> list[tuple[int, Statement]]:
+    """(scene index, statement) with as many statements whose answer is the shortcut's as statements
+    whose answer is not, so that the shortcut (pooling every object's position; for relations, the
+    first object's own half) tells nothing and only finding the named objects lowers the loss."""
+    agree, disagree = [], []
+    for n, record in enumerate(records):
+        for s in statements(record, form):
+            (agree if s.half == s.shortcut else disagree).append((n, s))
+    rng = random.Random(seed)
+    keep = min(len(agree), len(disagree))
+    return rng.sample(agree, keep) + rng.sample(disagree, keep)
 
 
-def examples_of(records: list[dict], root: Path) -> list[dict]:
-    """`trainer.nano.lm` examples: the picture, then one statement (one example per statement)."""
-    return [{"image": str(root / r["images"][0]), "prefix": "", "target": sentence(*s)}
-            for r in records for s in statements(r)]
+def sentence(statement: Statement, form: str = "sentence", half: str | None = None) -> str:
+    """The statement's text (with `half`, the same text with that answer instead)."""
+    colour, shape, answer, reference, _ = statement
+    answer = half or answer
+    if form == "colour":
+        return f"{colour} {answer}."
+    if form == "relation":
+        return f"Seen from the {reference}, the {colour} {shape} is on the {answer}."
+    return f"The {colour} {shape} is in the {answer} half of the picture."
+
+
+def examples_of(records: list[dict], root: Path, balance: bool = False, seed: int = 0,
+                form: str = "sentence", answer_only: bool = False) -> list[dict]:
+    """`trainer.nano.lm` examples: the picture, then one statement (one example per statement; with
+    `balance`, the `balanced` subset). With `answer_only` the words before the half are the prefix,
+    so the loss is on the half and what follows it, not on naming the object."""
+    chosen = (balanced(records, seed, form) if balance else
+              [(n, s) for n, r in enumerate(records) for s in statements(r, form)])
+    examples = []
+    for n, s in chosen:
+        text = sentence(s, form)
+        cut = text.rindex(f" {s.half}") if answer_only else 0
+        examples.append({"image": str(root / records[n]["images"][0]), "prefix": text[:cut], "target": text[cut:]})
+    return examples
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,7 +185,8 @@ def tower_tokens(model, processor, records: list[dict], root: Path, batch_size: 
 
 def readout_rows(records: list[dict], colours: dict, shapes: dict) -> list[tuple[int, int, int, int]]:
     """(scene, colour index, shape index, 1 if right else 0) of every statement."""
-    return [(n, colours[c], shapes[s], int(h == "right")) for n, r in enumerate(records) for c, s, h in statements(r)]
+    return [(n, colours[s.colour], shapes[s.shape], int(s.half == "right")) for n, r in enumerate(records)
+            for s in statements(r)]
 
 
 def train_readout(train_tokens: torch.Tensor, train_rows: list, val_tokens: torch.Tensor, val_rows: list,
@@ -152,7 +227,8 @@ def train_readout(train_tokens: torch.Tensor, train_rows: list, val_tokens: torc
 # The decoder: the language model itself, scored on true against swapped statements.
 
 @torch.no_grad()
-def statement_accuracy(model, processor, records: list[dict], root: Path, batch_size: int = 32) -> dict:
+def statement_accuracy(model, processor, records: list[dict], root: Path, batch_size: int = 32,
+                       form: str = "sentence") -> dict:
     """Share of held-out statements whose true sentence gets a higher log-probability than the one
     with left and right swapped, with the scene's own picture and with the next scene's."""
     from .perception import sentence_logprobs
@@ -162,17 +238,27 @@ def statement_accuracy(model, processor, records: list[dict], root: Path, batch_
     for record in records:
         with Image.open(root / record["images"][0]) as image:
             pictures.append(image.convert("RGB"))
-    cases = [(n, s, p) for n, r in enumerate(records) for s in statements(r) for p in (n, (n + 1) % len(records))]
-    right = {"own": [], "other": []}
+    cases = [(n, s, p) for n, r in enumerate(records) for s in statements(r, form) for p in (n, (n + 1) % len(records))]
+    right = {"own": [], "other": [], "against_shortcut": []}
     for i in range(0, len(cases), batch_size):
         chunk = cases[i:i + batch_size]
         images = [pictures[p] for _, _, p in chunk for _ in range(2)]
-        texts = [t for _, (c, s, h), _ in chunk for t in (sentence(c, s, h), sentence(c, s, HALVES[h]))]
+        texts = [t for _, s, _ in chunk for t in (sentence(s, form), sentence(s, form, HALVES[s.half]))]
         scores = sentence_logprobs(model, processor, images, texts, "cpu")
-        for j, (n, _, p) in enumerate(chunk):
-            right["own" if p == n else "other"].append(float(scores[2 * j] > scores[2 * j + 1]))
-    return {"statements": len(right["own"]), "own_picture": sum(right["own"]) / max(1, len(right["own"])),
-            "other_picture": sum(right["other"]) / max(1, len(right["other"]))}
+        for j, (n, s, p) in enumerate(chunk):
+            read = float(scores[2 * j] > scores[2 * j + 1])
+            right["own" if p == n else "other"].append(read)
+            if p == n and s.half != s.shortcut:
+                right["against_shortcut"].append(read)
+
+    def share(values: list[float]) -> float:
+        return sum(values) / max(1, len(values))
+
+    # against_shortcut: the statements whose answer is not the shortcut's (Statement.shortcut), where
+    # a model that takes the shortcut scores 0 and one that finds the named objects 1.
+    return {"statements": len(right["own"]), "own_picture": share(right["own"]),
+            "other_picture": share(right["other"]), "against_shortcut": share(right["against_shortcut"]),
+            "against_shortcut_statements": len(right["against_shortcut"])}
 
 
 def fresh_decoder(model_dir: Path, out: Path, seed: int) -> Path:
@@ -206,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--fresh-decoder", action="store_true", help="start the decoder from new weights")
+    parser.add_argument("--form", choices=FORMS, default="sentence", help="how a statement names its object "
+                        "(the module's FORMS)")
+    parser.add_argument("--answer-only", action="store_true", help="no loss on the words before the half (the "
+                        "object's name): only the lookup is trained")
+    parser.add_argument("--balanced", action="store_true", help="train on as many statements against the objects' "
+                        "mean position as with it (pooling every object's position then tells nothing)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -239,11 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh_decoder:
         start = fresh_decoder(args.model, args.out / "start", args.seed)
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(start), dtype=torch.float32)
-    report["decoder_before"] = statement_accuracy(model, processor, val_scenes, args.data)
+    report["decoder_before"] = statement_accuracy(model, processor, val_scenes, args.data, form=args.form)
     log(f"[binding] decoder before: {report['decoder_before']}")
     if args.decoder_steps:
         began = time.time()
-        examples = examples_of(train_scenes, args.data)
+        examples = examples_of(train_scenes, args.data, balance=args.balanced, seed=args.seed, form=args.form,
+                               answer_only=args.answer_only)
         random.Random(args.seed).shuffle(examples)
         config = LMConfig(model=str(start), out=str(args.out / "lm"), steps=args.decoder_steps,
                           batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=min(50, args.decoder_steps // 10 + 1),
@@ -251,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
                           save_every=max(100, args.decoder_steps // 4))
         trained = train(config, examples, name="binding")
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(trained), dtype=torch.float32)
-        report["decoder_after"] = {**statement_accuracy(model, processor, val_scenes, args.data),
+        report["decoder_after"] = {**statement_accuracy(model, processor, val_scenes, args.data, form=args.form),
                                    "steps": args.decoder_steps, "batch_size": args.batch_size, "lr": args.lr,
                                    "train_statements": len(examples), "fresh_decoder": args.fresh_decoder,
+                                   "balanced": args.balanced, "form": args.form, "answer_only": args.answer_only,
                                    "seconds": round(time.time() - began, 1)}
         log(f"[binding] decoder after {args.decoder_steps} steps: {report['decoder_after']}")
     (args.out / "binding.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -5,6 +5,7 @@ on a tiny model."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
@@ -20,8 +21,48 @@ def test_statements_keep_unique_names_clear_of_the_middle():
                     ("green", "cone", 5.0, [24, 0, 32, 10]),     # centre x 28: the middle, left out
                     ("pink", "cube", 6.0, [0, 20, 8, 30]),       # two pink cubes: not a unique name
                     ("pink", "cube", 6.0, [48, 20, 56, 30])])
-    assert statements(scene) == [("red", "cube", "left"), ("blue", "sphere", "right")]
-    assert binding.sentence("red", "cube", "left") == "The red cube is in the left half of the picture."
+    # The crowd's mean x is (5 + 48 + 28 + 4 + 52) / 5 / 56 = 0.49: the left half.
+    assert statements(scene) == [("red", "cube", "left", "", "left"), ("blue", "sphere", "right", "", "left")]
+    red = statements(scene)[0]
+    assert binding.sentence(red) == "The red cube is in the left half of the picture."
+    assert binding.sentence(red, half="right") == "The red cube is in the right half of the picture."
+    assert binding.sentence(red, "colour") == "red left."
+    # By colour alone the green cone is unique too, but it stands in the middle; the pink cubes are two.
+    assert [s[:3] for s in statements(scene, "colour")] == [("red", "cube", "left"), ("blue", "sphere", "right")]
+
+
+def test_relation_statements_compare_two_named_objects():
+    scene = record([("red", "cube", 4.0, [30, 0, 40, 10]),      # centre x 35: right half
+                    ("blue", "sphere", 5.0, [44, 0, 56, 10]),   # centre x 50: right of the red cube
+                    ("green", "cone", 5.0, [31, 20, 41, 30])])  # centre x 36: too close to the red cube
+    found = statements(scene, "relation")
+    assert ("red", "cube", "left", "blue sphere", "right") in found  # left of the sphere, yet in the right half
+    assert ("blue", "sphere", "right", "red cube", "right") in found
+    assert not [s for s in found if {s.colour, s.reference.split()[0]} == {"red", "green"}]
+    assert binding.sentence(found[0], "relation") == "Seen from the blue sphere, the red cube is on the left."
+
+
+def test_answer_only_examples_leave_the_name_out_of_the_loss():
+    scene = record([("red", "cube", 4.0, [0, 0, 10, 10]), ("blue", "sphere", 5.0, [40, 0, 56, 10])])
+    scene["images"] = ["images/0.png"]
+    whole, answer = (binding.examples_of([scene], Path("root"), answer_only=a) for a in (False, True))
+    assert whole[0] == {"image": "root/images/0.png", "prefix": "",
+                        "target": "The red cube is in the left half of the picture."}
+    assert answer[0]["prefix"] == "The red cube is in the" and answer[0]["target"] == " left half of the picture."
+    short = binding.examples_of([scene], Path("root"), form="colour", answer_only=True)
+    assert [(e["prefix"], e["target"]) for e in short] == [("red", " left."), ("blue", " right.")]
+
+
+def test_balanced_statements_make_the_objects_mean_position_uninformative():
+    # The crowd (mean x) is on the left in the first scene, on the right in the second.
+    left_crowd = record([("red", "cube", 4.0, [0, 0, 10, 10]), ("blue", "cube", 4.0, [2, 20, 12, 30]),
+                         ("green", "cone", 4.0, [44, 0, 54, 10])])
+    right_crowd = record([("red", "cube", 4.0, [44, 0, 54, 10]), ("pink", "cone", 4.0, [40, 20, 50, 30])])
+    assert binding.crowd_half(left_crowd) == "left" and binding.crowd_half(right_crowd) == "right"
+    chosen = binding.balanced([left_crowd, right_crowd], seed=0)
+    # Four statements with the crowd's half (red, blue; red, pink), one against it (the green cone).
+    assert len(chosen) == 2 and (0, ("green", "cone", "right", "", "left")) in chosen
+    assert sum(s.half == s.shortcut for _, s in chosen) == 1
 
 
 def test_the_readout_finds_a_named_token_and_reads_its_position():
