@@ -65,7 +65,11 @@ HALVES = {"left": "right", "right": "left"}
 #             unique names more than MARGIN of the width apart: two lookups and a comparison, with
 #             the answer after both names (a causal model cannot compare with an object it has not
 #             been told yet).
-FORMS = ("sentence", "colour", "relation")
+#   far       the relation with words between the names and the answer, "Seen from the brown cube,
+#             the pink sphere, one of the objects on the plain ground of this picture, is on the
+#             right.": does the lookup hold when the names are further back, as in a question?
+FORMS = ("sentence", "colour", "relation", "far")
+FAR = "one of the objects on the plain ground of this picture,"
 
 
 class Statement(NamedTuple):
@@ -95,7 +99,7 @@ def statements(record: dict, form: str = "sentence") -> list[Statement]:
     keys = [c for c, _ in names] if form == "colour" else names
     xs = [placed["center_2d"][0] / width for placed in record["meta"]["objects"]]
     unique = [keys.count(key) == 1 for key in keys]
-    if form == "relation":
+    if form in ("relation", "far"):
         return [Statement(*names[a], "left" if xs[a] < xs[b] else "right", " ".join(names[b]),
                           "left" if xs[a] < 0.5 else "right")
                 for a in range(len(names)) for b in range(len(names))
@@ -126,6 +130,8 @@ def sentence(statement: Statement, form: str = "sentence", half: str | None = No
         return f"{colour} {answer}."
     if form == "relation":
         return f"Seen from the {reference}, the {colour} {shape} is on the {answer}."
+    if form == "far":
+        return f"Seen from the {reference}, the {colour} {shape}, {FAR} is on the {answer}."
     return f"The {colour} {shape} is in the {answer} half of the picture."
 
 

@@ -40,6 +40,11 @@ def test_relation_statements_compare_two_named_objects():
     assert ("blue", "sphere", "right", "red cube", "right") in found
     assert not [s for s in found if {s.colour, s.reference.split()[0]} == {"red", "green"}]
     assert binding.sentence(found[0], "relation") == "Seen from the blue sphere, the red cube is on the left."
+    assert statements(scene, "far") == found
+    assert binding.sentence(found[0], "far") == ("Seen from the blue sphere, the red cube, one of the objects on the "
+                                                 "plain ground of this picture, is on the left.")
+    far = binding.examples_of([{**scene, "images": ["0.png"]}], Path("."), form="far", answer_only=True)[0]
+    assert far["target"] == " left."
 
 
 def test_answer_only_examples_leave_the_name_out_of_the_loss():
