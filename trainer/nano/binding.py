@@ -2,7 +2,7 @@
 
     python -m trainer.nano.binding --model build/nano/vision/model --data build/nano/pretrain \\
         --out build/binding [--readout-steps 1500] [--decoder-steps 1500 --fresh-decoder] \\
-        [--form sentence|colour|relation --answer-only --balanced]
+        [--form sentence|colour|relation|far --answer-only --balanced]
 
 The relation probe (`trainer.nano.perception`) found that the base reads the colours in its
 picture but no relation, while the vision stage's linear heads read each object's position off the
@@ -31,7 +31,7 @@ A readout that reads the statements while the decoder does not puts the problem 
 
 Options that take the decoder's difficulty apart (docs/embedded-model.md, "The binding test"):
 `--form` (FORMS: the sentence above, the bare `red left.`, or a relation between two named
-objects), `--answer-only` (no loss on the words before the answer, so the loss is not spent on
+objects, near or far from the answer), `--answer-only` (no loss on the words before the answer, so the loss is not spent on
 naming objects) and `--balanced` (as many statements against the shortcut as with it). Every
 report gives `against_shortcut`: the accuracy on the held-out statements whose answer differs from
 what a model that does not find the named object would say (Statement.shortcut).
@@ -237,43 +237,36 @@ def statement_accuracy(model, processor, records: list[dict], root: Path, batch_
                        form: str = "sentence") -> dict:
     """Share of held-out statements whose true sentence gets a higher log-probability than the one
     with left and right swapped, with the scene's own picture and with the next scene's."""
-    from .perception import sentence_logprobs
+    from .perception import prefers_true
 
     model.eval()
     pictures = []
     for record in records:
         with Image.open(root / record["images"][0]) as image:
             pictures.append(image.convert("RGB"))
-    cases = [(n, s, p) for n, r in enumerate(records) for s in statements(r, form) for p in (n, (n + 1) % len(records))]
-    right = {"own": [], "other": [], "against_shortcut": []}
-    for i in range(0, len(cases), batch_size):
-        chunk = cases[i:i + batch_size]
-        images = [pictures[p] for _, _, p in chunk for _ in range(2)]
-        texts = [t for _, s, _ in chunk for t in (sentence(s, form), sentence(s, form, HALVES[s.half]))]
-        scores = sentence_logprobs(model, processor, images, texts, "cpu")
-        for j, (n, s, p) in enumerate(chunk):
-            read = float(scores[2 * j] > scores[2 * j + 1])
-            right["own" if p == n else "other"].append(read)
-            if p == n and s.half != s.shortcut:
-                right["against_shortcut"].append(read)
+    found = [(n, s) for n, r in enumerate(records) for s in statements(r, form)]
+    reads = prefers_true(model, processor, pictures,
+                         [(sentence(s, form), sentence(s, form, HALVES[s.half]), n) for n, s in found], batch_size)
+    own = [o for o, _ in reads]
+    other = [t for _, t in reads]
+    # against_shortcut: the statements whose answer is not the shortcut's (Statement.shortcut), where
+    # a model that takes the shortcut scores 0 and one that finds the named objects 1.
+    against = [o for (_, s), (o, _) in zip(found, reads, strict=True) if s.half != s.shortcut]
 
     def share(values: list[float]) -> float:
         return sum(values) / max(1, len(values))
 
-    # against_shortcut: the statements whose answer is not the shortcut's (Statement.shortcut), where
-    # a model that takes the shortcut scores 0 and one that finds the named objects 1.
-    return {"statements": len(right["own"]), "own_picture": share(right["own"]),
-            "other_picture": share(right["other"]), "against_shortcut": share(right["against_shortcut"]),
-            "against_shortcut_statements": len(right["against_shortcut"])}
+    return {"statements": len(own), "own_picture": share(own), "other_picture": share(other),
+            "against_shortcut": share(against), "against_shortcut_statements": len(against)}
 
 
-def fresh_decoder(model_dir: Path, out: Path, seed: int) -> Path:
-    """A model folder with the vision tower of `model_dir` and a newly initialised decoder."""
+def fresh_decoder(given, model_dir: Path, out: Path, seed: int) -> Path:
+    """A model folder with the vision tower of `given` (loaded from `model_dir`, whose tokenizer and
+    processor files are copied) and a newly initialised decoder."""
     from transformers import Qwen2VLForConditionalGeneration
 
     from .lm import save
 
-    given = Qwen2VLForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32)
     torch.manual_seed(seed)
     fresh = Qwen2VLForConditionalGeneration(given.config)
     fresh.model.visual.load_state_dict(given.model.visual.state_dict())
@@ -335,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = args.model
     if args.fresh_decoder:
-        start = fresh_decoder(args.model, args.out / "start", args.seed)
+        start = fresh_decoder(model, args.model, args.out / "start", args.seed)
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(start), dtype=torch.float32)
     report["decoder_before"] = statement_accuracy(model, processor, val_scenes, args.data, form=args.form)
     log(f"[binding] decoder before: {report['decoder_before']}")

@@ -173,6 +173,22 @@ def sentence_logprobs(model, processor, images: list, sentences: list[str], devi
 
 
 @torch.no_grad()
+def prefers_true(model, processor, pictures: list, pairs: list[tuple[str, str, int]], batch_size: int = 32,
+                 device: str = "cpu") -> list[tuple[float, float]]:
+    """For each (true sentence, false sentence, scene index) pair: 1.0 where the model gives the true
+    sentence the higher log-probability right after the scene's picture, else 0.0; and the same
+    after the next scene's picture (the text-only level)."""
+    cases = [(true, false, picture) for true, false, n in pairs for picture in (n, (n + 1) % len(pictures))]
+    reads = []
+    for i in range(0, len(cases), batch_size):
+        chunk = cases[i:i + batch_size]
+        scores = sentence_logprobs(model, processor, [pictures[p] for *_, p in chunk for _ in range(2)],
+                                   [t for true, false, _ in chunk for t in (true, false)], device)
+        reads += [float(scores[2 * j] > scores[2 * j + 1]) for j in range(len(chunk))]
+    return list(zip(reads[0::2], reads[1::2], strict=True))
+
+
+@torch.no_grad()
 def relation_probe(model_dir: Path, data: Path, split: str = "val", items: int = 64, batch_size: int = 32,
                    device: str = "cpu") -> dict:
     """Share of relation facts whose true sentence the model prefers to the flipped one, per kind,
@@ -197,16 +213,11 @@ def relation_probe(model_dir: Path, data: Path, split: str = "val", items: int =
         if objects and absent:
             first = re.search(rf"\b{objects[0][0]} ({objects[0][1]})\b", gold)
             pairs.append(("colour", gold, gold[:first.start(1)] + absent[n % len(absent)] + gold[first.end(1):], n))
-    cases = [(*pair, picture) for pair in pairs for picture in (pair[3], (pair[3] + 1) % len(scenes))]
+    reads = prefers_true(model, processor, pictures, [(true, false, n) for _, true, false, n in pairs], batch_size, device)
     right: dict[tuple[str, str], list[float]] = {}
-    for i in range(0, len(cases), batch_size):
-        chunk = cases[i:i + batch_size]
-        images = [pictures[p] for *_, p in chunk for _ in range(2)]
-        sentences = [t for _, true, false, _, _ in chunk for t in (true, false)]
-        scores = sentence_logprobs(model, processor, images, sentences, device)
-        for j, (kind, _, _, n, p) in enumerate(chunk):
-            key = (kind, "own" if p == n else "other")
-            right.setdefault(key, []).append(float(scores[2 * j] > scores[2 * j + 1]))
+    for (kind, *_), (own, other) in zip(pairs, reads, strict=True):
+        right.setdefault((kind, "own"), []).append(own)
+        right.setdefault((kind, "other"), []).append(other)
     report = {}
     for kind in (*RELATION_KINDS, "colour"):
         own, other = right.get((kind, "own"), []), right.get((kind, "other"), [])
