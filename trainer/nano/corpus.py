@@ -78,6 +78,7 @@ from pathlib import Path
 from ..data import read_split
 from ..prompts import R1_INTRO, R1_THINKING, render_prompt
 from ..rewards import REFLECTION_PATTERN
+from . import grounding
 
 IMAGE_MARK = "<image>"
 
@@ -91,7 +92,9 @@ class Mixture:
     text_qa: text-only question/answer documents of other domains (arithmetic, comparisons,
         alphabetical order, word length, list lookup).
     image_qa: image + identity question about the scene (color, shape, size of a unique referent).
-    The four kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
+    grounding: image + facts about it worded with the answer last, the loss on the answers only
+        (trainer.nano.grounding); 0 in the shipped corpus.
+    The five kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
     tagged: the question, then <think> reasoning </think> <answer>value</answer>.
     r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
     direct: the direct framing ("User: {q} \\nAssistant: {value}"); the rest are plain
@@ -111,6 +114,7 @@ class Mixture:
     markup: float = 0.10
     text_qa: float = 0.25
     image_qa: float = 0.10
+    grounding: float = 0.0
     tagged: float = 0.4
     r1: float = 0.15
     direct: float = 0.1
@@ -139,7 +143,7 @@ class Mixture:
         return {"tagged": self.tagged, "r1": self.r1, "direct": self.direct, "plain": plain}
 
 
-KINDS = ("description", "markup", "text_qa", "image_qa")
+KINDS = ("description", "markup", "text_qa", "image_qa", "grounding")
 QA_STYLES = ("tagged", "r1", "direct", "plain")
 CHOICES_LINE = "Select from the following choices."
 
@@ -732,7 +736,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     rng = random.Random(seed)
     records = _read_records(root, split, max_items)
     n = len(records)
-    image_shares = {k: getattr(mixture, k) for k in ("description", "markup", "image_qa")}
+    image_shares = {k: getattr(mixture, k) for k in ("description", "markup", "image_qa", "grounding")}
     if mixture.text_qa >= 1 - 1e-9:
         kinds, text_count = [], n
     else:
@@ -756,6 +760,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     # the same document for document as before the share existed.
     letter_rng = random.Random(seed + 7919)
     shuffle_rng = random.Random(seed + 104729)  # likewise for shuffled descriptions
+    grounding_rng = random.Random(seed + 15485863)  # and for grounding facts
 
     def letter_form(listed: bool) -> str | None:
         if not listed or mixture.letter <= 0 or letter_rng.random() >= mixture.letter:
@@ -766,7 +771,14 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     for record, kind in zip(records, kinds, strict=False):
         image = str(root / record["images"][0])
         description = description_of(record)
-        if kind == "description":
+        pieces = None
+        if kind == "grounding":
+            stated = grounding.document(record, grounding_rng)
+            kind = "grounding" if stated else "description"  # a scene with nothing clear to state
+        if kind == "grounding":
+            style, pieces = "facts", grounding.segments(stated)
+            text = "".join(piece for piece, _ in pieces)
+        elif kind == "description":
             style, text = make_document(description, rng)
             if style == "prose" and mixture.shuffled > 0 and shuffle_rng.random() < mixture.shuffled:
                 facts = [f["text"] for f in description["facts"]]
@@ -781,7 +793,10 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
             text = render_qa(qa, style, listed, True, rng, letter_form(listed))
         task = qa.task if kind == "image_qa" else None
         mark = IMAGE_MARK if rng.random() < 0.5 else ""
-        examples.append({"kind": kind, "style": style, "image": image, "prefix": mark, "target": text, "task": task})
+        example = {"kind": kind, "style": style, "image": image, "prefix": mark, "target": text, "task": task}
+        if pieces:
+            example["segments"] = pieces
+        examples.append(example)
     text_styles = _allocate(rng, text_count, styles)
     text_choices = _allocate(rng, text_count, {"yes": mixture.choices, "no": 1 - mixture.choices})
     for style, choice in zip(text_styles, text_choices, strict=True):
@@ -804,7 +819,8 @@ def mixture_report(examples: list[dict]) -> dict:
     def table(counter: Counter, whole: int) -> dict:
         return {k: {"count": v, "share": round(v / whole, 4) if whole else 0.0} for k, v in sorted(counter.items())}
 
-    kinds = Counter(e["kind"] for e in examples)
+    kinds = Counter({k: 0 for k in KINDS})  # every kind listed, those the mixture leaves out with 0
+    kinds.update(e["kind"] for e in examples)
     qa = [e for e in examples if e["kind"] in ("text_qa", "image_qa")]
     report = {
         "documents": total,

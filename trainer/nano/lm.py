@@ -3,7 +3,8 @@
 
 Each example is {"image": path or None, "prefix": text, "target": text}. The sequence is the image
 block (`<|vision_start|><|image_pad|>...<|vision_end|>`, left out when "image" is None), the
-prefix, the target and `<|endoftext|>`; the loss covers the target and the end token only. Prefix
+prefix, the target and `<|endoftext|>`; the loss covers the target and the end token only (or,
+when the example has "segments", the target's pieces marked trained: the grounding facts' answers). Prefix
 and target are tokenized separately, exactly as generation sees them (the prompt is tokenized
 alone, the model writes what follows).
 
@@ -95,11 +96,25 @@ class Batcher:
         self.eos = self.tokenizer.convert_tokens_to_ids("<|endoftext|>")
         self.pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos
 
+    def target_ids(self, example: dict) -> tuple[list[int], list[int]]:
+        """The target's token ids and labels. With "segments" ([text, trained] pieces whose texts
+        make up the target) only the trained pieces (and the end token) are labels; each piece is
+        tokenized alone, which this tokenizer's words-and-spaces pre-split makes the same as one pass."""
+        if not example.get("segments"):
+            ids = self.tokenizer(example["target"], add_special_tokens=False)["input_ids"] + [self.eos]
+            return ids, list(ids)
+        ids, labels = [], []
+        for text, trained in example["segments"]:
+            piece = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += piece
+            labels += piece if trained else [-100] * len(piece)
+        return ids + [self.eos], labels + [self.eos]
+
     def encode(self, example: dict) -> dict:
-        target = self.tokenizer(example["target"], add_special_tokens=False)["input_ids"] + [self.eos]
+        target, labels = self.target_ids(example)
         if example.get("image") is None:
             ids = self.tokenizer(example["prefix"], add_special_tokens=False)["input_ids"] if example["prefix"] else []
-            return {"input_ids": ids + target, "labels": [-100] * len(ids) + target,
+            return {"input_ids": ids + target, "labels": [-100] * len(ids) + labels,
                     "mm_token_type_ids": [0] * (len(ids) + len(target))}
         with Image.open(example["image"]) as image:
             image = image.convert("RGB")
@@ -107,7 +122,7 @@ class Batcher:
         ids = prompt["input_ids"][0].tolist()
         return {
             "input_ids": ids + target,
-            "labels": [-100] * len(ids) + target,
+            "labels": [-100] * len(ids) + labels,
             "mm_token_type_ids": prompt["mm_token_type_ids"][0].tolist() + [0] * len(target),
             "pixel_values": prompt["pixel_values"],
             "image_grid_thw": prompt["image_grid_thw"],
