@@ -82,6 +82,10 @@ fi
 #              shape and the seen object's geometry (position in the picture and on the ground,
 #              camera distance; VISION_GEOMETRY is its loss weight, 0 for colour and shape only)
 #              (VISION_STEPS x 64; 0 skips it), then kept frozen in every phase below
+#    ground    GROUND_STEPS x 32 at LR 1e-3 on grounding facts (picture facts with the answer last, the
+#              loss on the answers: trainer/nano/grounding.py) beside short Q/A documents
+#              (GROUND_MIXTURE; default 0 skips it); the base phase then continues from it. An
+#              experiment, not part of the shipped build (docs/embedded-model.md, "The grounding phase")
 #    base      the corpus mixture: PRETRAIN_STEPS x PRETRAIN_BATCH at PRETRAIN_LR
 #    continue  more of the same at batch 16: CONTINUE_STOP steps of a CONTINUE_STEPS-step schedule,
 #              LR 1e-3, first CONTINUE_SCENES scenes (0 skips it)
@@ -97,6 +101,9 @@ fi
 #    Later stages start from the last phase's model ($BASE).
 VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}  # the geometry experiment: 500
 VISION_GEOMETRY=${VISION_GEOMETRY:-0}  # the shipped base: 0; the geometry experiment: 1 (docs/embedded-model.md)
+GROUND_STEPS=${GROUND_STEPS:-0}  # the grounding experiment: 2000 (fitted to GROUND_SECONDS)
+GROUND_SECONDS=${GROUND_SECONDS:-0}
+GROUND_MIXTURE=${GROUND_MIXTURE:-'{"description":0.0,"markup":0.0,"text_qa":0.15,"image_qa":0.15,"grounding":0.7,"choices":0.5,"r1":0.15,"tagged":0.3,"direct":0.25}'}
 CONTINUE_STEPS=${CONTINUE_STEPS:-0}
 CONTINUE_STOP=${CONTINUE_STOP:-$CONTINUE_STEPS}
 CONTINUE_SCENES=${CONTINUE_SCENES:-16000}
@@ -123,6 +130,13 @@ if has base; then
       --steps "$VISION_STEPS" --batch-size 64 --lr 2e-3 --geometry-weight "$VISION_GEOMETRY" --max-pixels "$MAX_PIXELS" --device "$DEVICE" --threads "$THREADS"
     FROM=(--continue-from "$B/vision/model")
     FREEZE=(--freeze-vision)
+  fi
+  if [ "$GROUND_STEPS" -gt 0 ]; then
+    trained "$B/ground" || stage ground "$PY" -m trainer.nano.pretrain "${FROM[@]}" "${FREEZE[@]}" --data "$B/pretrain" \
+      --out "$B/ground" --steps "$GROUND_STEPS" --batch-size 32 --lr 1e-3 --warmup 100 --max-pixels "$MAX_PIXELS" \
+      --mixture "$GROUND_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --save-every 100 \
+      --eval-every 250 --seed 5 --max-seconds "$GROUND_SECONDS" $([ "$GROUND_SECONDS" != 0 ] && echo --fit-to-time)
+    FROM=(--continue-from "$B/ground/model")
   fi
   trained "$B/base" || stage pretrain "$PY" -m trainer.nano.pretrain "${pretrain_args[@]}" "${FROM[@]}" "${FREEZE[@]}" \
     --steps "$PRETRAIN_STEPS" --lr "$PRETRAIN_LR" --warmup 100 --eval-every 50 --save-every 50 \

@@ -7,9 +7,10 @@ in what the picture says about it, with the loss on that last word. Trained on w
 pools every object in the picture; trained on the answers of one-object statements it learns to
 find a named object; from there, on two-object statements, to compare two. It also learnt each
 wording on its own, which is why every kind here comes in several wordings (subject or reference
-named first, names near or far from the answer): the way "Physics of Language Models: Part 3.1"
-(Allen-Zhu and Li, arXiv 2309.14316) finds that facts stated in varied wordings during
-pre-training are the ones a later fine-tuning on questions can extract.
+named first, names near or far from the answer; none copies an evaluated question's wording),
+much as "Physics of Language Models: Part 3.1" (Allen-Zhu and Li, arXiv 2309.14316) finds that
+facts stated in varied wordings during pre-training are the ones a later fine-tuning on questions
+can extract.
 
 The kinds, each a statement of fact and never a question (the corpus scan,
 `corpus.evaluated_family_questions`, checks every document):
@@ -52,7 +53,7 @@ RELATION_WORDINGS = (
     "Compared with the {b}, the {a} is {p}{ans}.",
     "The {a} is located, with respect to the {b}, {p}{ans}.",
     "The {a}, relative to the {b}, is {p}{ans}.",
-    "Considering the relative positions of the two objects in the image, the {a} is located with respect to the {b} {p}{ans}.",
+    "Looking at where the two of them stand in the image, the {a} is, with respect to the {b}, {p}{ans}.",
     "In this image the {a}, when we compare its position with the position of the {b}, is found {p}{ans}.",
 )
 HALF_WORDINGS = (
@@ -63,13 +64,13 @@ HALF_WORDINGS = (
 # {x} and {y}: the two candidates in either order, {r}: the reference object.
 DEPTH_WORDINGS = (
     ("closer", "Of the {x} and the {y}, the one closer to the camera is the {ans}."),
-    ("closer", "Between the {x} and the {y}, the object closer to the camera taking this photo is the {ans}."),
+    ("closer", "Between the {x} and the {y}, the object nearer to the camera that took this photo is the {ans}."),
     ("closer", "The {x} and the {y} are in the image, and the one nearer to the camera is the {ans}."),
     ("farther", "Of the {x} and the {y}, the one farther from the camera is the {ans}."),
 )
 DISTANCE_WORDINGS = (
     ("closer", "Of the {x} and the {y}, the one closer to the {r} is the {ans}."),
-    ("closer", "Between the {x} and the {y}, the object closer to the {r} (in 3D) is the {ans}."),
+    ("closer", "Between the {x} and the {y}, the object closer to the {r} on the ground is the {ans}."),
     ("closer", "Looking at the {r}, the {x} and the {y}, the one nearer to the {r} is the {ans}."),
     ("farther", "Of the {x} and the {y}, the one farther from the {r} is the {ans}."),
 )
