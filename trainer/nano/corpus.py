@@ -94,6 +94,8 @@ class Mixture:
     image_qa: image + identity question about the scene (color, shape, size of a unique referent).
     grounding: image + facts about it worded with the answer last, the loss on the answers only
         (trainer.nano.grounding); 0 in the shipped corpus.
+    one_object: share of the grounding documents that state only where single named objects are
+        (the first step of a grounding curriculum).
     The five kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
     tagged: the question, then <think> reasoning </think> <answer>value</answer>.
     r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
@@ -115,6 +117,7 @@ class Mixture:
     text_qa: float = 0.25
     image_qa: float = 0.10
     grounding: float = 0.0
+    one_object: float = 0.0
     tagged: float = 0.4
     r1: float = 0.15
     direct: float = 0.1
@@ -773,7 +776,8 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         description = description_of(record)
         pieces = None
         if kind == "grounding":
-            stated = grounding.document(record, grounding_rng)
+            one_object = mixture.one_object > 0 and grounding_rng.random() < mixture.one_object
+            stated = grounding.document(record, grounding_rng, one_object=one_object)
             kind = "grounding" if stated else "description"  # a scene with nothing clear to state
         if kind == "grounding":
             style, pieces = "facts", grounding.segments(stated)

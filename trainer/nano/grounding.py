@@ -207,13 +207,16 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False) -> dict[str, l
     return out
 
 
-def document(record: dict, rng: random.Random, per_document: int = 4) -> list[Fact]:
+def document(record: dict, rng: random.Random, per_document: int = 4, one_object: bool = False) -> list[Fact]:
     """Up to `per_document` facts about one picture, each of a different kind (so no fact follows
     from another by the text alone), in a random order and wordings. Relations come as the scenes
     give them, most of them in agreement with the subject's own half of the picture: a first run
     that kept as many against that shortcut as with it learnt no relation at all (the binding
-    test's lesson, docs/embedded-model.md, "The grounding phase")."""
+    test's lesson, docs/embedded-model.md, "The grounding phase"). With `one_object`, only
+    one-object facts (the `half` kind, up to `per_document` of them)."""
     facts = _facts(record, rng)
+    if one_object:  # the first step of a curriculum: where each named object is, nothing else
+        return [fact for fact, _ in rng.sample(facts["half"], min(per_document, len(facts["half"])))]
     kinds = [kind for kind in KINDS if facts[kind]]
     rng.shuffle(kinds)
     return [rng.choice(facts[kind])[0] for kind in kinds[:per_document]]

@@ -164,3 +164,14 @@ def test_probe_pairs_differ_only_in_the_answer(records):
     assert {f.kind for f, _, _ in pairs} == set(grounding.KINDS)
     for fact, wrong, _ in pairs:
         assert wrong != fact.text and wrong.startswith(fact.prefix + " ") and wrong.endswith(".")
+
+
+def test_one_object_documents_say_only_where_named_objects_are(synth_dir, records):
+    rng = random.Random(2)
+    for record in records[:100]:
+        facts = grounding.document(record, rng, one_object=True)
+        assert all(f.kind == "half" for f in facts) and len(facts) <= 4
+        assert len({f.text for f in facts}) == len(facts)
+    mixture = Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0, one_object=1.0)
+    examples = pretrain_examples(synth_dir, seed=0, max_items=100, mixture=mixture)
+    assert all(e["kind"] == "grounding" and "half" in e["target"] for e in examples)
