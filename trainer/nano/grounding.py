@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import Qwen2VLForConditionalGeneration
 
     from ..processor import load_processor
+    from .vision import read_scenes
 
     parser = argparse.ArgumentParser(description="Grounding probe: held-out facts against wrong answers, per kind")
     parser.add_argument("--model", required=True, type=Path)
@@ -317,11 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model = Qwen2VLForConditionalGeneration.from_pretrained(str(args.model), dtype=torch.float32).eval()
     processor = load_processor(args.model)
-    records = []
-    with (args.data / f"{args.split}.jsonl").open() as lines:
-        for line in lines:
-            if line.strip() and len(records) < args.items:
-                records.append(json.loads(line))
+    records = read_scenes(args.data, args.split, args.items)
     report = probe(model, processor, records, args.data)
     text = json.dumps(report, indent=2)
     print(text)
