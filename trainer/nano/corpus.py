@@ -96,6 +96,11 @@ class Mixture:
         (trainer.nano.grounding); 0 in the shipped corpus.
     one_object: share of the grounding documents that state only where single named objects are
         (the first step of a grounding curriculum).
+    relations: share of the grounding documents that state only left/right and above/below
+        relations between two named objects, as often against the subject's own half of the
+        picture as with it (the second step); one_object + relations is at most 1.
+    first_wording: share of the grounding documents whose facts all come in their kind's first
+        wording (a curriculum learns the lookup in one wording before the others).
     The five kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
     tagged: the question, then <think> reasoning </think> <answer>value</answer>.
     r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
@@ -118,6 +123,8 @@ class Mixture:
     image_qa: float = 0.10
     grounding: float = 0.0
     one_object: float = 0.0
+    relations: float = 0.0
+    first_wording: float = 0.0
     tagged: float = 0.4
     r1: float = 0.15
     direct: float = 0.1
@@ -135,6 +142,8 @@ class Mixture:
         if abs(sum(kinds.values()) - 1) > 1e-6:
             parts = " + ".join(f"{k} {v}" for k, v in kinds.items())
             raise ValueError(f"Mixture kinds must sum to 1: {parts} = {sum(kinds.values()):.6g}")
+        if self.one_object + self.relations > 1 + 1e-6:
+            raise ValueError(f"Mixture.one_object + relations must be at most 1: {self.one_object} + {self.relations}")
         styles = {k: getattr(self, k) for k in ("tagged", "r1", "direct")}
         if sum(styles.values()) > 1 + 1e-6:
             parts = " + ".join(f"{k} {v}" for k, v in styles.items())
@@ -776,8 +785,11 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         description = description_of(record)
         pieces = None
         if kind == "grounding":
-            one_object = mixture.one_object > 0 and grounding_rng.random() < mixture.one_object
-            stated = grounding.document(record, grounding_rng, one_object=one_object)
+            step = grounding_rng.random() if mixture.one_object + mixture.relations > 0 else 1.0
+            first = mixture.first_wording > 0 and grounding_rng.random() < mixture.first_wording
+            stated = grounding.document(record, grounding_rng, one_object=step < mixture.one_object,
+                                        relations=mixture.one_object <= step < mixture.one_object + mixture.relations,
+                                        first_wording=first)
             kind = "grounding" if stated else "description"  # a scene with nothing clear to state
         if kind == "grounding":
             style, pieces = "facts", grounding.segments(stated)

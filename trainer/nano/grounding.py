@@ -132,10 +132,13 @@ def candidates(record: dict) -> dict[str, list[Fact]]:
     return {kind: [fact for fact, _ in facts] for kind, facts in _facts(record, random.Random(0), fixed=True).items()}
 
 
-def _facts(record: dict, rng: random.Random, fixed: bool = False) -> dict[str, list[tuple[Fact, tuple]]]:
+def _facts(record: dict, rng: random.Random, fixed: bool = False,
+           first_wording: bool = False) -> dict[str, list[tuple[Fact, tuple]]]:
+    """Every fact of each kind with the objects it is about; `fixed`: the first wording and the
+    objects in scene order, `first_wording`: the first wording, the order still drawn."""
     objects = _objects(record)
     named = [i for i, o in enumerate(objects) if o["name"]]
-    pick = (lambda options: options[0]) if fixed else rng.choice
+    pick = (lambda options: options[0]) if fixed or first_wording else rng.choice
     out: dict[str, list[tuple[Fact, tuple]]] = {kind: [] for kind in KINDS}
 
     for i in named:
@@ -207,15 +210,33 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False) -> dict[str, l
     return out
 
 
-def document(record: dict, rng: random.Random, per_document: int = 4, one_object: bool = False) -> list[Fact]:
+def document(record: dict, rng: random.Random, per_document: int = 4, one_object: bool = False,
+             relations: bool = False, first_wording: bool = False) -> list[Fact]:
     """Up to `per_document` facts about one picture, each of a different kind (so no fact follows
     from another by the text alone), in a random order and wordings. Relations come as the scenes
     give them, most of them in agreement with the subject's own half of the picture: a first run
     that kept as many against that shortcut as with it learnt no relation at all (the binding
-    test's lesson, docs/embedded-model.md, "The grounding phase"). With `one_object`, only
-    one-object facts (the `half` kind, up to `per_document` of them)."""
-    facts = _facts(record, rng)
-    if one_object:  # the first step of a curriculum: where each named object is, nothing else
+    test's lesson, docs/embedded-model.md, "The grounding phase").
+
+    The steps of a curriculum (the binding test learnt the lookup one step at a time, in one
+    wording): `one_object`: only where single named objects are (the `half` kind);
+    `relations`: left/right and above/below between two named objects, as many against the
+    subject's own half as with it (for a decoder that already finds one object; from the start,
+    balance teaches nothing), and one-object facts instead in a scene with no relation against
+    that half (about half of them); `first_wording`: every fact in its kind's first wording."""
+    facts = _facts(record, rng, first_wording=first_wording)
+    if relations:
+        pools = {True: [], False: []}  # against the subject's own half, with it
+        for kind in ("horizontal", "vertical"):
+            for fact, _ in facts[kind]:
+                pools[fact.value != fact.shortcut].append(fact)
+        pairs = min(len(pools[True]), len(pools[False]), per_document // 2)
+        if pairs:
+            out = rng.sample(pools[True], pairs) + rng.sample(pools[False], pairs)
+            rng.shuffle(out)
+            return out
+        one_object = True  # half the scenes have no relation against the shortcut: say where objects are
+    if one_object:
         return [fact for fact, _ in rng.sample(facts["half"], min(per_document, len(facts["half"])))]
     kinds = [kind for kind in KINDS if facts[kind]]
     rng.shuffle(kinds)

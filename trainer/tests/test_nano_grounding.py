@@ -175,3 +175,36 @@ def test_one_object_documents_say_only_where_named_objects_are(synth_dir, record
     mixture = Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0, one_object=1.0)
     examples = pretrain_examples(synth_dir, seed=0, max_items=100, mixture=mixture)
     assert all(e["kind"] == "grounding" and "half" in e["target"] for e in examples)
+
+
+def test_relation_documents_balance_the_subjects_own_half(synth_dir, records):
+    # The second step of the curriculum: two-object relations only, about as many against the
+    # subject's own half as with it (the scenes alone give under a third against it).
+    # A scene with no relation against it says where its objects are instead.
+    rng = random.Random(3)
+    documents = [grounding.document(r, rng, relations=True) for r in records]
+    drawn = [f for facts in documents for f in facts if f.kind != "half"]
+    assert {f.kind for f in drawn} == {"horizontal", "vertical"} and len(drawn) > 100
+    assert sum(f.value != f.shortcut for f in drawn) == len(drawn) / 2
+    assert all({f.kind for f in facts} <= {"horizontal", "vertical"} or {f.kind for f in facts} == {"half"}
+               for facts in documents if facts)
+    mixture = Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0,
+                      one_object=0.3, relations=0.7)
+    examples = pretrain_examples(synth_dir, seed=0, max_items=200, mixture=mixture)
+    halves = [e for e in examples if " half" in e["target"]]
+    assert 0.5 < len(halves) / len(examples) < 0.8  # 0.3, and relation documents of scenes without a relation against
+    with pytest.raises(ValueError, match="at most 1"):
+        Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0, one_object=0.5, relations=0.6)
+
+
+def test_first_wording_documents_use_one_wording_per_kind(records):
+    rng = random.Random(4)
+    drawn = [f for r in records[:200] for f in grounding.document(r, rng, first_wording=True)]
+    firsts = {"half": grounding.HALF_WORDINGS[0], "horizontal": grounding.RELATION_WORDINGS[0],
+              "vertical": grounding.RELATION_WORDINGS[0], "count": grounding.COUNT_WORDINGS[0],
+              "depth": grounding.DEPTH_WORDINGS[0][1], "distance": grounding.DISTANCE_WORDINGS[0][1]}
+    for fact in drawn:  # each template with its slots as wildcards
+        pattern = re.escape(firsts[fact.kind])
+        pattern = re.sub(r"\\\{[a-z]+\\\}", ".*?", pattern)
+        assert re.fullmatch(pattern, fact.text), (fact.text, firsts[fact.kind])
+    assert len({f.kind for f in drawn}) == len(grounding.KINDS)
