@@ -101,6 +101,9 @@ class Mixture:
         picture as with it (the second step); one_object + relations is at most 1.
     first_wording: share of the grounding documents whose facts all come in their kind's first
         wording (a curriculum learns the lookup in one wording before the others).
+    single_fact: share of the grounding documents that state one fact (the binding test's
+        examples): with several, the earlier facts' answers tell the later ones where the crowd
+        of objects is without the picture.
     The five kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
     tagged: the question, then <think> reasoning </think> <answer>value</answer>.
     r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
@@ -125,6 +128,7 @@ class Mixture:
     one_object: float = 0.0
     relations: float = 0.0
     first_wording: float = 0.0
+    single_fact: float = 0.0
     tagged: float = 0.4
     r1: float = 0.15
     direct: float = 0.1
@@ -787,7 +791,9 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         if kind == "grounding":
             step = grounding_rng.random() if mixture.one_object + mixture.relations > 0 else 1.0
             first = mixture.first_wording > 0 and grounding_rng.random() < mixture.first_wording
-            stated = grounding.document(record, grounding_rng, one_object=step < mixture.one_object,
+            single = mixture.single_fact > 0 and grounding_rng.random() < mixture.single_fact
+            stated = grounding.document(record, grounding_rng, per_document=1 if single else 4,
+                                        one_object=step < mixture.one_object,
                                         relations=mixture.one_object <= step < mixture.one_object + mixture.relations,
                                         first_wording=first)
             kind = "grounding" if stated else "description"  # a scene with nothing clear to state

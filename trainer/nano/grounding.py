@@ -230,11 +230,11 @@ def document(record: dict, rng: random.Random, per_document: int = 4, one_object
         for kind in ("horizontal", "vertical"):
             for fact, _ in facts[kind]:
                 pools[fact.value != fact.shortcut].append(fact)
-        pairs = min(len(pools[True]), len(pools[False]), per_document // 2)
-        if pairs:
+        pairs = min(len(pools[True]), len(pools[False]), max(1, per_document // 2))
+        if pairs:  # as many against as with (one of a pair, drawn, for a one-fact document)
             out = rng.sample(pools[True], pairs) + rng.sample(pools[False], pairs)
             rng.shuffle(out)
-            return out
+            return out[:per_document]
         one_object = True  # half the scenes have no relation against the shortcut: say where objects are
     if one_object:
         return [fact for fact, _ in rng.sample(facts["half"], min(per_document, len(facts["half"])))]

@@ -193,6 +193,12 @@ def test_relation_documents_balance_the_subjects_own_half(synth_dir, records):
     examples = pretrain_examples(synth_dir, seed=0, max_items=200, mixture=mixture)
     halves = [e for e in examples if " half" in e["target"]]
     assert 0.5 < len(halves) / len(examples) < 0.8  # 0.3, and relation documents of scenes without a relation against
+    single = [f for r in records for f in grounding.document(r, rng, per_document=1, relations=True) if f.kind != "half"]
+    assert sum(f.value != f.shortcut for f in single) / len(single) == pytest.approx(0.5, abs=0.1)
+    mixture = Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0, one_object=1.0,
+                      single_fact=1.0)
+    examples = pretrain_examples(synth_dir, seed=0, max_items=100, mixture=mixture)
+    assert all(e["target"].count(".") == 1 for e in examples if e["kind"] == "grounding")
     with pytest.raises(ValueError, match="at most 1"):
         Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0, one_object=0.5, relations=0.6)
 
