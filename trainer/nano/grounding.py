@@ -86,6 +86,7 @@ class Fact(NamedTuple):
     prefix: str  # the statement up to its answer
     answer: str  # the rest: " " + the answer + "."
     shortcut: str = ""  # what a model that does not find the named objects would answer ("" when none)
+    wording: int = 0  # which of its kind's wordings (0: the first)
 
     @property
     def text(self) -> str:
@@ -138,7 +139,9 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
     objects in scene order, `first_wording`: the first wording, the order still drawn."""
     objects = _objects(record)
     named = [i for i, o in enumerate(objects) if o["name"]]
-    pick = (lambda options: options[0]) if fixed or first_wording else rng.choice
+    pick = (lambda options: options[0]) if fixed else rng.choice
+    # Python's choice(seq) is seq[randrange(len(seq))]: the same draws as before wordings were kept
+    draw = (lambda n: 0) if fixed or first_wording else rng.randrange
     out: dict[str, list[tuple[Fact, tuple]]] = {kind: [] for kind in KINDS}
 
     for i in named:
@@ -146,8 +149,9 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
         for axis, words in (("x", ("left", "right")), ("y", ("upper", "lower"))):
             if abs(o[axis] - 0.5) > HALF_MARGIN:
                 answer = words[0] if o[axis] < 0.5 else words[1]
-                prefix, rest = pick(HALF_WORDINGS).format(a=o["name"], ans="\0").split("\0")
-                out["half"].append((Fact("half", prefix.rstrip(" "), " " + answer + rest), (i, axis)))
+                w = draw(len(HALF_WORDINGS))
+                prefix, rest = HALF_WORDINGS[w].format(a=o["name"], ans="\0").split("\0")
+                out["half"].append((Fact("half", prefix.rstrip(" "), " " + answer + rest, wording=w), (i, axis)))
 
     for a in named:
         for b in named:
@@ -160,21 +164,23 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
                     continue
                 answer = words[0] if oa[axis] < ob[axis] else words[1]
                 shortcut = words[0] if oa[axis] < 0.5 else words[1]
-                text = pick(RELATION_WORDINGS).format(a=oa["name"], b=ob["name"], p=p, ans="\0")
+                w = draw(len(RELATION_WORDINGS))
+                text = RELATION_WORDINGS[w].format(a=oa["name"], b=ob["name"], p=p, ans="\0")
                 prefix, rest = text.split("\0")
-                out[kind].append((Fact(kind, prefix.rstrip(" "), " " + answer + rest, shortcut), (a, b)))
+                out[kind].append((Fact(kind, prefix.rstrip(" "), " " + answer + rest, shortcut, w), (a, b)))
 
     for k, a in enumerate(named):
         for b in named[k + 1:]:
             oa, ob = objects[a], objects[b]
             if not _ratio_clear(oa["camera"], ob["camera"], DEPTH_RATIO, DEPTH_DIFFERENCE):
                 continue
-            which, wording = pick(DEPTH_WORDINGS)
+            w = draw(len(DEPTH_WORDINGS))
+            which, wording = DEPTH_WORDINGS[w]
             closer = a if oa["camera"] < ob["camera"] else b
             answer = closer if which == "closer" else (b if closer == a else a)
             x, y = (a, b) if fixed or rng.random() < 0.5 else (b, a)
             prefix, rest = wording.format(x=objects[x]["name"], y=objects[y]["name"], ans="\0").split("\0")
-            out["depth"].append((Fact("depth", prefix.rstrip(" "), " " + objects[answer]["name"] + rest), (a, b)))
+            out["depth"].append((Fact("depth", prefix.rstrip(" "), " " + objects[answer]["name"] + rest, wording=w), (a, b)))
 
     for r in named:
         others = [i for i in named if i != r]
@@ -184,13 +190,15 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
                 db = math.dist(objects[r]["ground"], objects[b]["ground"])
                 if not _ratio_clear(da, db, DISTANCE_RATIO, DISTANCE_DIFFERENCE):
                     continue
-                which, wording = pick(DISTANCE_WORDINGS)
+                w = draw(len(DISTANCE_WORDINGS))
+                which, wording = DISTANCE_WORDINGS[w]
                 closer = a if da < db else b
                 answer = closer if which == "closer" else (b if closer == a else a)
                 x, y = (a, b) if fixed or rng.random() < 0.5 else (b, a)
                 text = wording.format(x=objects[x]["name"], y=objects[y]["name"], r=objects[r]["name"], ans="\0")
                 prefix, rest = text.split("\0")
-                out["distance"].append((Fact("distance", prefix.rstrip(" "), " " + objects[answer]["name"] + rest), (r, a, b)))
+                out["distance"].append((Fact("distance", prefix.rstrip(" "), " " + objects[answer]["name"] + rest,
+                                             wording=w), (r, a, b)))
 
     # Counts of a colour, a shape or both, only where every object of the kind is plainly visible
     # (as the Count questions require); a colour absent from the scene counts 0.
@@ -205,8 +213,9 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
     for what, members in categories.items():
         if any(objects[i]["visible"] < MIN_VISIBLE for i in members):
             continue
-        prefix, rest = pick(COUNT_WORDINGS).format(what=what, ans="\0").split("\0")
-        out["count"].append((Fact("count", prefix.rstrip(" "), " " + str(len(members)) + rest), (what,)))
+        w = draw(len(COUNT_WORDINGS))
+        prefix, rest = COUNT_WORDINGS[w].format(what=what, ans="\0").split("\0")
+        out["count"].append((Fact("count", prefix.rstrip(" "), " " + str(len(members)) + rest, wording=w), (what,)))
     return out
 
 
@@ -288,8 +297,9 @@ def probe_pairs(records: list[dict], seed: int = 0, per_kind: int = 3) -> list[t
 
 def probe(model, processor, records: list[dict], root, batch_size: int = 32, device: str = "cpu") -> dict:
     """Per kind: how many held-out facts, the share whose true statement the model prefers with the
-    scene's own picture and with the next scene's (the text-only level, near 50% or below), and for
-    the two-object relations the share among those whose answer is not the subject's own half."""
+    scene's own picture and with the next scene's (the text-only level, near 50% or below), the
+    own-picture share per wording, for the two-object relations the share among those whose answer
+    is not the subject's own half, and for `half` each axis alone."""
     from PIL import Image
 
     from .perception import prefers_true
@@ -310,9 +320,15 @@ def probe(model, processor, records: list[dict], root, batch_size: int = 32, dev
         rows = [(f, read) for (f, _, _), read in zip(pairs, reads, strict=True) if f.kind == kind]
         against = [own for f, (own, _) in rows if f.shortcut and f.value != f.shortcut]
         report[kind] = {"facts": len(rows), "own_picture": share([own for _, (own, _) in rows]),
-                        "other_picture": share([other for _, (_, other) in rows])}
+                        "other_picture": share([other for _, (_, other) in rows]),
+                        # the lookup is learnt wording by wording: own picture, per wording
+                        "by_wording": [share([own for f, (own, _) in rows if f.wording == w])
+                                       for w in range(1 + max((f.wording for f, _ in rows), default=0))]}
         if kind in ("horizontal", "vertical"):
             report[kind] |= {"against_shortcut": share(against), "against_shortcut_facts": len(against)}
+        if kind == "half":  # each axis alone
+            for axis, words in (("left_right", ("left", "right")), ("upper_lower", ("upper", "lower"))):
+                report[kind][axis] = share([own for f, (own, _) in rows if f.value.split(" ")[0] in words])
     return report
 
 

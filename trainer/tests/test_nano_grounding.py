@@ -203,14 +203,32 @@ def test_relation_documents_balance_the_subjects_own_half(synth_dir, records):
         Mixture(description=0.0, markup=0.0, text_qa=0.0, image_qa=0.0, grounding=1.0, one_object=0.5, relations=0.6)
 
 
+TEMPLATES = {"half": grounding.HALF_WORDINGS, "horizontal": grounding.RELATION_WORDINGS,
+             "vertical": grounding.RELATION_WORDINGS, "count": grounding.COUNT_WORDINGS,
+             "depth": [w for _, w in grounding.DEPTH_WORDINGS], "distance": [w for _, w in grounding.DISTANCE_WORDINGS]}
+
+
+def in_its_wording(fact: grounding.Fact) -> bool:
+    """The fact's text is its `wording`'s template, each slot any words."""
+    pattern = re.sub(r"\\\{[a-z]+\\\}", ".*?", re.escape(TEMPLATES[fact.kind][fact.wording]))
+    return re.fullmatch(pattern, fact.text) is not None
+
+
 def test_first_wording_documents_use_one_wording_per_kind(records):
     rng = random.Random(4)
     drawn = [f for r in records[:200] for f in grounding.document(r, rng, first_wording=True)]
-    firsts = {"half": grounding.HALF_WORDINGS[0], "horizontal": grounding.RELATION_WORDINGS[0],
-              "vertical": grounding.RELATION_WORDINGS[0], "count": grounding.COUNT_WORDINGS[0],
-              "depth": grounding.DEPTH_WORDINGS[0][1], "distance": grounding.DISTANCE_WORDINGS[0][1]}
-    for fact in drawn:  # each template with its slots as wildcards
-        pattern = re.escape(firsts[fact.kind])
-        pattern = re.sub(r"\\\{[a-z]+\\\}", ".*?", pattern)
-        assert re.fullmatch(pattern, fact.text), (fact.text, firsts[fact.kind])
+    assert all(f.wording == 0 and in_its_wording(f) for f in drawn)
     assert len({f.kind for f in drawn}) == len(grounding.KINDS)
+    varied = [f for r in records[:200] for f in grounding.document(r, rng)]
+    assert all(in_its_wording(f) for f in varied) and len({f.wording for f in varied}) > 3
+
+
+def test_probe_reports_each_wording_and_axis(synth_dir, records, tiny_model, tiny_processor):
+    report = grounding.probe(tiny_model, tiny_processor, records[:12], synth_dir)
+    pairs = grounding.probe_pairs(records[:12])
+    for kind in grounding.KINDS:
+        facts = [f for f, _, _ in pairs if f.kind == kind]
+        assert report[kind]["facts"] == len(facts)
+        assert len(report[kind]["by_wording"]) == 1 + max(f.wording for f in facts)
+        assert all(v is None or 0 <= v <= 1 for v in report[kind]["by_wording"])
+    assert 0 <= report["half"]["left_right"] <= 1 and 0 <= report["half"]["upper_lower"] <= 1
