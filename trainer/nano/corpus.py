@@ -101,9 +101,9 @@ class Mixture:
         picture as with it (the second step); one_object + relations is at most 1.
     first_wording: share of the grounding documents whose facts all come in their kind's first
         wording (a curriculum learns the lookup in one wording before the others).
-    single_fact: share of the grounding documents that state one fact (the binding test's
-        examples): with several, the earlier facts' answers tell the later ones where the crowd
-        of objects is without the picture.
+    single_fact: share of the grounding documents that state one fact, as the binding test's
+        examples do (it did not make the one-object step learn: docs/embedded-model.md, "The
+        curriculum experiment").
     The five kinds sum to 1. The styles are shares of the Q/A documents (text_qa and image_qa):
     tagged: the question, then <think> reasoning </think> <answer>value</answer>.
     r1: the conversation framing of the paper's r1 prompt, think/answer completion included.
