@@ -142,6 +142,10 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
     pick = (lambda options: options[0]) if fixed else rng.choice
     # Python's choice(seq) is seq[randrange(len(seq))]: the same draws as before wordings were kept
     draw = (lambda n: 0) if fixed or first_wording else rng.randrange
+
+    def wording(options):  # (its index, the wording)
+        w = draw(len(options))
+        return w, options[w]
     out: dict[str, list[tuple[Fact, tuple]]] = {kind: [] for kind in KINDS}
 
     for i in named:
@@ -149,8 +153,8 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
         for axis, words in (("x", ("left", "right")), ("y", ("upper", "lower"))):
             if abs(o[axis] - 0.5) > HALF_MARGIN:
                 answer = words[0] if o[axis] < 0.5 else words[1]
-                w = draw(len(HALF_WORDINGS))
-                prefix, rest = HALF_WORDINGS[w].format(a=o["name"], ans="\0").split("\0")
+                w, template = wording(HALF_WORDINGS)
+                prefix, rest = template.format(a=o["name"], ans="\0").split("\0")
                 out["half"].append((Fact("half", prefix.rstrip(" "), " " + answer + rest, wording=w), (i, axis)))
 
     for a in named:
@@ -164,8 +168,8 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
                     continue
                 answer = words[0] if oa[axis] < ob[axis] else words[1]
                 shortcut = words[0] if oa[axis] < 0.5 else words[1]
-                w = draw(len(RELATION_WORDINGS))
-                text = RELATION_WORDINGS[w].format(a=oa["name"], b=ob["name"], p=p, ans="\0")
+                w, template = wording(RELATION_WORDINGS)
+                text = template.format(a=oa["name"], b=ob["name"], p=p, ans="\0")
                 prefix, rest = text.split("\0")
                 out[kind].append((Fact(kind, prefix.rstrip(" "), " " + answer + rest, shortcut, w), (a, b)))
 
@@ -174,12 +178,11 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
             oa, ob = objects[a], objects[b]
             if not _ratio_clear(oa["camera"], ob["camera"], DEPTH_RATIO, DEPTH_DIFFERENCE):
                 continue
-            w = draw(len(DEPTH_WORDINGS))
-            which, wording = DEPTH_WORDINGS[w]
+            w, (which, template) = wording(DEPTH_WORDINGS)
             closer = a if oa["camera"] < ob["camera"] else b
             answer = closer if which == "closer" else (b if closer == a else a)
             x, y = (a, b) if fixed or rng.random() < 0.5 else (b, a)
-            prefix, rest = wording.format(x=objects[x]["name"], y=objects[y]["name"], ans="\0").split("\0")
+            prefix, rest = template.format(x=objects[x]["name"], y=objects[y]["name"], ans="\0").split("\0")
             out["depth"].append((Fact("depth", prefix.rstrip(" "), " " + objects[answer]["name"] + rest, wording=w), (a, b)))
 
     for r in named:
@@ -190,12 +193,11 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
                 db = math.dist(objects[r]["ground"], objects[b]["ground"])
                 if not _ratio_clear(da, db, DISTANCE_RATIO, DISTANCE_DIFFERENCE):
                     continue
-                w = draw(len(DISTANCE_WORDINGS))
-                which, wording = DISTANCE_WORDINGS[w]
+                w, (which, template) = wording(DISTANCE_WORDINGS)
                 closer = a if da < db else b
                 answer = closer if which == "closer" else (b if closer == a else a)
                 x, y = (a, b) if fixed or rng.random() < 0.5 else (b, a)
-                text = wording.format(x=objects[x]["name"], y=objects[y]["name"], r=objects[r]["name"], ans="\0")
+                text = template.format(x=objects[x]["name"], y=objects[y]["name"], r=objects[r]["name"], ans="\0")
                 prefix, rest = text.split("\0")
                 out["distance"].append((Fact("distance", prefix.rstrip(" "), " " + objects[answer]["name"] + rest,
                                              wording=w), (r, a, b)))
@@ -213,8 +215,8 @@ def _facts(record: dict, rng: random.Random, fixed: bool = False,
     for what, members in categories.items():
         if any(objects[i]["visible"] < MIN_VISIBLE for i in members):
             continue
-        w = draw(len(COUNT_WORDINGS))
-        prefix, rest = COUNT_WORDINGS[w].format(what=what, ans="\0").split("\0")
+        w, template = wording(COUNT_WORDINGS)
+        prefix, rest = template.format(what=what, ans="\0").split("\0")
         out["count"].append((Fact("count", prefix.rstrip(" "), " " + str(len(members)) + rest, wording=w), (what,)))
     return out
 
