@@ -98,9 +98,24 @@ fi
 #              names an option the way multiple-choice pages do; with it the SFT baseline answers
 #              with letters. An experiment, not part of the shipped build: GRPO on it settled on
 #              one letter for every question (docs/embedded-model.md, "The letters experiment")
+#    curriculum (CURRICULUM=1, replacing the phases from ground on) teaches the decoder to find a
+#              named object in the picture one step at a time (docs/embedded-model.md, "The
+#              curriculum experiment"): the binding test's one-object statements on a fresh decoder
+#              (trainer.nano.binding), then grounding documents of relations in one wording, one
+#              fact each, then grounding in every wording beside more and more Q/A documents
+#              (CURRICULUM_PHASES, each NAME:STEPS:SEED, the mixtures below; 32 a batch, LR 1e-3)
 #    Later stages start from the last phase's model ($BASE).
-VISION_STEPS=${VISION_STEPS:-$([ "$LEVEL" = easy ] && echo 250 || echo 0)}  # the geometry experiment: 500
-VISION_GEOMETRY=${VISION_GEOMETRY:-0}  # the shipped base: 0; the geometry experiment: 1 (docs/embedded-model.md)
+CURRICULUM=${CURRICULUM:-0}
+VISION_STEPS=${VISION_STEPS:-$([ "$CURRICULUM" = 1 ] && echo 500 || { [ "$LEVEL" = easy ] && echo 250 || echo 0; })}  # the geometry experiment: 500
+VISION_GEOMETRY=${VISION_GEOMETRY:-$([ "$CURRICULUM" = 1 ] && echo 1 || echo 0)}  # the shipped base: 0; the geometry experiment: 1 (docs/embedded-model.md)
+CURRICULUM_PHASES=${CURRICULUM_PHASES:-"b2:1500:22 c2:1438:23 c3:713:24 c4:1032:25"}
+declare -A CURRICULUM_MIXTURE=(
+  [b2]='{"description":0,"markup":0,"text_qa":0,"image_qa":0,"grounding":1,"relations":1,"first_wording":1,"single_fact":1}'
+  [c2]='{"description":0,"markup":0,"text_qa":0.15,"image_qa":0.15,"grounding":0.7,"one_object":0.2,"relations":0.3,"first_wording":0.3,"choices":0.5,"r1":0.15,"tagged":0.3,"direct":0.25}'
+  [c3]='{"description":0,"markup":0,"text_qa":0.15,"image_qa":0.15,"grounding":0.7,"one_object":0.1,"relations":0.2,"choices":0.5,"r1":0.15,"tagged":0.3,"direct":0.25}'
+  [c4]='{"description":0,"markup":0,"text_qa":0.2,"image_qa":0.2,"grounding":0.6,"one_object":0.1,"relations":0.2,"choices":0.6,"r1":0.15,"tagged":0.3,"direct":0.25}'
+  [c5]='{"description":0,"markup":0,"text_qa":0.25,"image_qa":0.25,"grounding":0.5,"one_object":0.1,"relations":0.2,"choices":0.7,"r1":0.3,"tagged":0.3,"direct":0.25}'
+)
 GROUND_STEPS=${GROUND_STEPS:-0}  # the grounding experiment: 2000 (fitted to GROUND_SECONDS)
 GROUND_SECONDS=${GROUND_SECONDS:-0}
 GROUND_MIXTURE=${GROUND_MIXTURE:-'{"description":0.0,"markup":0.0,"text_qa":0.15,"image_qa":0.15,"grounding":0.7,"choices":0.5,"r1":0.15,"tagged":0.3,"direct":0.25}'}
@@ -114,11 +129,16 @@ COPY_MIXTURE=${COPY_MIXTURE:-'{"description":0.35,"markup":0.05,"text_qa":0.35,"
 LETTER_STEPS=${LETTER_STEPS:-0}  # the letters experiment used 300 (from the shipped base; docs/embedded-model.md)
 LETTER_MIXTURE=${LETTER_MIXTURE:-'{"description":0.4,"markup":0.05,"text_qa":0.2,"image_qa":0.35,"r1":0.2,"tagged":0.4,"direct":0.1,"choices":0.7,"pick":0.4,"letter":0.6}'}
 SFT_ANSWER=${SFT_ANSWER:-$([ "$LETTER_STEPS" -gt 0 ] && echo letter || echo text)}
-BASE=$B/base
-[ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
-[ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
-[ "$COPY_STEPS" -gt 0 ] && BASE=$B/base-copy
-[ "$LETTER_STEPS" -gt 0 ] && BASE=$B/base-letters
+if [ "$CURRICULUM" = 1 ]; then
+  last_phase=${CURRICULUM_PHASES##* }
+  BASE=$B/curriculum-${last_phase%%:*}
+else
+  BASE=$B/base
+  [ "$CONTINUE_STEPS" -gt 0 ] && BASE=$B/base-continue
+  [ "$MID_STEPS" -gt 0 ] && BASE=$B/base-mid
+  [ "$COPY_STEPS" -gt 0 ] && BASE=$B/base-copy
+  [ "$LETTER_STEPS" -gt 0 ] && BASE=$B/base-letters
+fi
 pretrain_args=(--data "$B/pretrain" --questions "$B/spatial-synth" --out "$B/base" --batch-size "$PRETRAIN_BATCH"
   --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0)
 FROM=()
@@ -131,43 +151,58 @@ if has base; then
     FROM=(--continue-from "$B/vision/model")
     FREEZE=(--freeze-vision)
   fi
-  if [ "$GROUND_STEPS" -gt 0 ]; then
-    trained "$B/ground" || stage ground "$PY" -m trainer.nano.pretrain "${FROM[@]}" "${FREEZE[@]}" --data "$B/pretrain" \
-      --out "$B/ground" --steps "$GROUND_STEPS" --batch-size 32 --lr 1e-3 --warmup 100 --max-pixels "$MAX_PIXELS" \
-      --mixture "$GROUND_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --save-every 100 \
-      --eval-every 250 --seed 5 --max-seconds "$GROUND_SECONDS" $([ "$GROUND_SECONDS" != 0 ] && echo --fit-to-time)
-    FROM=(--continue-from "$B/ground/model")
-  fi
-  trained "$B/base" || stage pretrain "$PY" -m trainer.nano.pretrain "${pretrain_args[@]}" "${FROM[@]}" "${FREEZE[@]}" \
-    --steps "$PRETRAIN_STEPS" --lr "$PRETRAIN_LR" --warmup 100 --eval-every 50 --save-every 50 \
-    --max-seconds "${PRETRAIN_MAX_SECONDS:-0}" $([ -n "${PRETRAIN_MAX_SECONDS:-}" ] && echo --fit-to-time)
-  last=$B/base
-  if [ "$CONTINUE_STEPS" -gt 0 ]; then
-    trained "$B/base-continue" || stage pretrain-continue "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
-      --out "$B/base-continue" --max-items "$CONTINUE_SCENES" --steps "$CONTINUE_STEPS" --stop-at "$CONTINUE_STOP" \
-      --batch-size 16 --lr 1e-3 --warmup 50 --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" \
-      --workers "$WORKERS" --threads "$THREADS" --save-every 200 --eval-every 200 --seed 3 "${FREEZE[@]}"
-    last=$B/base-continue
-  fi
-  if [ "$MID_STEPS" -gt 0 ]; then
-    trained "$B/base-mid" || stage midtrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
-      --out "$B/base-mid" --max-items "$CONTINUE_SCENES" --steps "$MID_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
-      --max-pixels "$MAX_PIXELS" --mixture "$MID_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
-      --save-every 100 --eval-every 100 --seed 4 "${FREEZE[@]}"
-    last=$B/base-mid
-  fi
-  if [ "$COPY_STEPS" -gt 0 ]; then
-    trained "$B/base-copy" || stage copytrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
-      --out "$B/base-copy" --steps "$COPY_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
-      --max-pixels "$MAX_PIXELS" --mixture "$COPY_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
-      --save-every 100 --eval-every 300 --seed 7 "${FREEZE[@]}"
-    last=$B/base-copy
-  fi
-  if [ "$LETTER_STEPS" -gt 0 ]; then
-    trained "$B/base-letters" || stage midtrain-letters "$PY" -m trainer.nano.pretrain --continue-from "$last/model" \
-      --data "$B/pretrain" --out "$B/base-letters" --max-items "$CONTINUE_SCENES" --steps "$LETTER_STEPS" --batch-size 16 \
-      --lr 3e-4 --warmup 20 --max-pixels "$MAX_PIXELS" --mixture "$LETTER_MIXTURE" --device "$DEVICE" --workers "$WORKERS" \
-      --threads "$THREADS" --save-every 100 --eval-every 150 --seed 11 "${FREEZE[@]}"
+  if [ "$CURRICULUM" = 1 ]; then
+    trained "$B/curriculum-s/lm" || stage curriculum-s "$PY" -m trainer.nano.binding --model "$B/vision/model" \
+      --data "$B/pretrain" --out "$B/curriculum-s" --readout-steps 0 --decoder-steps 1500 --fresh-decoder \
+      --max-items 16000 --form sentence --answer-only --device "$DEVICE" --threads "$THREADS"
+    last=$B/curriculum-s/lm
+    for phase in $CURRICULUM_PHASES; do
+      IFS=: read -r name steps seed <<< "$phase"
+      trained "$B/curriculum-$name" || stage "curriculum-$name" "$PY" -m trainer.nano.pretrain --continue-from "$last/model" \
+        --data "$B/pretrain" --out "$B/curriculum-$name" --steps "$steps" --batch-size 32 --lr 1e-3 --warmup 50 \
+        --max-pixels "$MAX_PIXELS" --mixture "${CURRICULUM_MIXTURE[$name]}" --device "$DEVICE" --workers "$WORKERS" \
+        --threads "$THREADS" --save-every 100 --eval-every 0 --seed "$seed" --freeze-vision
+      last=$B/curriculum-$name
+    done
+  else
+    if [ "$GROUND_STEPS" -gt 0 ]; then
+      trained "$B/ground" || stage ground "$PY" -m trainer.nano.pretrain "${FROM[@]}" "${FREEZE[@]}" --data "$B/pretrain" \
+        --out "$B/ground" --steps "$GROUND_STEPS" --batch-size 32 --lr 1e-3 --warmup 100 --max-pixels "$MAX_PIXELS" \
+        --mixture "$GROUND_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --save-every 100 \
+        --eval-every 250 --seed 5 --max-seconds "$GROUND_SECONDS" $([ "$GROUND_SECONDS" != 0 ] && echo --fit-to-time)
+      FROM=(--continue-from "$B/ground/model")
+    fi
+    trained "$B/base" || stage pretrain "$PY" -m trainer.nano.pretrain "${pretrain_args[@]}" "${FROM[@]}" "${FREEZE[@]}" \
+      --steps "$PRETRAIN_STEPS" --lr "$PRETRAIN_LR" --warmup 100 --eval-every 50 --save-every 50 \
+      --max-seconds "${PRETRAIN_MAX_SECONDS:-0}" $([ -n "${PRETRAIN_MAX_SECONDS:-}" ] && echo --fit-to-time)
+    last=$B/base
+    if [ "$CONTINUE_STEPS" -gt 0 ]; then
+      trained "$B/base-continue" || stage pretrain-continue "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+        --out "$B/base-continue" --max-items "$CONTINUE_SCENES" --steps "$CONTINUE_STEPS" --stop-at "$CONTINUE_STOP" \
+        --batch-size 16 --lr 1e-3 --warmup 50 --max-pixels "$MAX_PIXELS" --mixture "$MIXTURE" --device "$DEVICE" \
+        --workers "$WORKERS" --threads "$THREADS" --save-every 200 --eval-every 200 --seed 3 "${FREEZE[@]}"
+      last=$B/base-continue
+    fi
+    if [ "$MID_STEPS" -gt 0 ]; then
+      trained "$B/base-mid" || stage midtrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+        --out "$B/base-mid" --max-items "$CONTINUE_SCENES" --steps "$MID_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
+        --max-pixels "$MAX_PIXELS" --mixture "$MID_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
+        --save-every 100 --eval-every 100 --seed 4 "${FREEZE[@]}"
+      last=$B/base-mid
+    fi
+    if [ "$COPY_STEPS" -gt 0 ]; then
+      trained "$B/base-copy" || stage copytrain "$PY" -m trainer.nano.pretrain --continue-from "$last/model" --data "$B/pretrain" \
+        --out "$B/base-copy" --steps "$COPY_STEPS" --batch-size 16 --lr 3e-4 --warmup 20 \
+        --max-pixels "$MAX_PIXELS" --mixture "$COPY_MIXTURE" --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" \
+        --save-every 100 --eval-every 300 --seed 7 "${FREEZE[@]}"
+      last=$B/base-copy
+    fi
+    if [ "$LETTER_STEPS" -gt 0 ]; then
+      trained "$B/base-letters" || stage midtrain-letters "$PY" -m trainer.nano.pretrain --continue-from "$last/model" \
+        --data "$B/pretrain" --out "$B/base-letters" --max-items "$CONTINUE_SCENES" --steps "$LETTER_STEPS" --batch-size 16 \
+        --lr 3e-4 --warmup 20 --max-pixels "$MAX_PIXELS" --mixture "$LETTER_MIXTURE" --device "$DEVICE" --workers "$WORKERS" \
+        --threads "$THREADS" --save-every 100 --eval-every 150 --seed 11 "${FREEZE[@]}"
+    fi
   fi
 fi
 

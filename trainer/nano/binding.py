@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--balanced", action="store_true", help="train on as many statements against the objects' "
                         "mean position as with it (pooling every object's position then tells nothing)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the decoder steps run: cpu, cuda or auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -339,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         random.Random(args.seed).shuffle(examples)
         config = LMConfig(model=str(start), out=str(args.out / "lm"), steps=args.decoder_steps,
                           batch_size=args.batch_size, learning_rate=args.lr, warmup_steps=min(50, args.decoder_steps // 10 + 1),
-                          threads=args.threads, seed=args.seed, freeze_vision=True, length_window=0,
+                          threads=args.threads, device=args.device, seed=args.seed, freeze_vision=True, length_window=0,
                           save_every=max(100, args.decoder_steps // 4))
         trained = train(config, examples, name="binding")
         model = Qwen2VLForConditionalGeneration.from_pretrained(str(trained), dtype=torch.float32)

@@ -118,6 +118,9 @@ class Mixture:
     shuffled: share of the prose descriptions whose facts come in a random order, the
         left-to-right object list among them, so a relation stated before the list can only be
         read off the picture (style `shuffled`).
+    recite: share of the tagged and r1 Q/A documents listing choices whose reasoning first
+        restates the options and ends by naming the one it picks ("The choices are red and blue.
+        The cube is blue. So the answer is blue."), as worked multiple-choice answers do.
     """
 
     description: float = 0.55
@@ -136,6 +139,7 @@ class Mixture:
     pick: float = 0.2
     letter: float = 0.0
     shuffled: float = 0.0
+    recite: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -630,12 +634,27 @@ LETTER_FORMS = ("L", "L", "(L)")
 LETTER_ANSWER = re.compile(r"(?:<answer>|Answer: |\nA: |Assistant: )(\(?([A-Z])\)?)(?:</answer>)?$")
 
 
+RECITALS = ("The choices are {options}.", "The options are {options}.", "The choices: {options}.")
+CONCLUSIONS = ("So the answer is {value}.", "The answer is {value}.", "So it is {value}.")
+
+
+def recited(reasoning: str, options: list[str], value: str, rng: random.Random) -> str:
+    """The reasoning of a worked multiple-choice answer: the options, the reasoning, the pick."""
+    listed = options[0] if len(options) == 1 else ", ".join(options[:-1]) + " and " + options[-1]
+    return f"{rng.choice(RECITALS).format(options=listed)} {reasoning} {rng.choice(CONCLUSIONS).format(value=value)}"
+
+
 def render_qa(qa: QA, style: str, choices: bool, has_image: bool, rng: random.Random,
-              letter: str | None = None) -> str:
+              letter: str | None = None, recite: bool = False) -> str:
     """One Q/A document of a style (QA_STYLES). The answer is the option text, or with `letter`
-    (a form such as `B` or `(B)`, for a question that lists its choices) the option's letter."""
+    (a form such as `B` or `(B)`, for a question that lists its choices) the option's letter.
+    With `recite` (choices listed) the reasoning restates the options and names its pick."""
     question, options = with_choices(qa) if choices else (qa.question, [])
     value, reasoning = qa.answer, qa.reasoning
+    if recite:
+        if not choices:
+            raise ValueError("reciting the options needs the choices listed")
+        reasoning = recited(reasoning, options, qa.answer, rng)
     if letter is not None:
         if not choices:
             raise ValueError("a letter answer needs the choices listed")
@@ -776,12 +795,16 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     # the same document for document as before the share existed.
     letter_rng = random.Random(seed + 7919)
     shuffle_rng = random.Random(seed + 104729)  # likewise for shuffled descriptions
+    recite_rng = random.Random(seed + 32452843)  # and for recited options
     grounding_rng = random.Random(seed + 15485863)  # and for grounding facts
 
     def letter_form(listed: bool) -> str | None:
         if not listed or mixture.letter <= 0 or letter_rng.random() >= mixture.letter:
             return None
         return letter_rng.choice(LETTER_FORMS)
+
+    def recites(listed: bool, style: str) -> bool:
+        return listed and style in ("tagged", "r1") and mixture.recite > 0 and recite_rng.random() < mixture.recite
 
     examples = []
     for record, kind in zip(records, kinds, strict=False):
@@ -812,7 +835,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
             qa = image_question(record, rng)
             style = next(image_styles)
             listed = next(image_choices) == "yes"
-            text = render_qa(qa, style, listed, True, rng, letter_form(listed))
+            text = render_qa(qa, style, listed, True, rng, letter_form(listed), recites(listed, style))
         task = qa.task if kind == "image_qa" else None
         mark = IMAGE_MARK if rng.random() < 0.5 else ""
         example = {"kind": kind, "style": style, "image": image, "prefix": mark, "target": text, "task": task}
@@ -824,7 +847,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     for style, choice in zip(text_styles, text_choices, strict=True):
         qa = text_question(rng, pick=mixture.pick)
         listed = choice == "yes" or qa.task == "pick"
-        text = render_qa(qa, style, listed, False, rng, letter_form(listed))
+        text = render_qa(qa, style, listed, False, rng, letter_form(listed), recites(listed, style))
         examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text,
                          "task": qa.task})
     for example in examples:

@@ -471,3 +471,32 @@ def test_a_shuffled_share_states_the_same_facts_in_a_random_order(synth_dir):
         early += any(s["target"].index(t) < s["target"].index(listed) for t in sentences
                      if re.search(r"\b(left|right|above|below)\b", t) and t != listed)
     assert early > 0
+
+
+def test_a_recite_share_works_through_the_options_and_changes_nothing_else(synth_dir):
+    def corpus_of(recite: float) -> list[dict]:
+        mixture = Mixture(description=0.0, markup=0.0, text_qa=0.5, image_qa=0.5, choices=0.6, r1=0.4, tagged=0.4,
+                          recite=recite)
+        return pretrain_examples(synth_dir, seed=3, max_items=60, mixture=mixture)
+
+    assert corpus_of(0.0) == pretrain_examples(synth_dir, seed=3, max_items=60, mixture=Mixture(
+        description=0.0, markup=0.0, text_qa=0.5, image_qa=0.5, choices=0.6, r1=0.4, tagged=0.4))
+    recited = corpus_of(1.0)
+    worked = [e for e in recited if e["style"] in ("tagged", "r1") and CHOICES_LINE in e["target"]]
+    assert len(worked) > 10
+    for example in worked:
+        text = example["target"]
+        options = [o.strip() for o in re.findall(r"^\([A-Z]\) ([^\n]*)$", text, re.MULTILINE)]
+        think = re.search(r"<think>(.*?)</think>", text, re.DOTALL).group(1)
+        answer = re.search(r"<answer>(.*?)</answer>", text).group(1)
+        # The reasoning names every option, in the listed order, and ends on the answer it gives.
+        positions = [think.find(o) for o in options]
+        assert -1 not in positions and positions == sorted(positions), text
+        assert think.strip().endswith(f"{answer}."), text
+        assert not evaluated_family_questions(text)
+    # Documents without listed choices or without reasoning are as they were.
+    others = [e["target"] for e in recited if e not in worked]
+    assert not any(re.search(r"The (choices|options)", t) for t in others)
+    with pytest.raises(ValueError, match="choices listed"):
+        corpus.render_qa(corpus.QA("pick", "Which is a fruit?", "pear", "A pear is a fruit.", ("stone", "pear")),
+                         "tagged", False, False, __import__("random").Random(0), recite=True)
