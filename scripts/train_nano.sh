@@ -116,6 +116,7 @@ declare -A CURRICULUM_MIXTURE=(
   [c4]='{"description":0,"markup":0,"text_qa":0.2,"image_qa":0.2,"grounding":0.6,"one_object":0.1,"relations":0.2,"choices":0.6,"r1":0.15,"tagged":0.3,"direct":0.25}'
   [c5]='{"description":0,"markup":0,"text_qa":0.25,"image_qa":0.25,"grounding":0.5,"one_object":0.1,"relations":0.2,"choices":0.7,"r1":0.3,"tagged":0.3,"direct":0.25}'
   [c6]='{"description":0,"markup":0,"text_qa":0.25,"image_qa":0.25,"grounding":0.5,"one_object":0.1,"relations":0.2,"choices":0.7,"r1":0.3,"tagged":0.3,"direct":0.25,"recite":0.6}'
+  [c7]='{"description":0.3,"markup":0.1,"text_qa":0.15,"image_qa":0.15,"grounding":0.3,"one_object":0.1,"relations":0.2,"choices":0.7,"r1":0.3,"tagged":0.3,"direct":0.25}'
 )
 GROUND_STEPS=${GROUND_STEPS:-0}  # the grounding experiment: 2000 (fitted to GROUND_SECONDS)
 GROUND_SECONDS=${GROUND_SECONDS:-0}
