@@ -33,14 +33,14 @@ SEEDS=${SEEDS:-"0 1"}
 # Pre-training and its data.
 SCENES=${SCENES:-$([ "$LEVEL" = easy ] && echo 40000 || echo 60000)}  # described scenes for pre-training (seed 2)
 QUESTIONS=${QUESTIONS:-4000}       # GRPO / SFT training questions (seed 1; /evaluate's test split is disjoint)
-PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 600 || echo 3000)}  # the shipped easy base: 600 x 32
+PRETRAIN_STEPS=${PRETRAIN_STEPS:-$([ "$LEVEL" = easy ] && echo 600 || echo 3000)}  # the corpus path (CURRICULUM=0) at the easy level: 600 x 32
 PRETRAIN_BATCH=${PRETRAIN_BATCH:-$([ "$LEVEL" = easy ] && echo 32 || echo 64)}
 PRETRAIN_LR=${PRETRAIN_LR:-2e-3}
 MIXTURE=${MIXTURE:-$([ "$LEVEL" = easy ] && echo '{"r1":0.05,"tagged":0.25}' || echo '{}')}  # corpus shares replacing trainer/nano/corpus.py's defaults (JSON)
 # GRPO: configs/grpo-nano-r1zero.json; SFT sees as many questions as GRPO's prompts.
 GRPO_CONFIG=${GRPO_CONFIG:-configs/grpo-nano-r1zero.json}
 CONFIG_STEPS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")
-GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 40 || echo "$CONFIG_STEPS")}  # the shipped easy runs: 40
+GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 50 || echo "$CONFIG_STEPS")}  # the shipped easy runs: 50
 GRPO_PROMPTS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompts_per_step'])" "$GRPO_CONFIG")
 if [ "$LEVEL" = easy ]; then SIZE_FLAGS="--level easy"; MAX_PIXELS=${MAX_PIXELS:-28224}; else SIZE_FLAGS=""; MAX_PIXELS=${MAX_PIXELS:-50176}; fi
 export OMP_NUM_THREADS=$THREADS
@@ -105,10 +105,10 @@ fi
 #              fact each, then grounding in every wording beside more and more Q/A documents
 #              (CURRICULUM_PHASES, each NAME:STEPS:SEED, the mixtures below; 32 a batch, LR 1e-3)
 #    Later stages start from the last phase's model ($BASE).
-CURRICULUM=${CURRICULUM:-0}
+CURRICULUM=${CURRICULUM:-$([ "$LEVEL" = easy ] && echo 1 || echo 0)}  # the shipped easy base: 1
 VISION_STEPS=${VISION_STEPS:-$([ "$CURRICULUM" = 1 ] && echo 500 || { [ "$LEVEL" = easy ] && echo 250 || echo 0; })}  # the geometry experiment: 500
-VISION_GEOMETRY=${VISION_GEOMETRY:-$([ "$CURRICULUM" = 1 ] && echo 1 || echo 0)}  # the shipped base: 0; the geometry experiment: 1 (docs/embedded-model.md)
-CURRICULUM_PHASES=${CURRICULUM_PHASES:-"b2:1500:22 c2:1438:23 c3:713:24 c4:1032:25"}
+VISION_GEOMETRY=${VISION_GEOMETRY:-$([ "$CURRICULUM" = 1 ] && echo 1 || echo 0)}  # 1 with the curriculum (the shipped base), else 0 (docs/embedded-model.md)
+CURRICULUM_PHASES=${CURRICULUM_PHASES:-"b2:1500:22 c2:1438:23 c3:713:24 c4:1032:25 c5:928:26 c7:471:28"}  # c6 was a side branch
 declare -A CURRICULUM_MIXTURE=(
   [b2]='{"description":0,"markup":0,"text_qa":0,"image_qa":0,"grounding":1,"relations":1,"first_wording":1,"single_fact":1}'
   [c2]='{"description":0,"markup":0,"text_qa":0.15,"image_qa":0.15,"grounding":0.7,"one_object":0.2,"relations":0.3,"first_wording":0.3,"choices":0.5,"r1":0.15,"tagged":0.3,"direct":0.25}'
@@ -128,7 +128,7 @@ MID_STEPS=${MID_STEPS:-$([ "$LEVEL" = easy ] && echo 100 || echo 0)}
 MID_MIXTURE=${MID_MIXTURE:-'{"description":0.45,"markup":0.05,"text_qa":0.2,"image_qa":0.3,"r1":0.15,"tagged":0.4,"choices":0.5}'}  # r1 and tagged at the corpus defaults
 COPY_STEPS=${COPY_STEPS:-0}
 COPY_MIXTURE=${COPY_MIXTURE:-'{"description":0.35,"markup":0.05,"text_qa":0.35,"image_qa":0.25,"r1":0.3,"tagged":0.35,"direct":0.1,"choices":0.8,"pick":0.6}'}
-LETTER_STEPS=${LETTER_STEPS:-0}  # the letters experiment used 300 (from the shipped base; docs/embedded-model.md)
+LETTER_STEPS=${LETTER_STEPS:-0}  # the letters experiment used 300 (from the base shipped before 2026-12-07; docs/embedded-model.md)
 LETTER_MIXTURE=${LETTER_MIXTURE:-'{"description":0.4,"markup":0.05,"text_qa":0.2,"image_qa":0.35,"r1":0.2,"tagged":0.4,"direct":0.1,"choices":0.7,"pick":0.4,"letter":0.6}'}
 SFT_ANSWER=${SFT_ANSWER:-$([ "$LETTER_STEPS" -gt 0 ] && echo letter || echo text)}
 if [ "$CURRICULUM" = 1 ]; then
