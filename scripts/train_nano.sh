@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Trains the embedded nano model from scratch (docs/embedded-model.md):
-#   base      pre-training on the corpus mixture (scene descriptions, markup, other-domain Q/A), in up
-#             to three phases (from scratch, continued, mid-training; see stage 2)
+#   base      pre-training on the corpus mixture (scene descriptions, markup, grounding facts,
+#             other-domain Q/A): at the easy level the curriculum (a geometry tower, then phases that
+#             teach the decoder to find named objects); otherwise up to three phases (from scratch,
+#             continued, mid-training); see stage 2
 #   probes    perception (held-out scenes) and step 0 of R1-Zero (format rate, accuracy, option ranking)
 #   sft       the SFT baseline: direct answers, as many examples as GRPO sees
 #   grpo      R1-Zero GRPO on the base with the r1 template, one run per seed (SEEDS)
