@@ -649,15 +649,14 @@ def render_qa(qa: QA, style: str, choices: bool, has_image: bool, rng: random.Ra
     """One Q/A document of a style (QA_STYLES). The answer is the option text, or with `letter`
     (a form such as `B` or `(B)`, for a question that lists its choices) the option's letter.
     With `recite` (choices listed) the reasoning restates the options and names its pick."""
+    needs_choices = "a letter answer" if letter is not None else "reciting the options" if recite else None
+    if needs_choices and not choices:
+        raise ValueError(f"{needs_choices} needs the choices listed")
     question, options = with_choices(qa) if choices else (qa.question, [])
     value, reasoning = qa.answer, qa.reasoning
     if recite:
-        if not choices:
-            raise ValueError("reciting the options needs the choices listed")
         reasoning = recited(reasoning, options, qa.answer, rng)
     if letter is not None:
-        if not choices:
-            raise ValueError("a letter answer needs the choices listed")
         value = letter.replace("L", chr(65 + options.index(qa.answer)))
     if style == "r1":
         intro = rng.choice(IMAGE_INTROS if has_image else TEXT_INTROS) + rng.choice(THINKING)
