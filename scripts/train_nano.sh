@@ -156,9 +156,17 @@ if has base; then
     FREEZE=(--freeze-vision)
   fi
   if [ "$CURRICULUM" = 1 ]; then
-    trained "$B/curriculum-s/lm" || stage curriculum-s "$PY" -m trainer.nano.binding --model "$B/vision/model" \
-      --data "$B/pretrain" --out "$B/curriculum-s" --readout-steps 0 --decoder-steps 1500 --fresh-decoder \
-      --max-items 16000 --form sentence --answer-only --device "$DEVICE" --threads "$THREADS"
+    if ! trained "$B/curriculum-s/lm"; then
+      # The binding step puts a fresh decoder on the vision stage's tower.
+      [ -f "$B/vision/model/model.safetensors" ] || {
+        echo "error: the curriculum starts from the vision stage's tower, $B/vision/model, which is missing;" \
+          "run with VISION_STEPS > 0 (500 by default with CURRICULUM=1)" >&2
+        exit 1
+      }
+      stage curriculum-s "$PY" -m trainer.nano.binding --model "$B/vision/model" \
+        --data "$B/pretrain" --out "$B/curriculum-s" --readout-steps 0 --decoder-steps 1500 --fresh-decoder \
+        --max-items 16000 --form sentence --answer-only --device "$DEVICE" --threads "$THREADS"
+    fi
     last=$B/curriculum-s/lm
     for phase in $CURRICULUM_PHASES; do
       IFS=: read -r name steps seed <<< "$phase"
