@@ -179,6 +179,23 @@ def load_model(config: JobConfig, device: str):
     return model
 
 
+def restore_policy(trainer, checkpoint: Path) -> None:
+    """Put a checkpoint's weights into the policy, and keep the Trainer from loading them itself.
+
+    The Trainer's own resume reads `model.safetensors` into `load_state_dict(strict=False)`. But
+    `save_pretrained` writes Qwen2-VL's weights under their original names (`model.layers...`,
+    `visual...`) while the module in memory calls them `model.language_model...` and
+    `model.visual...`: nothing matched, and a resumed job went on from the base's weights with only
+    a warning. `from_pretrained` maps the names, and strict loading makes any mismatch an error.
+    The reference model stays the base: the trainer made it before this runs.
+    """
+    model = trainer.model
+    saved = type(model).from_pretrained(checkpoint, dtype=model.dtype)
+    model.load_state_dict(saved.state_dict(), strict=True)
+    # The optimizer, scheduler, RNG and step still come from the Trainer's resume.
+    trainer._load_from_checkpoint = lambda *args, **kwargs: None
+
+
 def end_token_ids(tokenizer) -> list[int]:
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_end|>")]
     return [i for i in ids if i is not None and i != tokenizer.unk_token_id]
@@ -476,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         trainer, processor, stopper = build_trainer(config, device, output_dir, rollouts, metrics)
         # Once the model is loaded: the auto learning rate depends on its size.
         resolved_config(config, device, trainer.args).save(output_dir / "config.resolved.json")
+        if resume:
+            restore_policy(trainer, resume)
         log(f"training {config.base_model} on {device} for {config.steps} steps"
             + (f", resuming from {resume.name}" if resume else ""))
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)

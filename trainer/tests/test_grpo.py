@@ -296,6 +296,32 @@ def test_cli_writes_the_job_folder_exports_a_servable_model_and_resumes(dataset_
     assert len(read_jsonl(out / "rollouts.jsonl")) == 3 * 8
 
 
+def test_a_resumed_job_continues_from_the_checkpoints_weights(tmp_path):
+    """A checkpoint holds Qwen2-VL's weights under their saved names; the Trainer's own resume matched
+    none of them and went on from the base. restore_policy must put every trained weight back."""
+    import types
+
+    from safetensors.torch import load_file
+    from transformers import Qwen2VLForConditionalGeneration
+
+    trained = Qwen2VLForConditionalGeneration.from_pretrained(TINY, dtype=torch.float32)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p))
+    trained.save_pretrained(tmp_path / "checkpoint-7")
+    policy = Qwen2VLForConditionalGeneration.from_pretrained(TINY, dtype=torch.float32)
+    # What the Trainer would have done: no saved name is a name of the module in memory.
+    missed = policy.load_state_dict(load_file(tmp_path / "checkpoint-7" / "model.safetensors"), strict=False)
+    assert missed.unexpected_keys and len(missed.missing_keys) >= len(trained.state_dict()) - 1
+    job = types.SimpleNamespace(model=policy)
+    grpo.restore_policy(job, tmp_path / "checkpoint-7")
+    restored = policy.state_dict()
+    assert restored.keys() == trained.state_dict().keys()
+    for name, want in trained.state_dict().items():
+        assert torch.equal(want, restored[name]), name
+    job._load_from_checkpoint(str(tmp_path / "checkpoint-7"))  # the Trainer's own load is now a no-op
+
+
 def test_sigterm_saves_a_checkpoint_and_exits_143(dataset_dir, tmp_path):
     out = tmp_path / "job"
     command = [sys.executable, "-m", "trainer.grpo", "--base-model", str(TINY), "--dataset", str(dataset_dir),
