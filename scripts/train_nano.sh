@@ -42,7 +42,7 @@ MIXTURE=${MIXTURE:-$([ "$LEVEL" = easy ] && echo '{"r1":0.05,"tagged":0.25}' || 
 # GRPO: configs/grpo-nano-r1zero.json; SFT sees as many questions as GRPO's prompts.
 GRPO_CONFIG=${GRPO_CONFIG:-configs/grpo-nano-r1zero.json}
 CONFIG_STEPS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")
-GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 200 || echo "$CONFIG_STEPS")}  # the shipped easy run: 200 (seed 0)
+GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 300 || echo "$CONFIG_STEPS")}  # the shipped easy run: 300 (seed 1)
 GRPO_PROMPTS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompts_per_step'])" "$GRPO_CONFIG")
 if [ "$LEVEL" = easy ]; then SIZE_FLAGS="--level easy"; MAX_PIXELS=${MAX_PIXELS:-28224}; else SIZE_FLAGS=""; MAX_PIXELS=${MAX_PIXELS:-50176}; fi
 export OMP_NUM_THREADS=$THREADS
