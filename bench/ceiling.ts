@@ -232,20 +232,36 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
 }
 
 /**
+ * Milliseconds of one decoder run over `batch` rows whose past is the benchmark prompt plus
+ * `extra` positions (median of 30 runs), for every extra and batch size: result[extra][batch].
+ * No prefill, no sampling; one loop opened for all of them.
+ */
+export async function batchedRunMs(
+  dir: string, dtype: Dtype, options: Pick<CeilingOptions, 'threads' | 'question' | 'images'>, batches: number[], extras: number[],
+): Promise<Record<number, Record<number, number>>> {
+  const loop = await openLoop(dir, dtype, options.threads, options.question);
+  try {
+    const prompt = await loop.promptLength(options.images[0]);
+    const ms: Record<number, Record<number, number>> = {};
+    for (const extra of extras) {
+      ms[extra] = {};
+      for (const batch of batches) ms[extra][batch] = await loop.batchRun(batch, prompt + extra, 30);
+    }
+    return ms;
+  } finally {
+    await loop.dispose();
+  }
+}
+
+/**
  * The runtime's decode rate for each batch size: `batch` rows / the time of one decoder run over
  * `batch` rows whose past is the benchmark prompt plus half of `tokens` (the mean over a
  * generation). No prefill, no sampling: an upper bound for many clients decoding together.
  */
 export async function batchedCeiling(dir: string, dtype: Dtype, options: CeilingOptions, batches: number[]): Promise<Record<number, number>> {
-  const loop = await openLoop(dir, dtype, options.threads, options.question);
-  try {
-    const past = (await loop.promptLength(options.images[0])) + Math.floor(options.tokens / 2);
-    const rates: Record<number, number> = {};
-    for (const batch of batches) rates[batch] = batch / ((await loop.batchRun(batch, past, 30)) / 1000);
-    return rates;
-  } finally {
-    await loop.dispose();
-  }
+  const extra = Math.floor(options.tokens / 2);
+  const ms = (await batchedRunMs(dir, dtype, options, batches, [extra]))[extra];
+  return Object.fromEntries(batches.map((batch) => [batch, batch / (ms[batch] / 1000)]));
 }
 
 /** The loop's time to first token and decode rate in each shape (median of `rounds` runs). */

@@ -7,7 +7,7 @@
 // with clients that join at different times a run attends over the oldest row's past, not the
 // mean. The ceiling's c=N columns in bench/generation.ts use the mean (prompt + half the tokens);
 // this table shows how much a longer past costs, to read our c=16 rate against the right bound.
-import { batchedCeiling } from './ceiling';
+import { batchedRunMs } from './ceiling';
 import { flag, flags, noisePng, QUESTION } from './common';
 import { Dtype } from '../src/engine/model_folder';
 
@@ -22,12 +22,12 @@ async function main() {
   console.log(`|---|---|${batches.map(() => '---|').join('')}---|`);
   for (const spec of models) {
     const [dir, dtype = 'fp32'] = spec.split(':');
+    const ms = await batchedRunMs(dir, dtype as Dtype, { threads, question: QUESTION, images: [png] }, batches, extras);
     for (const extra of extras) {
-      // batchedCeiling sets the past to the prompt plus half of `tokens`.
-      const rates = await batchedCeiling(dir, dtype as Dtype, { tokens: 2 * extra, rounds: 1, threads, question: QUESTION, images: [png] }, batches);
-      const ms = batches.map((b) => (1000 * b) / rates[b]);
-      const ratio = rates[batches.at(-1)!] / rates[batches[0]];
-      console.log(`| ${dir.split('/').pop()}:${dtype} | prompt + ${extra} | ${ms.map((m) => m.toFixed(2)).join(' | ')} | ${ratio.toFixed(2)} |`);
+      const row = batches.map((b) => ms[extra][b]);
+      // Rows decoded per ms at the largest batch over the smallest: what batching buys at this past.
+      const ratio = (batches.at(-1)! / row.at(-1)!) / (batches[0] / row[0]);
+      console.log(`| ${dir.split('/').pop()}:${dtype} | prompt + ${extra} | ${row.map((m) => m.toFixed(2)).join(' | ')} | ${ratio.toFixed(2)} |`);
     }
   }
 }
