@@ -118,6 +118,11 @@ class Mixture:
     shuffled: share of the prose descriptions whose facts come in a random order, the
         left-to-right object list among them, so a relation stated before the list can only be
         read off the picture (style `shuffled`).
+    match: share of the Q/A documents that are reference-matching questions ("Which object has the
+        same color as the red cone, the blue cone or the red cube?", MATCH_TASKS), always with
+        choices: text-only ones among the text Q/A, picture ones among the image Q/A (where the
+        scene allows one). They name a reference object before the options, as distance
+        questions do, and teach that the answer is an option copied whole, never the reference.
     recite: share of the tagged and r1 Q/A documents listing choices whose reasoning first
         restates the options and ends by naming the one it picks ("The choices are red and blue.
         The cube is blue. So the answer is blue."), as worked multiple-choice answers do.
@@ -140,6 +145,7 @@ class Mixture:
     letter: float = 0.0
     shuffled: float = 0.0
     recite: float = 0.0
+    match: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -519,8 +525,100 @@ def _pick(rng: random.Random) -> QA:
     return QA("pick", question, answer, reasoning, tuple(options), keep_order=True)
 
 
+# Reference-matching questions: "Which object has the same color as the red cone, the blue cone or
+# the red cube?". The question names a reference object first and then the options, as the
+# benchmarks' distance questions do ("closer to the X, the A or the B"), but asks about colour or
+# shape, never about place. The answer is always one option copied whole, never the reference, and
+# the distractors share the reference's other attribute, so mixing the reference's words into an
+# option ("red cone" -> "red cube" when "blue cube" is meant) is wrong.
+MATCH_TASKS = ("match", "color_match")
+
+
+def _match_question(attribute: str, reference: str, options: list[str], differ: bool, rng: random.Random) -> str:
+    named = f", the {options[0]} or the {options[1]}" if len(options) == 2 else ""
+    if differ:
+        return rng.choice([f"Which object is a different {attribute} from the {reference}{named}?",
+                           f"Which object does not have the same {attribute} as the {reference}{named}?"])
+    return rng.choice([f"Which object has the same {attribute} as the {reference}{named}?",
+                       f"Which object is the same {attribute} as the {reference}{named}?",
+                       f"Which object shares its {attribute} with the {reference}{named}?"])
+
+
+def _match(rng: random.Random) -> QA:
+    """A text-only reference-matching question over "color shape" phrases (MATCH_TASKS)."""
+    attribute = rng.choice(["color", "shape"])
+    differ = rng.random() < 1 / 3
+    n = rng.choice([2, 2, 2, 3])
+    colors, shapes = rng.sample(COLOR_NAMES, 4), rng.sample(SHAPES, 4)
+    ref_color, ref_shape = colors[0], shapes[0]
+    reference = f"{ref_color} {ref_shape}"
+    # Phrases that share the asked attribute with the reference (and not the other one), and
+    # phrases that share only the other attribute: the confusable ones.
+    if attribute == "color":
+        same = [f"{ref_color} {s}" for s in shapes[1:]]
+        other = [f"{c} {ref_shape}" for c in colors[1:]] + [f"{c} {s}" for c in colors[1:] for s in shapes[1:]]
+    else:
+        same = [f"{c} {ref_shape}" for c in colors[1:]]
+        other = [f"{ref_color} {s}" for s in shapes[1:]] + [f"{c} {s}" for c in colors[1:] for s in shapes[1:]]
+    if differ:
+        same, other = other, same
+    answer = rng.choice(same[:3])  # the confusable share-the-other-attribute phrases first
+    options = [answer, *rng.sample(other[:3], n - 1)]
+    rng.shuffle(options)
+    value = ref_color if attribute == "color" else f"a {ref_shape}"
+    if differ:
+        reasoning = f"The {reference} is {value}, and the {answer} is not."
+    else:
+        reasoning = rng.choice([f"The {reference} is {value}, and so is the {answer}.",
+                                f"The {answer} is {value}, like the {reference}."])
+    question = _match_question(attribute, reference, options, differ, rng)
+    return QA("match", question, answer, reasoning, tuple(options), keep_order=True)
+
+
+def color_match_question(record: dict, rng: random.Random) -> QA | None:
+    """A reference-matching question about the record's scene, answered from the picture: "Which
+    object has the same color as the cone, the red cube or the blue sphere?" names the reference
+    by its one unique attribute, so its other attribute must be seen. None when the scene has no
+    such reference with another object sharing the attribute that the question does not name."""
+    meta = record.get("meta") or {}
+    objects = (meta.get("scene") or {}).get("objects") or []
+    layout = meta.get("objects") or []
+    seen = [o for i, o in enumerate(objects) if (layout[i].get("visible", 1) if i < len(layout) else 1) >= MIN_VISIBLE]
+    if len(seen) < 2 or len(seen) < len(objects):  # every object in view, so "the same" is decidable
+        return None
+    phrases = Counter(f"{o['color']} {o['shape']}" for o in objects)
+    shapes, colors = Counter(o["shape"] for o in objects), Counter(o["color"] for o in objects)
+    candidates = []
+    for ref in objects:
+        for attribute, named_by in (("color", "shape"), ("shape", "color")):
+            if (shapes if named_by == "shape" else colors)[ref[named_by]] != 1:
+                continue
+            matches = [o for o in objects if o is not ref and o[attribute] == ref[attribute]
+                       and phrases[f"{o['color']} {o['shape']}"] == 1]
+            if matches:
+                candidates.append((ref, attribute, named_by, matches))
+    if not candidates:
+        return None
+    ref, attribute, named_by, matches = rng.choice(candidates)
+    answer_obj = rng.choice(matches)
+    answer = f"{answer_obj['color']} {answer_obj['shape']}"
+    reference = ref["shape"] if named_by == "shape" else f"{ref['color']} object"
+    wrong = [f"{o['color']} {o['shape']}" for o in objects if o[attribute] != ref[attribute]]
+    if not wrong:  # every other object shares the attribute: an object not in the scene
+        pool = [c for c in COLOR_NAMES if c != ref["color"]] if attribute == "color" else [s for s in SHAPES if s != ref["shape"]]
+        pick = rng.choice(pool)
+        wrong = [f"{pick} {answer_obj['shape']}" if attribute == "color" else f"{answer_obj['color']} {pick}"]
+    options = [answer, rng.choice(sorted(set(wrong)))]
+    rng.shuffle(options)
+    value = ref["color"] if attribute == "color" else f"a {ref['shape']}"
+    reasoning = rng.choice([f"The {reference} is {value}, and so is the {answer}.",
+                            f"The {reference} in the picture is {value}, like the {answer}."])
+    question = _match_question(attribute, reference, options, False, rng)
+    return QA("color_match", question, answer, reasoning, tuple(options), keep_order=True)
+
+
 _TEXT_MAKERS = {"arithmetic": _arithmetic, "comparison": _comparison, "alphabet": _alphabet, "length": _length,
-                "lookup": _lookup, "pick": _pick}
+                "lookup": _lookup, "pick": _pick, "match": _match}
 
 
 def text_question(rng: random.Random, task: str | None = None, pick: float | None = None) -> QA:
@@ -796,6 +894,10 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     shuffle_rng = random.Random(seed + 104729)  # likewise for shuffled descriptions
     recite_rng = random.Random(seed + 32452843)  # and for recited options
     grounding_rng = random.Random(seed + 15485863)  # and for grounding facts
+    match_rng = random.Random(seed + 49979687)  # and for reference-matching questions
+
+    def matching() -> bool:
+        return mixture.match > 0 and match_rng.random() < mixture.match
 
     def letter_form(listed: bool) -> str | None:
         if not listed or mixture.letter <= 0 or letter_rng.random() >= mixture.letter:
@@ -831,9 +933,9 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         elif kind == "markup":
             style, text = make_markup_document(description, rng)
         else:
-            qa = image_question(record, rng)
+            qa = (color_match_question(record, match_rng) if matching() else None) or image_question(record, rng)
             style = next(image_styles)
-            listed = next(image_choices) == "yes"
+            listed = next(image_choices) == "yes" or qa.task in MATCH_TASKS
             text = render_qa(qa, style, listed, True, rng, letter_form(listed), recites(listed, style))
         task = qa.task if kind == "image_qa" else None
         mark = IMAGE_MARK if rng.random() < 0.5 else ""
@@ -844,8 +946,8 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     text_styles = _allocate(rng, text_count, styles)
     text_choices = _allocate(rng, text_count, {"yes": mixture.choices, "no": 1 - mixture.choices})
     for style, choice in zip(text_styles, text_choices, strict=True):
-        qa = text_question(rng, pick=mixture.pick)
-        listed = choice == "yes" or qa.task == "pick"
+        qa = _match(match_rng) if matching() else text_question(rng, pick=mixture.pick)
+        listed = choice == "yes" or qa.task in ("pick", *MATCH_TASKS)
         text = render_qa(qa, style, listed, False, rng, letter_form(listed), recites(listed, style))
         examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text,
                          "task": qa.task})

@@ -500,3 +500,54 @@ def test_a_recite_share_works_through_the_options_and_changes_nothing_else(synth
     with pytest.raises(ValueError, match="choices listed"):
         corpus.render_qa(corpus.QA("pick", "Which is a fruit?", "pear", "A pear is a fruit.", ("stone", "pear")),
                          "tagged", False, False, __import__("random").Random(0), recite=True)
+
+
+MATCH = re.compile(r"Which object (?:has the same|is the same|shares its|is a different|does not have the same) "
+                   r"(color|shape) (?:as|with|from) the ([a-z]+(?: [a-z]+)?)(?:, the ([a-z]+ [a-z]+) or the ([a-z]+ [a-z]+))?\?")
+
+
+def test_reference_matching_questions_are_answered_with_a_whole_option_never_the_reference(synth_dir, records):
+    """The `match` share: "Which object has the same color as the red cone, the A or the B?", as
+    text and about the picture. Each answer is recomputed here from the question and the scene."""
+    mixture = Mixture(description=0.0, markup=0.0, text_qa=0.5, image_qa=0.5, choices=0.0, r1=0.4, tagged=0.4,
+                      match=1.0)
+    found = Counter()
+    for example in pretrain_examples(synth_dir, seed=4, max_items=300, mixture=mixture):
+        if example["task"] not in corpus.MATCH_TASKS:
+            continue
+        found[example["task"]] += 1
+        text = example["target"]
+        assert not evaluated_family_questions(text), text
+        question, options, answer, _ = read_qa(example)
+        assert options and answer in options, text  # always listed, even with choices 0
+        m = MATCH.search(question)
+        assert m, question
+        attribute, reference, *named = m.groups()
+        if named[0]:
+            assert sorted(named) == sorted(options), text
+        index = 0 if attribute == "color" else 1
+        if example["task"] == "match":
+            ref = reference.split()
+        else:  # the reference is named by its unique other attribute; its asked one is seen
+            objects = records[example["image"]]["meta"]["scene"]["objects"]
+            key = "shape" if attribute == "color" else "color"
+            ref_obj = [o for o in objects if o[key] == reference.replace(" object", "")]
+            assert len(ref_obj) == 1, text
+            ref = [ref_obj[0]["color"], ref_obj[0]["shape"]]
+            assert answer in {f"{o['color']} {o['shape']}" for o in objects if o is not ref_obj[0]}, text
+        assert answer != " ".join(ref)
+        differ = "different" in question or "does not" in question
+        right = [o for o in options if (o.split()[index] == ref[index]) != differ]
+        assert right == [answer], text
+    assert found["match"] > 30 and found["color_match"] > 30, found
+
+
+def test_the_match_share_is_the_share_of_qa_documents_that_match(synth_dir):
+    mixture = Mixture(description=0.2, markup=0.1, text_qa=0.35, image_qa=0.35, choices=0.6, match=0.5)
+    examples = pretrain_examples(synth_dir, seed=5, max_items=400, mixture=mixture)
+    for kind, task, low in (("text_qa", "match", 0.4), ("image_qa", "color_match", 0.15)):
+        qa = [e for e in examples if e["kind"] == kind]
+        share = sum(e["task"] == task for e in qa) / len(qa)
+        # text: 0.5 of them; image: 0.5 where the scene has a reference and a match, else identity
+        assert low < share < 0.6, (kind, share)
+    assert not any(e["task"] in corpus.MATCH_TASKS for e in pretrain_examples(synth_dir, seed=5, max_items=400))
