@@ -531,7 +531,7 @@ def _pick(rng: random.Random) -> QA:
 # shape, never about place. The answer is always one option copied whole, never the reference, and
 # the distractors share the reference's other attribute, so mixing the reference's words into an
 # option ("red cone" -> "red cube" when "blue cube" is meant) is wrong.
-MATCH_TASKS = ("match", "color_match")
+MATCH_TASKS = ("match", "picture_match")
 
 
 def _match_question(attribute: str, reference: str, options: list[str], differ: bool, rng: random.Random) -> str:
@@ -562,7 +562,9 @@ def _match(rng: random.Random) -> QA:
         other = [f"{ref_color} {s}" for s in shapes[1:]] + [f"{c} {s}" for c in colors[1:] for s in shapes[1:]]
     if differ:
         same, other = other, same
-    answer = rng.choice(same[:3])  # the confusable share-the-other-attribute phrases first
+    # Three of each list: the distractors are then the confusable phrases (the answer too when
+    # `differ` swaps the lists).
+    answer = rng.choice(same[:3])
     options = [answer, *rng.sample(other[:3], n - 1)]
     rng.shuffle(options)
     value = ref_color if attribute == "color" else f"a {ref_shape}"
@@ -575,7 +577,7 @@ def _match(rng: random.Random) -> QA:
     return QA("match", question, answer, reasoning, tuple(options), keep_order=True)
 
 
-def color_match_question(record: dict, rng: random.Random) -> QA | None:
+def picture_match_question(record: dict, rng: random.Random) -> QA | None:
     """A reference-matching question about the record's scene, answered from the picture: "Which
     object has the same color as the cone, the red cube or the blue sphere?" names the reference
     by its one unique attribute, so its other attribute must be seen. None when the scene has no
@@ -614,7 +616,7 @@ def color_match_question(record: dict, rng: random.Random) -> QA | None:
     reasoning = rng.choice([f"The {reference} is {value}, and so is the {answer}.",
                             f"The {reference} in the picture is {value}, like the {answer}."])
     question = _match_question(attribute, reference, options, False, rng)
-    return QA("color_match", question, answer, reasoning, tuple(options), keep_order=True)
+    return QA("picture_match", question, answer, reasoning, tuple(options), keep_order=True)
 
 
 _TEXT_MAKERS = {"arithmetic": _arithmetic, "comparison": _comparison, "alphabet": _alphabet, "length": _length,
@@ -933,7 +935,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
         elif kind == "markup":
             style, text = make_markup_document(description, rng)
         else:
-            qa = (color_match_question(record, match_rng) if matching() else None) or image_question(record, rng)
+            qa = (picture_match_question(record, match_rng) if matching() else None) or image_question(record, rng)
             style = next(image_styles)
             listed = next(image_choices) == "yes" or qa.task in MATCH_TASKS
             text = render_qa(qa, style, listed, True, rng, letter_form(listed), recites(listed, style))

@@ -539,13 +539,13 @@ def test_reference_matching_questions_are_answered_with_a_whole_option_never_the
         differ = "different" in question or "does not" in question
         right = [o for o in options if (o.split()[index] == ref[index]) != differ]
         assert right == [answer], text
-    assert found["match"] > 30 and found["color_match"] > 30, found
+    assert found["match"] > 30 and found["picture_match"] > 30, found
 
 
 def test_the_match_share_is_the_share_of_qa_documents_that_match(synth_dir):
     mixture = Mixture(description=0.2, markup=0.1, text_qa=0.35, image_qa=0.35, choices=0.6, match=0.5)
     examples = pretrain_examples(synth_dir, seed=5, max_items=400, mixture=mixture)
-    for kind, task, low in (("text_qa", "match", 0.4), ("image_qa", "color_match", 0.15)):
+    for kind, task, low in (("text_qa", "match", 0.4), ("image_qa", "picture_match", 0.15)):
         qa = [e for e in examples if e["kind"] == kind]
         share = sum(e["task"] == task for e in qa) / len(qa)
         # text: 0.5 of them; image: 0.5 where the scene has a reference and a match, else identity
