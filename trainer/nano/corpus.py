@@ -582,11 +582,8 @@ def picture_match_question(record: dict, rng: random.Random) -> QA | None:
     object has the same color as the cone, the red cube or the blue sphere?" names the reference
     by its one unique attribute, so its other attribute must be seen. None when the scene has no
     such reference with another object sharing the attribute that the question does not name."""
-    meta = record.get("meta") or {}
-    objects = (meta.get("scene") or {}).get("objects") or []
-    layout = meta.get("objects") or []
-    seen = [o for i, o in enumerate(objects) if (layout[i].get("visible", 1) if i < len(layout) else 1) >= MIN_VISIBLE]
-    if len(seen) < 2 or len(seen) < len(objects):  # every object in view, so "the same" is decidable
+    objects = _scene_objects(record)
+    if len(objects) < 2 or not all(_in_view(record)):  # every object in view, so "the same" is decidable
         return None
     phrases = Counter(f"{o['color']} {o['shape']}" for o in objects)
     shapes, colors = Counter(o["shape"] for o in objects), Counter(o["color"] for o in objects)
@@ -631,14 +628,23 @@ def text_question(rng: random.Random, task: str | None = None, pick: float | Non
     return _TEXT_MAKERS[task or rng.choice(TEXT_TASKS)](rng)
 
 
+def _scene_objects(record: dict) -> list[dict]:
+    return ((record.get("meta") or {}).get("scene") or {}).get("objects") or []
+
+
+def _in_view(record: dict) -> list[bool]:
+    """Per scene object: whether it is mostly visible (MIN_VISIBLE), as a referent must be."""
+    layout = (record.get("meta") or {}).get("objects") or []
+    return [(layout[i].get("visible", 1) if i < len(layout) else 1) >= MIN_VISIBLE
+            for i in range(len(_scene_objects(record)))]
+
+
 def identity_referents(record: dict) -> dict[str, list[tuple[str, dict]]]:
     """What the scene allows asking, per identity task: (referent phrase, object) pairs whose object
     is the only one of its shape (color task), of its color (shape task), or of its shape, color or
     color and shape (size task), among all objects of the scene, and mostly visible."""
-    meta = record.get("meta") or {}
-    objects = (meta.get("scene") or {}).get("objects") or []
-    layout = meta.get("objects") or []
-    visible = [(layout[i].get("visible", 1) if i < len(layout) else 1) >= MIN_VISIBLE for i in range(len(objects))]
+    objects = _scene_objects(record)
+    visible = _in_view(record)
     shapes = Counter(o["shape"] for o in objects)
     colors = Counter(o["color"] for o in objects)
     kinds = Counter((o["color"], o["shape"]) for o in objects)
@@ -691,7 +697,7 @@ def image_question(record: dict, rng: random.Random) -> QA | None:
             question = rng.choice([f"Which object is the {name}?", f"What is the {name} in the image?",
                                    f"Which object in the picture is a {name}?"])
         reasoning = rng.choice([f"The {name} is the {phrase}.", f"The only {name} in the picture is the {phrase}."])
-        objects = (record.get("meta") or {}).get("scene", {}).get("objects") or []
+        objects = _scene_objects(record)
         others = [f"{o['color']} {o['shape']}" for o in objects]
         unseen = [f"{c} {s}" for c in rng.sample(COLOR_NAMES, 3) for s in rng.sample(SHAPES, 1)]
         return QA("object", question, phrase, reasoning, _options(phrase, others if len(set(others)) > 1 else unseen, rng))
@@ -948,7 +954,7 @@ def pretrain_examples(dataset_dir: str | Path, split: str = "train", seed: int =
     text_styles = _allocate(rng, text_count, styles)
     text_choices = _allocate(rng, text_count, {"yes": mixture.choices, "no": 1 - mixture.choices})
     for style, choice in zip(text_styles, text_choices, strict=True):
-        qa = _match(match_rng) if matching() else text_question(rng, pick=mixture.pick)
+        qa = text_question(match_rng, "match") if matching() else text_question(rng, pick=mixture.pick)
         listed = choice == "yes" or qa.task in ("pick", *MATCH_TASKS)
         text = render_qa(qa, style, listed, False, rng, letter_form(listed), recites(listed, style))
         examples.append({"kind": "text_qa", "style": style, "image": None, "prefix": "", "target": text,
