@@ -295,6 +295,16 @@ def test_cli_writes_the_job_folder_exports_a_servable_model_and_resumes(dataset_
     assert {r["step"] for r in read_jsonl(out / "rollouts.jsonl")} == {1, 2, 3}
     assert len(read_jsonl(out / "rollouts.jsonl")) == 3 * 8
 
+    # A finished job run again with a larger total continues from its last checkpoint (how the
+    # shipped nano run went from 300 to 500 steps), the schedule spread over the new total.
+    (out / "result.json").unlink()
+    assert grpo.main([*common, "--steps", "5"]) == 0
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5]
+    assert metrics[2]["learning_rate"] == pytest.approx(lr_step_3)
+    assert metrics[4]["learning_rate"] == pytest.approx(1e-3 / 5)
+    assert json.loads((out / "result.json").read_text())["steps"] == 5
+
 
 def test_a_resumed_job_continues_from_the_checkpoints_weights(tmp_path):
     """A checkpoint holds Qwen2-VL's weights under their saved names; the Trainer's own resume matched
