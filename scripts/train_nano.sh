@@ -42,7 +42,11 @@ MIXTURE=${MIXTURE:-$([ "$LEVEL" = easy ] && echo '{"r1":0.05,"tagged":0.25}' || 
 # GRPO: configs/grpo-nano-r1zero.json; SFT sees as many questions as GRPO's prompts.
 GRPO_CONFIG=${GRPO_CONFIG:-configs/grpo-nano-r1zero.json}
 CONFIG_STEPS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$GRPO_CONFIG")
-GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo 300 || echo "$CONFIG_STEPS")}  # the shipped easy run: 300 (seed 1)
+# GRPO_STEPS may list several totals: each run after the first resumes the previous one's last
+# checkpoint with its learning-rate schedule spread over the new total. The shipped easy run: 300,
+# then continued to 500 (seed 1).
+GRPO_STEPS=${GRPO_STEPS:-$([ "$LEVEL" = easy ] && echo "300 500" || echo "$CONFIG_STEPS")}
+GRPO_TOTAL=${GRPO_STEPS##* }  # the last total: the steps GRPO takes in all
 GRPO_PROMPTS=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompts_per_step'])" "$GRPO_CONFIG")
 if [ "$LEVEL" = easy ]; then SIZE_FLAGS="--level easy"; MAX_PIXELS=${MAX_PIXELS:-28224}; else SIZE_FLAGS=""; MAX_PIXELS=${MAX_PIXELS:-50176}; fi
 export OMP_NUM_THREADS=$THREADS
@@ -227,12 +231,12 @@ if has probes; then
     || echo "format probe failed" >&2
 fi
 
-# 4. SFT baseline: direct answers (the option's text, or its letter: SFT_ANSWER), GRPO_STEPS x
+# 4. SFT baseline: direct answers (the option's text, or its letter: SFT_ANSWER), GRPO_TOTAL x
 #    GRPO_PROMPTS examples.
 if has sft; then
   trained "$B/sft" || stage sft "$PY" -m trainer.nano.sft --model "$BASE/model" --dataset "$B/spatial-synth" --out "$B/sft" \
     --answer "$SFT_ANSWER" \
-    --steps "$GRPO_STEPS" --batch-size "$GRPO_PROMPTS" --lr 5e-4 --warmup 20 --max-pixels "$MAX_PIXELS" \
+    --steps "$GRPO_TOTAL" --batch-size "$GRPO_PROMPTS" --lr 5e-4 --warmup 20 --max-pixels "$MAX_PIXELS" \
     --device "$DEVICE" --workers "$WORKERS" --threads "$THREADS" --seed 0
 fi
 
@@ -240,9 +244,12 @@ fi
 #    GRPO_PARALLEL=1 runs the seeds at once, the threads shared out: on a CPU a step is mostly
 #    token-by-token generation, which keeps one core busy, so two runs of one thread finish sooner.
 grpo() {  # grpo SEED THREADS
-  "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$BASE/model" \
-    --dataset "$B/spatial-synth" --output-dir "$B/grpo-seed$1" --export-dir "$B/grpo-seed$1/model" \
-    --job-id "nano-r1zero-seed$1" --seed "$1" --device "$DEVICE" --threads "$2" --steps "$GRPO_STEPS"
+  local steps
+  for steps in $GRPO_STEPS; do
+    "$PY" -m trainer.grpo --config "$GRPO_CONFIG" --base-model "$BASE/model" \
+      --dataset "$B/spatial-synth" --output-dir "$B/grpo-seed$1" --export-dir "$B/grpo-seed$1/model" \
+      --job-id "nano-r1zero-seed$1" --seed "$1" --device "$DEVICE" --threads "$2" --steps "$steps"
+  done
 }
 grpo_parallel() {
   local seeds=($SEEDS) pids=() seed
