@@ -122,8 +122,12 @@ def _dynamic_shapes(graph: str, num_layers: int):
         return ({0: dyn, 1: dyn},)
     if graph == "vision_encoder":
         return ({0: dyn}, {0: dyn})
-    past = tuple({0: dyn, 2: dyn} for _ in range(2 * num_layers))
-    return ({0: dyn, 1: dyn}, {0: dyn, 1: dyn}, {1: dyn, 2: dyn}, {}, past)
+    # One named length for every layer's past (and one batch, one sequence), so the graph computes
+    # each shape once instead of once per layer: fewer nodes, and a decode step of a small model
+    # costs about one kernel launch per node.
+    batch, seq, past_len = (torch.export.Dim(name) for name in ("batch_size", "sequence_length", "past_sequence_length"))
+    past = tuple({0: batch, 2: past_len} for _ in range(2 * num_layers))
+    return ({0: batch, 1: seq}, {0: batch, 1: dyn}, {1: batch, 2: seq}, {}, past)
 
 
 def _rename_dims(proto: onnx.ModelProto, names: dict[str, dict[int, str]]) -> None:
@@ -193,7 +197,25 @@ def convert_fp16(src: Path, dst: Path) -> bool:
     model = onnx.load(str(src))
     # The additive attention masks use -30000, representable in float16 (see onnx_graphs.py).
     converted = convert_float_to_float16(model, keep_io_types=False, disable_shape_infer=True)
+    _norms_by_reciprocal(converted)
     return save_onnx(converted, dst)
+
+
+def _norms_by_reciprocal(proto: onnx.ModelProto) -> None:
+    """Rewrite each RMSNorm's x / sqrt(v) as x * reciprocal(sqrt(v)), the form HF exports, which
+    onnxruntime leaves unfused. In float16 its fused SimplifiedLayerNormalization on CPU is less
+    accurate: max |logit diff| 0.0096 against 0.0005 unfused on the tiny test model."""
+    sqrt_outputs = {node.output[0] for node in proto.graph.node if node.op_type == "Sqrt"}
+    nodes = []
+    for node in proto.graph.node:
+        if node.op_type == "Div" and node.input[1] in sqrt_outputs:
+            inverse = node.output[0] + "_reciprocal"
+            nodes.append(onnx.helper.make_node("Reciprocal", [node.input[1]], [inverse], name=node.name + "_reciprocal"))
+            nodes.append(onnx.helper.make_node("Mul", [node.input[0], inverse], list(node.output), name=node.name))
+        else:
+            nodes.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
 
 
 def quantize_q8(src: Path, dst: Path) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb, apply_rotary_pos_emb_vision
+from transformers.models.qwen2_vl.modeling_qwen2_vl import apply_rotary_pos_emb_vision
 
 # Additive bias for disallowed attention: large enough that exp() underflows to 0 next to any real
 # score, and finite in float16 so the fp16 variant never turns a fully masked (padding) row to NaN.
@@ -70,7 +70,12 @@ class VisionEncoder(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
         visual = self.visual
-        patches = visual.patch_embed(pixel_values)
+        # The patch embedding is a Conv3d whose kernel equals its stride, so over flattened patches it
+        # is one matrix product; onnxruntime's 3-D Conv took a third of this graph's time.
+        proj = visual.patch_embed.proj
+        patches = pixel_values.to(proj.weight.dtype) @ proj.weight.reshape(proj.out_channels, -1).t()
+        if proj.bias is not None:
+            patches = patches + proj.bias
         row, col, frame_start = vision_patch_positions(grid_thw, patches.shape[0], self.merge)
         cos, sin = visual.rotary_pos_emb(patches, torch.stack([row, col], dim=-1))
         same_frame = frame_start[:, None] == frame_start[None, :]
@@ -97,8 +102,34 @@ class VisionEncoder(nn.Module):
         return attn.proj(out.transpose(0, 1).reshape(1, n, -1))
 
 
+def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """HF's RMSNorm written with a division: x / sqrt(mean(x^2) + eps) * weight.
+
+    HF multiplies by rsqrt, which exports as Sqrt, Reciprocal, Mul; onnxruntime's load-time
+    optimizer fuses this form (Pow, ReduceMean, Add, Sqrt, Div, Mul) into one
+    SimplifiedLayerNormalization node, and a residual Add before it into SkipSimplifiedLayerNormalization.
+    """
+    x32 = x.float()
+    variance = x32.pow(2).mean(-1, keepdim=True)
+    return norm.weight * (x32 / torch.sqrt(variance + norm.variance_epsilon)).to(x.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding, HF's x cos + rotate_half(x) sin with rotate_half(x) = (-x2, x1): here
+    (x2, x1) times a sine whose first half is negated once for all layers (`signed_sin`)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((x2, x1), dim=-1) * signed_sin
+
+
 class Decoder(nn.Module):
-    """HF's language model + LM head with an explicit KV cache in and out (prefill and decode)."""
+    """HF's language model + LM head with an explicit KV cache in and out (prefill and decode).
+
+    Same weights and arithmetic as HF's modules, written for a small graph, since a decode step of a
+    small model costs about one kernel launch per node (docs/export.md, "Graphs"): the q, k and v
+    projections as one MatMul, the rotary embedding applied to queries and keys together, the
+    key/value heads shared by their query groups without copying them, RMSNorm in a form
+    onnxruntime fuses.
+    """
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -109,6 +140,17 @@ class Decoder(nn.Module):
         self.kv_heads = cfg.num_key_value_heads
         self.heads = cfg.num_attention_heads
         self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.qkv = nn.ModuleList(self._fused_qkv(layer.self_attn) for layer in self.lm.layers)
+
+    @staticmethod
+    def _fused_qkv(attn: nn.Module) -> nn.Linear:
+        projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+        weight = torch.cat([p.weight for p in projections]).detach()
+        fused = nn.Linear(weight.shape[1], weight.shape[0], bias=True, dtype=weight.dtype, device=weight.device)
+        fused.weight = nn.Parameter(weight, requires_grad=False)
+        biases = [p.bias if p.bias is not None else torch.zeros(p.out_features, dtype=weight.dtype) for p in projections]
+        fused.bias = nn.Parameter(torch.cat(biases).detach(), requires_grad=False)
+        return fused
 
     def forward(self, inputs_embeds, attention_mask, position_ids, num_logits_to_keep, *past):
         seq = inputs_embeds.shape[1]
@@ -121,20 +163,23 @@ class Decoder(nn.Module):
         query_pos = torch.arange(seq, device=inputs_embeds.device) + past_len
         allowed = (key_pos[None, :] <= query_pos[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
         bias = torch.zeros(allowed.shape, dtype=dtype, device=inputs_embeds.device)
-        bias = bias.masked_fill(~allowed, MASK_VALUE)
+        # [B, 1, 1, S, P+S]: broadcast over key/value heads and the query heads of each group.
+        bias = bias.masked_fill(~allowed, MASK_VALUE)[:, :, None]
 
         cos, sin = self.lm.rotary_emb(inputs_embeds, position_ids)
+        half = sin.shape[-1] // 2
+        sin = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+        cos, sin = cos[:, None], sin[:, None]  # [B, 1, S, d]: broadcast over heads
         hidden = inputs_embeds
         presents = []
         for i, layer in enumerate(self.lm.layers):
-            residual = hidden
             attn_out, key, value = self._attention(
-                layer.self_attn, layer.input_layernorm(hidden), cos, sin, bias, past[2 * i], past[2 * i + 1]
+                i, layer.self_attn, rms_norm(layer.input_layernorm, hidden), cos, sin, bias, past[2 * i], past[2 * i + 1]
             )
             presents += [key, value]
-            hidden = residual + attn_out
-            hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
-        hidden = self.lm.norm(hidden)
+            hidden = hidden + attn_out
+            hidden = hidden + layer.mlp(rms_norm(layer.post_attention_layernorm, hidden))
+        hidden = rms_norm(self.lm.norm, hidden)
 
         keep = num_logits_to_keep.item()
         torch._check(keep >= 0)
@@ -144,25 +189,21 @@ class Decoder(nn.Module):
         logits = self.lm_head(hidden[:, start:, :])
         return (logits, *presents)
 
-    def _attention(self, attn, x, cos, sin, bias, past_key, past_value):
+    def _attention(self, i, attn, x, cos, sin, bias, past_key, past_value):
         batch, seq = x.shape[0], x.shape[1]
-        q = attn.q_proj(x).view(batch, seq, self.heads, self.head_dim).transpose(1, 2)
-        k = attn.k_proj(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        v = attn.v_proj(x).view(batch, seq, self.kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, cos, sin)
+        heads, kv, d = self.heads, self.kv_heads, self.head_dim
+        qkv = self.qkv[i](x).view(batch, seq, heads + 2 * kv, d).transpose(1, 2)
+        qk, v = qkv.split([heads + kv, kv], dim=1)
+        q, k = rotate(qk, cos, sin).split([heads, kv], dim=1)
         key = torch.cat([past_key, k], dim=2)
         value = torch.cat([past_value, v], dim=2)
-        # Grouped-query attention by expand + reshape, which exports with dynamic batch sizes
-        # (repeat_interleave did not; docs/export.md, "Graphs").
-        rep = self.heads // self.kv_heads
+        # Grouped-query attention: query head g * rep + r reads key/value head g. The rep query heads
+        # of a group are stacked as rows of one matrix against their group's keys, so the keys and
+        # values are never repeated (HF's repeat_kv copies them rep times per layer and step).
+        rep = heads // kv
         total = key.shape[2]
-        k_all = key[:, :, None].expand(batch, self.kv_heads, rep, total, self.head_dim).reshape(
-            batch, self.heads, total, self.head_dim
-        )
-        v_all = value[:, :, None].expand(batch, self.kv_heads, rep, total, self.head_dim).reshape(
-            batch, self.heads, total, self.head_dim
-        )
-        scores = torch.matmul(q, k_all.transpose(2, 3)) * attn.scaling + bias
-        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-        out = torch.matmul(probs, v_all).transpose(1, 2).reshape(batch, seq, -1)
+        scores = torch.matmul(q.reshape(batch, kv, rep * seq, d), key.transpose(2, 3)) * attn.scaling
+        scores = scores.view(batch, kv, rep, seq, total) + bias
+        probs = torch.softmax(scores.float(), dim=-1).to(q.dtype).view(batch, kv, rep * seq, total)
+        out = torch.matmul(probs, value).view(batch, heads, seq, d).transpose(1, 2).reshape(batch, seq, -1)
         return attn.o_proj(out), key, value
