@@ -6,12 +6,14 @@
 //     for a vocabulary too large to tabulate, the embed_tokens graph runs per token);
 //   - every input allocated once (positions and mask are views of preallocated buffers);
 //   - the outputs preallocated and written in place by onnxruntime: the logits row, and each
-//     layer's present key/value in one of two ping-pong buffers, the other holding the past;
+//     layer's present key/value in one of two ping-pong buffers, the other holding the past
+//     (or allocated by onnxruntime per run, where that is faster);
 //   - greedy argmax in a plain loop.
 // Time to first token is the vision encoder, the prompt's embeddings and the prefill run.
 //
-// `ceiling(dir, dtype, options, shapes)` measures the loop in each shape: TIGHTEST is the ceiling;
-// the others add back one thing our engine does at a time (bench/generation.ts --ladder).
+// `ceiling(dir, dtype, options, shapes)` measures the loop in each shape. The ceiling is the faster
+// of TIGHTEST and TIGHTEST with runtime-allocated outputs (which one wins depends on the model);
+// the other shapes add back one thing our engine does at a time (bench/generation.ts --ladder).
 import * as ort from 'onnxruntime-node';
 import { Dtype, readModelFolder } from '../src/engine/model_folder';
 import { Tokenizer } from '../src/engine/tokenizer';
@@ -73,8 +75,11 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: ['cpu'], graphOptimizationLevel: 'all', interOpNumThreads: 1, executionMode: 'sequential', intraOpNumThreads: threads,
   };
-  const embedSession = await ort.InferenceSession.create(folder.graphFiles.embed_tokens, options);
-  const visionSession = await ort.InferenceSession.create(folder.graphFiles.vision_encoder, options);
+  // As in the engine, only the decoder's threads spin-wait between runs: the other sessions' idle
+  // threads would spin beside the decoder's (each session has its own pool).
+  const quiet = { ...options, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+  const embedSession = await ort.InferenceSession.create(folder.graphFiles.embed_tokens, quiet);
+  const visionSession = await ort.InferenceSession.create(folder.graphFiles.vision_encoder, quiet);
   const decoder = await ort.InferenceSession.create(folder.graphFiles.decoder_model_merged, options);
   const { numLayers, numKvHeads: kv, headDim: d, hiddenSize: hidden } = folder.text;
   const meta = (session: ort.InferenceSession, name: string) =>

@@ -230,18 +230,25 @@ async function main() {
   const bandwidth = memoryBandwidth(threads);
   console.error(`memory bandwidth (onnxruntime reduction, ${threads} threads): ${(bandwidth / 1e9).toFixed(1)} GB/s`);
   const rows: Row[] = [];
+  // Which outputs are faster, preallocated or the runtime's, depends on the model (the present KV
+  // tensors written into views of large buffers, or allocated per run): the ceiling is the faster.
+  const ceilings: LoopShape[] = [TIGHTEST, { ...TIGHTEST, preallocated: false }];
   const shapes: LoopShape[] = LADDER
-    ? [TIGHTEST, { ...TIGHTEST, preallocated: false }, { ...TIGHTEST, preallocated: false, table: false }, { table: false, preallocated: false, argmax: false }]
-    : [TIGHTEST];
-  const shapeName = (s: LoopShape) =>
-    s === TIGHTEST ? 'ceiling (onnxruntime-node loop)' : `loop: ${[s.preallocated ? '' : 'runtime-allocated outputs', s.table ? '' : 'embed graph per token', s.argmax ? '' : 'our sampler'].filter(Boolean).join(', ')}`;
+    ? [...ceilings, { ...TIGHTEST, preallocated: false, table: false }, { table: false, preallocated: false, argmax: false }]
+    : ceilings;
+  const outputs = (s: LoopShape) => (s.preallocated ? 'preallocated outputs' : 'runtime-allocated outputs');
+  const shapeName = (s: LoopShape) => `loop: ${[outputs(s), s.table ? 'embedding table' : 'embed graph per token', s.argmax ? 'argmax' : 'our sampler'].join(', ')}`;
   for (const v of variants) {
     console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ceiling`);
     const images = [await image(448, 1), ...(await Promise.all(Array.from({ length: ROUNDS }, (_, r) => image(448, 300 + r))))];
     const small = { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images: [await image(224, 7)] };
     const batched = await batchedCeiling(v.dir, v.dtype, small, CONCURRENCY);
-    for (const result of await ceiling(v.dir, v.dtype, { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images }, shapes)) {
-      const row: Row = { model: basename(v.dir), dtype: v.dtype, engine: shapeName(result.shape), ttftMs: result.ttftMs, decodeTps: result.decodeTps, aggregate: result.shape === TIGHTEST ? batched : {} };
+    const results = await ceiling(v.dir, v.dtype, { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images }, shapes);
+    const best = results.filter((r) => ceilings.includes(r.shape)).reduce((a, b) => (b.decodeTps > a.decodeTps ? b : a));
+    for (const result of results) {
+      if (result !== best && !LADDER) continue;
+      const engine = result === best ? `ceiling (onnxruntime-node loop, ${outputs(result.shape)})` : shapeName(result.shape);
+      const row: Row = { model: basename(v.dir), dtype: v.dtype, engine, ttftMs: result.ttftMs, decodeTps: result.decodeTps, aggregate: result === best ? batched : {} };
       row.rooflineFraction = decoderBytes(v) / bandwidth / (1 / row.decodeTps);
       rows.push(row);
       console.error(`[bench] ${JSON.stringify(row)}`);

@@ -40,6 +40,12 @@ export interface GraphOptions {
   threads?: number;
   /** onnxruntime execution providers in order of preference (default: cpu only). */
   executionProviders?: readonly string[];
+  /**
+   * Whether the graph's worker threads spin-wait for more work after a run (onnxruntime's default,
+   * true). Every session has its own thread pool, so a spinning pool takes cores from the next
+   * graph's run; graphs that run between another graph's runs should not spin.
+   */
+  spin?: boolean;
 }
 
 /** The execution providers this onnxruntime-node build knows (`cuda` and `tensorrt` also need their libraries installed). */
@@ -75,6 +81,7 @@ export class Graph {
         executionMode: 'sequential',
       };
       if (options.threads !== undefined) sessionOptions.intraOpNumThreads = options.threads;
+      if (options.spin === false) sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' } } };
       const session = await ort.InferenceSession.create(path, sessionOptions);
       return new Graph(basename(path), session);
     } catch (error) {

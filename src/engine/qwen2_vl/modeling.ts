@@ -52,9 +52,17 @@ export function checkGraphs(folder: ModelFolder, graphs: Record<GraphName, Graph
   }
 }
 
+/**
+ * Largest token-embedding table kept in memory instead of running embed_tokens per decode step
+ * (nano models: under 1 MB; a 2B model's 0.9 GB is not kept).
+ */
+export const EMBED_TABLE_BYTES = 32 * 2 ** 20;
+
 export class Qwen2VLGraphs {
   readonly info: ModelInfo;
   private readonly graphs: Record<GraphName, Graph>;
+  /** embed_tokens' output for every id, row after row, when it fits EMBED_TABLE_BYTES. */
+  private table: Float32Array | null = null;
 
   private constructor(graphs: Record<GraphName, Graph>, info: ModelInfo) {
     this.graphs = graphs;
@@ -64,8 +72,11 @@ export class Qwen2VLGraphs {
   static async open(folder: ModelFolder, threads?: number, executionProviders?: readonly string[]): Promise<Qwen2VLGraphs> {
     const opened: Graph[] = [];
     try {
+      // Only the decoder spins: the embedding and vision graphs run just before decoder runs, and
+      // their idle threads spinning beside the decoder's cost a small model a quarter of its decode
+      // rate on 2 cores (docs/performance.md, "Threads that spin").
       for (const name of ['embed_tokens', 'vision_encoder', 'decoder_model_merged'] as GraphName[]) {
-        opened.push(await Graph.open(folder.graphFiles[name], { threads, executionProviders }));
+        opened.push(await Graph.open(folder.graphFiles[name], { threads, executionProviders, spin: name === 'decoder_model_merged' }));
       }
       const graphs = { embed_tokens: opened[0], vision_encoder: opened[1], decoder_model_merged: opened[2] };
       checkGraphs(folder, graphs);
@@ -74,13 +85,20 @@ export class Qwen2VLGraphs {
       const logitsShape = decoder.outputs.get('logits')!.shape;
       const logitsSize = typeof logitsShape[2] === 'number' ? logitsShape[2] : folder.text.vocabSize;
       const { numLayers, numKvHeads, headDim, hiddenSize } = folder.text;
-      return new Qwen2VLGraphs(graphs, {
+      const result = new Qwen2VLGraphs(graphs, {
         layout: { numLayers, kvHeads: numKvHeads, headDim, type: pastType },
         hiddenSize,
         logitsSize,
         hasNumLogitsToKeep: decoder.inputs.has('num_logits_to_keep'),
         embedsType: decoder.inputs.get('inputs_embeds')!.type as TensorType,
       });
+      // A decode step of a small model costs well under a millisecond, and a graph run per step
+      // for its token embeddings is a tenth of it: small tables are read once, whole.
+      const rows = folder.text.vocabSize;
+      if (rows * hiddenSize * 4 <= EMBED_TABLE_BYTES) {
+        result.table = await result.embed(BigInt64Array.from({ length: rows }, (_, i) => BigInt(i)), 1, rows);
+      }
+      return result;
     } catch (error) {
       await Promise.all(opened.map((g) => g.dispose()));
       throw error;
@@ -89,6 +107,18 @@ export class Qwen2VLGraphs {
 
   /** Token embeddings [B, S, H] as float32. */
   async embed(ids: BigInt64Array, batch: number, seq: number): Promise<Float32Array> {
+    const table = this.table;
+    if (table) {
+      const hidden = this.info.hiddenSize;
+      const rows = table.length / hidden;
+      const out = new Float32Array(ids.length * hidden);
+      for (let i = 0; i < ids.length; i++) {
+        const id = Number(ids[i]);
+        if (!(id >= 0 && id < rows)) throw new EngineError('invalid_input', 'token_id_out_of_range', `token id ${id} is outside the embedding table (${rows} rows)`);
+        out.set(table.subarray(id * hidden, (id + 1) * hidden), i * hidden);
+      }
+      return out;
+    }
     const out = await this.graphs.embed_tokens.run({ input_ids: { type: 'int64', data: ids, dims: [batch, seq] } });
     return floatData(out.inputs_embeds);
   }
