@@ -4,6 +4,8 @@ Each wrapper reuses the Hugging Face submodules (and so their weights) of a load
 `Qwen2VLForConditionalGeneration`, and recomputes with tensor operations only the parts HF computes
 with Python loops or `.tolist()` (vision position ids, per-image attention split, the causal mask,
 the KV cache), since tracing would freeze those to the dummy input's shapes (docs/export.md, "Graphs").
+The decoder's attention and norms, and the vision patch embedding, are HF's arithmetic written in
+fewer graph nodes (a small model's decode step costs about one kernel launch per node).
 
 Graph interfaces (docs/export.md, "Graphs"):
   embed_tokens          input_ids [B,S] int64                       -> inputs_embeds [B,S,H]
