@@ -19,7 +19,7 @@ import { Dtype, readModelFolder } from '../src/engine/model_folder';
 import { Tokenizer } from '../src/engine/tokenizer';
 import { imageProcessorConfig, preprocessImage } from '../src/engine/qwen2_vl/image_processing';
 import { promptInputs } from '../src/engine/qwen2_vl/prompt_inputs';
-import { fromFloat16, toFloat16 } from '../src/engine/onnx/ort';
+import { fromFloat16, sessionOptions, toFloat16 } from '../src/engine/onnx/ort';
 import { Sampler } from '../src/engine/sampling/sampler';
 import { DEFAULT_SAMPLING_PARAMS } from '../src/engine/sampling/params';
 import { median } from './common';
@@ -72,15 +72,12 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
   const folder = readModelFolder(dir, { dtype });
   const tokenizer = await Tokenizer.fromModelDir(dir);
   const imageConfig = imageProcessorConfig(folder.preprocessor, {});
-  const options: ort.InferenceSession.SessionOptions = {
-    executionProviders: ['cpu'], graphOptimizationLevel: 'all', interOpNumThreads: 1, executionMode: 'sequential', intraOpNumThreads: threads,
-  };
-  // As in the engine, only the decoder's threads spin-wait between runs: the other sessions' idle
-  // threads would spin beside the decoder's (each session has its own pool).
-  const quiet = { ...options, extra: { session: { intra_op: { allow_spinning: '0' } } } };
+  // The engine's session options: only the decoder's threads spin-wait between runs, the other
+  // sessions' idle threads would spin beside the decoder's (each session has its own pool).
+  const quiet = sessionOptions({ threads, spin: false });
   const embedSession = await ort.InferenceSession.create(folder.graphFiles.embed_tokens, quiet);
   const visionSession = await ort.InferenceSession.create(folder.graphFiles.vision_encoder, quiet);
-  const decoder = await ort.InferenceSession.create(folder.graphFiles.decoder_model_merged, options);
+  const decoder = await ort.InferenceSession.create(folder.graphFiles.decoder_model_merged, sessionOptions({ threads }));
   const { numLayers, numKvHeads: kv, headDim: d, hiddenSize: hidden } = folder.text;
   const meta = (session: ort.InferenceSession, name: string) =>
     session.inputMetadata.find((m) => m.name === name) as ort.InferenceSession.ValueMetadata & { type: string };

@@ -48,6 +48,19 @@ export interface GraphOptions {
   spin?: boolean;
 }
 
+/** onnxruntime session options for a graph (`Graph.open`; bench/ceiling.ts opens its sessions with the same). */
+export function sessionOptions(options: GraphOptions = {}): ort.InferenceSession.SessionOptions {
+  const result: ort.InferenceSession.SessionOptions = {
+    executionProviders: options.executionProviders?.length ? [...options.executionProviders] : ['cpu'],
+    graphOptimizationLevel: 'all',
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+  };
+  if (options.threads !== undefined) result.intraOpNumThreads = options.threads;
+  if (options.spin === false) result.extra = { session: { intra_op: { allow_spinning: '0' } } };
+  return result;
+}
+
 /** The execution providers this onnxruntime-node build knows (`cuda` and `tensorrt` also need their libraries installed). */
 export function knownExecutionProviders(): string[] {
   return ort.listSupportedBackends().map((backend) => backend.name);
@@ -74,15 +87,7 @@ export class Graph {
       throw new EngineError('model_error', 'execution_provider_unknown', `EXECUTION_PROVIDERS: ${unknown.join(', ')} not known to this onnxruntime-node build (known: ${known.join(', ')})`);
     }
     try {
-      const sessionOptions: ort.InferenceSession.SessionOptions = {
-        executionProviders: providers,
-        graphOptimizationLevel: 'all',
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-      };
-      if (options.threads !== undefined) sessionOptions.intraOpNumThreads = options.threads;
-      if (options.spin === false) sessionOptions.extra = { session: { intra_op: { allow_spinning: '0' } } };
-      const session = await ort.InferenceSession.create(path, sessionOptions);
+      const session = await ort.InferenceSession.create(path, sessionOptions({ ...options, executionProviders: providers }));
       return new Graph(basename(path), session);
     } catch (error) {
       const via = providers.join(',') === 'cpu' ? '' : ` with EXECUTION_PROVIDERS=${providers.join(',')}`;
