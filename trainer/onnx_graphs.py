@@ -146,12 +146,12 @@ class Decoder(nn.Module):
 
     @staticmethod
     def _fused_qkv(attn: nn.Module) -> nn.Linear:
+        """q, k and v as one Linear (Qwen2-VL's three projections all have biases)."""
         projections = (attn.q_proj, attn.k_proj, attn.v_proj)
         weight = torch.cat([p.weight for p in projections]).detach()
-        fused = nn.Linear(weight.shape[1], weight.shape[0], bias=True, dtype=weight.dtype, device=weight.device)
+        fused = nn.Linear(weight.shape[1], weight.shape[0], dtype=weight.dtype, device=weight.device)
         fused.weight = nn.Parameter(weight, requires_grad=False)
-        biases = [p.bias if p.bias is not None else torch.zeros(p.out_features, dtype=weight.dtype) for p in projections]
-        fused.bias = nn.Parameter(torch.cat(biases).detach(), requires_grad=False)
+        fused.bias = nn.Parameter(torch.cat([p.bias for p in projections]).detach(), requires_grad=False)
         return fused
 
     def forward(self, inputs_embeds, attention_mask, position_ids, num_logits_to_keep, *past):
