@@ -219,10 +219,12 @@ export class Scheduler {
       if (drop.length) await this.runStep({ admit, drop, evict: this.takeEvictions(), decodeSteps: 1 }, []);
       return;
     }
+    // No decode run when the batch starts with this step's admissions: their first tokens come back
+    // straight after the prefill, not one decode run later. One when sequences join a running batch
+    // (its rows keep decoding; the newcomers' first token should not wait for a call of many) or
+    // others wait to join; several when the batch just decodes.
+    const decodeSteps = admit.length ? (this.running.size ? 1 : 0) : this.waiting.length ? 1 : this.decodeStepsForBudget();
     for (const seq of admitted) this.running.set(seq.id, seq);
-    // One decode run when sequences were just admitted (their first token should not wait) or others
-    // wait to join; several when the batch just decodes.
-    const decodeSteps = admit.length || this.waiting.length ? 1 : this.decodeStepsForBudget();
     await this.runStep({ admit, drop, evict: this.takeEvictions(), decodeSteps }, admitted);
   }
 

@@ -105,6 +105,17 @@ describe('engine on models/tiny-random', () => {
     expect(steps.find((s) => s.prefilled.length === 1 && s.batchSize === 2)).toBeDefined();
   });
 
+  test('a request into an idle model gets its first token from the prefill alone, then the rest decode', async () => {
+    steps.length = 0;
+    const result = await engine.generateText({ prompt: { template: 'raw', question: 'alone' }, images: [], maxNewTokens: 5, ignoreEos: true });
+    expect(result.tokenIds).toHaveLength(5);
+    const [first, ...rest] = steps;
+    expect(first.prefilled).toHaveLength(1);
+    expect(first.decodeSteps).toBe(0);
+    expect(first.outputs.map((o) => o.tokens.length)).toEqual([1]);
+    expect(rest.reduce((sum, s) => sum + s.decodeSteps, 0)).toBe(4);
+  });
+
   test('seeded sampling is reproducible and the seed matters', async () => {
     const run = (seed: number) =>
       engine.generateText({ prompt: { template: 'raw', question: 'Tell me' }, images: [], maxNewTokens: 16, sampling: { ...DEFAULT_SAMPLING_PARAMS, temperature: 1.5, seed } });

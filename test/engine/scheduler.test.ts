@@ -166,7 +166,7 @@ describe('admission', () => {
       { seqId: id, inputIds: seq.inputIds, positionIds: seq.positionIds, nextPosition: 4, images: [], sampling: seq.sampling, maxNewTokens: 9, ignoreEos: true, vocabLimit: 321 },
     ]);
     expect(call.request.drop).toEqual([]);
-    expect(call.request.decodeSteps).toBe(1);
+    expect(call.request.decodeSteps).toBe(0); // the batch starts with it: its first token comes back after the prefill
     call.resolve(result([{ seqId: id, tokens: [1], finish: 'length' }]));
   });
 
@@ -263,7 +263,7 @@ describe('joining a running batch', () => {
     const third = await runner.next();
     expect(admitted(third)).toEqual([b.id]);
     expect(third.request.drop).toEqual([]);
-    expect(third.request.decodeSteps).toBe(1); // the newcomer's first token does not wait
+    expect(third.request.decodeSteps).toBe(1); // a keeps decoding; the newcomer's first token does not wait for a call of many
     expect(scheduler.runningCount).toBe(2);
     third.resolve(
       result(
@@ -499,7 +499,7 @@ describe('decode steps per call', () => {
       steps.push(call.request.decodeSteps);
       call.resolve(result([{ seqId: a.id, tokens: [1] }], { batchSize: 1, decodeMs, decodeSteps }));
     };
-    await answer(0, 0); // admission: one run; no decode measured
+    await answer(0, 0); // admission into an empty batch: no decode run
     await answer(4, 1); // no measurement yet: one step. Then 4 ms a step
     await answer(10, 5); // 20 / 4 = 5. Then 0.8 * 4 + 0.2 * 2 = 3.6 ms a step
     await answer(50, 5); // floor(20 / 3.6) = 5. Then 0.8 * 3.6 + 0.2 * 10 = 4.88
@@ -509,7 +509,7 @@ describe('decode steps per call', () => {
     steps.push(last.request.decodeSteps); // still at least one
     last.resolve(result([{ seqId: a.id, tokens: [1], finish: 'length' }]));
     await scheduler.drain();
-    expect(steps).toEqual([1, 1, 5, 5, 4, 4, 1]);
+    expect(steps).toEqual([0, 1, 5, 5, 4, 4, 1]);
   });
 
   test('the budget and the most steps a call takes are options', async () => {

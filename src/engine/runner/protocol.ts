@@ -52,8 +52,9 @@ export interface StepRequest {
   /** Image features the worker may forget once this step's admissions have used them. */
   evict: string[];
   /**
-   * Decode runs to do in this call (at least 1). More than one saves a thread round trip per token
-   * when nothing is waiting to join; rows that finish stop taking part.
+   * Decode runs to do in this call. 0 returns the admitted sequences' first tokens straight after
+   * their prefill; more than one saves a thread round trip per token when nothing is waiting to
+   * join; rows that finish stop taking part.
    */
   decodeSteps: number;
 }
@@ -62,7 +63,7 @@ export type FinishReason = 'stop' | 'length';
 
 export interface SequenceOutput {
   seqId: number;
-  /** Tokens produced this step (two for a sequence admitted this step: prefill + decode). */
+  /** Tokens produced this step (a sequence admitted this step: its prefill's token, then one per decode run). */
   tokens: number[];
   finish?: FinishReason;
 }

@@ -2,12 +2,13 @@
 // "Graphs and how they run"), the KV cache of the running batch, the image-feature store and one
 // sampler per sequence. The scheduler on the main thread decides what runs. Each `step` here does
 // at most one batched prefill of the newly admitted sequences (their first token each), then, while
-// rows remain, up to `decodeSteps` (at least one) batched decode runs over every row of the running
-// batch, the rows just prefilled included: each run feeds every row its last token and samples the
-// next, and rows that finish leave the batch before the next run. The scheduler asks for one run
-// when sequences were just admitted or others wait to join, and for several (as many as fit
-// DECODE_CALL_BUDGET_MS at the recent cost of a run, at most MAX_DECODE_STEPS_PER_CALL) when the
-// batch only decodes, which saves a thread round trip per token.
+// rows remain, up to `decodeSteps` batched decode runs over every row of the running batch, the rows
+// just prefilled included: each run feeds every row its last token and samples the next, and rows
+// that finish leave the batch before the next run. The scheduler asks for no run when the batch
+// starts with this step's admissions (their first tokens return at once), one when sequences join a
+// running batch or others wait to join, and several (as many as fit DECODE_CALL_BUDGET_MS at the
+// recent cost of a run, at most MAX_DECODE_STEPS_PER_CALL) when the batch only decodes, which saves
+// a thread round trip per token.
 import { parentPort, workerData } from 'node:worker_threads';
 import { EngineError, isEngineError } from '../errors';
 import { ModelFolder } from '../model_folder';
@@ -69,10 +70,10 @@ class ModelWorker {
 
     if (request.admit.length) await this.prefill(request.admit, result, emit);
 
-    if (this.batch.size) {
+    if (this.batch.size && request.decodeSteps > 0) {
       const started = performance.now();
       result.batchSize = this.batch.size;
-      for (let i = 0; i < Math.max(1, request.decodeSteps) && this.batch.size; i++) {
+      for (let i = 0; i < request.decodeSteps && this.batch.size; i++) {
         await this.decode(emit);
         result.decodeSteps += 1;
       }
