@@ -11,9 +11,11 @@
 //   - greedy argmax in a plain loop.
 // Time to first token is the vision encoder, the prompt's embeddings and the prefill run.
 //
-// `ceiling(dir, dtype, options, shapes)` measures the loop in each shape. The ceiling is the faster
-// of TIGHTEST and TIGHTEST with runtime-allocated outputs (which one wins depends on the model);
-// the other shapes add back one thing our engine does at a time (bench/generation.ts --ladder).
+// `openCeiling(dir, dtype, threads, question)` opens the loop; each `run` is one generation in a
+// given shape, so bench/generation.ts can interleave the loop's rounds with our engine's and
+// transformers.js's (the machine's speed drifts within minutes). The ceiling is the faster of
+// TIGHTEST and TIGHTEST with runtime-allocated outputs (which one wins depends on the model); the
+// other shapes add back one thing our engine does at a time (bench/generation.ts --ladder).
 import * as ort from 'onnxruntime-node';
 import { Dtype, readModelFolder } from '../src/engine/model_folder';
 import { Tokenizer } from '../src/engine/tokenizer';
@@ -30,12 +32,13 @@ const MAX_TABLE_BYTES = 256 * 2 ** 20;
 /** The decoder's name for KV tensor `i` (layer i >> 1, key then value): `past_key_values.L.key`, `present.L.value`, ... */
 const kvName = (prefix: 'past_key_values' | 'present', i: number) => `${prefix}.${i >> 1}.${i & 1 ? 'value' : 'key'}`;
 
+/** What the batched rates are measured on. */
 export interface CeilingOptions {
+  /** New tokens of a generation: the past of the batched runs is the prompt plus half of them. */
   tokens: number;
-  rounds: number;
   threads: number;
   question: string;
-  /** Encoded PNG of the image of each round (the first is the warm-up). */
+  /** Encoded PNG whose prompt (the first) sets the past length. */
   images: Buffer[];
 }
 
@@ -51,14 +54,7 @@ export interface LoopShape {
 
 export const TIGHTEST: LoopShape = { table: true, preallocated: true, argmax: true };
 
-export interface CeilingResult {
-  shape: LoopShape;
-  ttftMs: number;
-  decodeTps: number;
-}
-
-
-interface Loop {
+export interface CeilingLoop {
   /** One generation of `tokens` tokens: ms to the first token and ms for the rest. */
   run(png: Buffer, tokens: number, shape: LoopShape): Promise<{ firstMs: number; restMs: number }>;
   /** Prompt tokens of the benchmark's request with this picture. */
@@ -68,7 +64,7 @@ interface Loop {
   dispose(): Promise<void>;
 }
 
-async function openLoop(dir: string, dtype: Dtype, threads: number, question: string): Promise<Loop> {
+export async function openCeiling(dir: string, dtype: Dtype, threads: number, question: string): Promise<CeilingLoop> {
   const folder = readModelFolder(dir, { dtype });
   const tokenizer = await Tokenizer.fromModelDir(dir);
   const imageConfig = imageProcessorConfig(folder.preprocessor, {});
@@ -241,7 +237,7 @@ async function openLoop(dir: string, dtype: Dtype, threads: number, question: st
 export async function batchedRunMs(
   dir: string, dtype: Dtype, options: Pick<CeilingOptions, 'threads' | 'question' | 'images'>, batches: number[], extras: number[],
 ): Promise<Record<number, Record<number, number>>> {
-  const loop = await openLoop(dir, dtype, options.threads, options.question);
+  const loop = await openCeiling(dir, dtype, options.threads, options.question);
   try {
     const prompt = await loop.promptLength(options.images[0]);
     const ms: Record<number, Record<number, number>> = {};
@@ -264,26 +260,4 @@ export async function batchedCeiling(dir: string, dtype: Dtype, options: Ceiling
   const extra = Math.floor(options.tokens / 2);
   const ms = (await batchedRunMs(dir, dtype, options, batches, [extra]))[extra];
   return Object.fromEntries(batches.map((batch) => [batch, batch / (ms[batch] / 1000)]));
-}
-
-/** The loop's time to first token and decode rate in each shape (median of `rounds` runs). */
-export async function ceiling(dir: string, dtype: Dtype, options: CeilingOptions, shapes: LoopShape[] = [TIGHTEST]): Promise<CeilingResult[]> {
-  const loop = await openLoop(dir, dtype, options.threads, options.question);
-  try {
-    const results: CeilingResult[] = [];
-    for (const shape of shapes) {
-      // An untimed run of full length first: the JIT and onnxruntime's buffers warm up for this shape.
-      await loop.run(options.images[0], options.tokens, shape);
-      const runs = [];
-      for (let r = 0; r < options.rounds; r++) runs.push(await loop.run(options.images[1 + (r % (options.images.length - 1))], options.tokens, shape));
-      results.push({
-        shape,
-        ttftMs: median(runs.map((x) => x.firstMs)),
-        decodeTps: median(runs.map((x) => (options.tokens - 1) / (x.restMs / 1000))),
-      });
-    }
-    return results;
-  } finally {
-    await loop.dispose();
-  }
 }

@@ -13,6 +13,12 @@
 // runtime's own decode rate for N rows at once (one decoder run over N rows, no prefill, no
 // sampling): what N clients could get at most, and so the bound of c=16/c=1. --ladder adds the loop's rungs
 // between the ceiling and our engine (one thing the engine does added back at a time).
+//
+// The single-stream rows are measured interleaved: every contender (the loop's shapes, ours over
+// HTTP, ours in process, transformers.js) is open at once, and each round runs one generation of
+// each on the same picture, in an order rotated from round to round. This machine's speed drifts
+// by 10-30% within minutes, so rows measured one after the other compare the minutes as much as
+// the engines. Below the table, the per-round ratios: their median and range.
 import { statSync } from 'node:fs';
 import { AddressInfo } from 'node:net';
 import { createServer, Server } from 'node:http';
@@ -24,7 +30,7 @@ import { DTYPE_SUFFIX, Dtype } from '../src/engine/model_folder';
 import { createApp } from '../src/server/app';
 import { engineFromConfig } from '../src/engine/from_config';
 import { Engine } from '../src/engine/engine';
-import { batchedCeiling, ceiling, LoopShape, TIGHTEST } from './ceiling';
+import { batchedCeiling, openCeiling, LoopShape, TIGHTEST } from './ceiling';
 import { flag, flags, hasFlag, median, noisePng, QUESTION } from './common';
 
 interface Variant {
@@ -122,55 +128,61 @@ async function generate(base: string, png: Buffer, tokens: number, stream: boole
   return { firstMs, totalMs: performance.now() - started, tokens: count };
 }
 
-/** The same single-stream request through the engine API in-process, as transformers.js is measured. */
-async function inProcess(engine: Engine, png: Buffer, tokens: number): Promise<{ firstMs: number; totalMs: number; tokens: number }> {
-  const started = performance.now();
-  let firstMs = NaN;
-  let count = 0;
-  for await (const event of engine.generate({ prompt: { template: 'chat', messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }] }, images: [png], maxNewTokens: tokens, ignoreEos: true })) {
-    if (Number.isNaN(firstMs)) firstMs = performance.now() - started;
-    if (event.type === 'done') count = event.result.usage.completionTokens;
-  }
-  return { firstMs, totalMs: performance.now() - started, tokens: count };
+/** One generation: ms to its first token, ms in all, tokens generated. */
+interface Generation {
+  firstMs: number;
+  totalMs: number;
+  tokens: number;
 }
 
-async function ours(v: Variant): Promise<Row[]> {
-  const { base, engine, dispose } = await startServer(v);
-  try {
-    const img448 = await image(448, 1);
-    await generate(base, img448, 2, false); // load + warm
-    const singles = [];
-    for (let r = 0; r < ROUNDS; r++) singles.push(await generate(base, await image(448, 100 + r), TOKENS, true));
-    const ttftMs = median(singles.map((s) => s.firstMs));
-    const decodeTps = median(singles.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000)));
-    const local = [];
-    for (let r = 0; r < ROUNDS; r++) local.push(await inProcess(engine, await image(448, 200 + r), TOKENS));
-    const engineRow: Row = {
-      model: basename(v.dir), dtype: v.dtype, engine: 'ours (engine API, in-process)',
-      ttftMs: median(local.map((s) => s.firstMs)),
-      decodeTps: median(local.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000))),
-      aggregate: {},
-    };
-    const aggregate: Record<number, number> = {};
-    const small = await image(224, 7); // concurrency runs: 64 image tokens each, features cached after the first
-    for (const c of CONCURRENCY) {
+/** A single-stream contender: one generation of `tokens` tokens on a picture. */
+interface Contender {
+  engine: string;
+  run(png: Buffer, tokens: number): Promise<Generation>;
+}
+
+const decodeRate = (g: Generation) => (g.tokens - 1) / ((g.totalMs - g.firstMs) / 1000);
+
+/**
+ * The same single-stream request through the engine API in-process, as transformers.js is
+ * measured. The first token's time is when its step reached the scheduler (the engine's observer),
+ * whether or not its text is empty.
+ */
+function inProcess(engine: Engine): Contender {
+  let stepped: (() => void) | null = null;
+  engine.observe({ onStep: () => stepped?.() });
+  return {
+    engine: 'ours (engine API, in-process)',
+    async run(png, tokens) {
       const started = performance.now();
-      const results = await Promise.all(
-        Array.from({ length: c }, async () => {
-          let produced = 0;
-          for (let r = 0; r < ROUNDS; r++) produced += (await generate(base, small, TOKENS, false)).tokens;
-          return produced;
-        }),
-      );
-      aggregate[c] = results.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
-    }
-    return [{ model: basename(v.dir), dtype: v.dtype, engine: 'ours (HTTP)', ttftMs, decodeTps, aggregate }, engineRow];
-  } finally {
-    await dispose();
-  }
+      let firstMs = NaN;
+      stepped = () => {
+        firstMs = performance.now() - started;
+        stepped = null;
+      };
+      let count = 0;
+      for await (const event of engine.generate({ prompt: { template: 'chat', messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }] }, images: [png], maxNewTokens: tokens, ignoreEos: true })) {
+        if (event.type === 'done') count = event.result.usage.completionTokens;
+      }
+      return { firstMs, totalMs: performance.now() - started, tokens: count };
+    },
+  };
 }
 
-async function transformersJs(v: Variant): Promise<Row> {
+/** Tokens/s of `c` clients, each sending ROUNDS requests one after another. */
+async function aggregate(c: number, request: () => Promise<number>): Promise<number> {
+  const started = performance.now();
+  const results = await Promise.all(
+    Array.from({ length: c }, async () => {
+      let produced = 0;
+      for (let r = 0; r < ROUNDS; r++) produced += await request();
+      return produced;
+    }),
+  );
+  return results.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
+}
+
+async function openTransformersJs(v: Variant) {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const T = require('@huggingface/transformers');
   T.env.allowRemoteModels = false;
@@ -179,7 +191,7 @@ async function transformersJs(v: Variant): Promise<Row> {
   const processor = await T.AutoProcessor.from_pretrained(name);
   const model = await T.Qwen2VLForConditionalGeneration.from_pretrained(name, { dtype: v.dtype });
   const text = processor.apply_chat_template([{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: QUESTION }] }], { add_generation_prompt: true });
-  const run = async (png: Buffer, tokens: number) => {
+  const run = async (png: Buffer, tokens: number): Promise<Generation> => {
     const started = performance.now();
     let firstMs = NaN;
     const inputs = await processor(text, await T.RawImage.fromBlob(new Blob([png])));
@@ -196,29 +208,12 @@ async function transformersJs(v: Variant): Promise<Row> {
     const out = await model.generate({ ...inputs, max_new_tokens: tokens, min_new_tokens: tokens, do_sample: false, streamer });
     return { firstMs, totalMs: performance.now() - started, tokens: out.dims[1] - inputs.input_ids.dims[1] };
   };
-  try {
-    await run(await image(448, 1), 2);
-    const singles = [];
-    for (let r = 0; r < ROUNDS; r++) singles.push(await run(await image(448, 100 + r), TOKENS));
-    const ttftMs = median(singles.map((s) => s.firstMs));
-    const decodeTps = median(singles.map((s) => (s.tokens - 1) / ((s.totalMs - s.firstMs) / 1000)));
-    const aggregate: Record<number, number> = {};
-    const small = await image(224, 7);
-    for (const c of CONCURRENCY) {
-      const started = performance.now();
-      const results = await Promise.all(
-        Array.from({ length: c }, async () => {
-          let produced = 0;
-          for (let r = 0; r < ROUNDS; r++) produced += (await run(small, TOKENS)).tokens;
-          return produced;
-        }),
-      );
-      aggregate[c] = results.reduce((a, b) => a + b, 0) / ((performance.now() - started) / 1000);
-    }
-    return { model: name, dtype: v.dtype, engine: 'transformers.js', ttftMs, decodeTps, aggregate };
-  } finally {
-    await model.dispose();
-  }
+  return { contender: { engine: 'transformers.js', run } as Contender, dispose: () => model.dispose() };
+}
+
+/** Median and range of `values`, as "m (lo-hi)". */
+function spread(values: number[]): string {
+  return `${fmt(median(values), 2)} (${fmt(Math.min(...values), 2)}-${fmt(Math.max(...values), 2)})`;
 }
 
 function fmt(x: number, digits = 1): string {
@@ -230,6 +225,7 @@ async function main() {
   const bandwidth = memoryBandwidth(threads);
   console.error(`memory bandwidth (onnxruntime reduction, ${threads} threads): ${(bandwidth / 1e9).toFixed(1)} GB/s`);
   const rows: Row[] = [];
+  const notes: string[] = [];
   // Which outputs are faster, preallocated or the runtime's, depends on the model (the present KV
   // tensors written into views of large buffers, or allocated per run): the ceiling is the faster.
   const ceilings: LoopShape[] = [TIGHTEST, { ...TIGHTEST, preallocated: false }];
@@ -238,34 +234,68 @@ async function main() {
     : ceilings;
   const outputs = (s: LoopShape) => (s.preallocated ? 'preallocated outputs' : 'runtime-allocated outputs');
   const shapeName = (s: LoopShape) => `loop: ${[outputs(s), s.table ? 'embedding table' : 'embed graph per token', s.argmax ? 'argmax' : 'our sampler'].join(', ')}`;
+  const roofline = (v: Variant, tps: number) => decoderBytes(v) / bandwidth / (1 / tps);
   for (const v of variants) {
-    console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ceiling`);
-    const images = [await image(448, 1), ...(await Promise.all(Array.from({ length: ROUNDS }, (_, r) => image(448, 300 + r))))];
-    const small = { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images: [await image(224, 7)] };
-    const batched = await batchedCeiling(v.dir, v.dtype, small, CONCURRENCY);
-    const results = await ceiling(v.dir, v.dtype, { tokens: TOKENS, rounds: ROUNDS, threads, question: QUESTION, images }, shapes);
-    const best = results.filter((r) => ceilings.includes(r.shape)).reduce((a, b) => (b.decodeTps > a.decodeTps ? b : a));
-    for (const result of results) {
-      if (result !== best && !LADDER) continue;
-      const engine = result === best ? `ceiling (onnxruntime-node loop, ${outputs(result.shape)})` : shapeName(result.shape);
-      const row: Row = { model: basename(v.dir), dtype: v.dtype, engine, ttftMs: result.ttftMs, decodeTps: result.decodeTps, aggregate: result === best ? batched : {} };
-      row.rooflineFraction = decoderBytes(v) / bandwidth / (1 / row.decodeTps);
-      rows.push(row);
-      console.error(`[bench] ${JSON.stringify(row)}`);
-    }
-    console.error(`[bench] ${basename(v.dir)} ${v.dtype}: ours`);
-    const mine = await ours(v);
-    // Roofline: every decode step reads all decoder weights once; the KV cache is small here.
-    for (const row of mine) {
-      row.rooflineFraction = decoderBytes(v) / bandwidth / (1 / row.decodeTps);
-      rows.push(row);
-      console.error(`[bench] ${JSON.stringify(row)}`);
-    }
-    if (WITH_TJS) {
-      console.error(`[bench] ${basename(v.dir)} ${v.dtype}: transformers.js`);
-      const theirs = await transformersJs(v);
-      rows.push(theirs);
-      console.error(`[bench] ${JSON.stringify(theirs)}`);
+    const model = basename(v.dir);
+    console.error(`[bench] ${model} ${v.dtype}: the runtime's batched rates`);
+    const small = await image(224, 7); // concurrency runs: one 224x224 picture, 64 image tokens
+    const batched = await batchedCeiling(v.dir, v.dtype, { tokens: TOKENS, threads, question: QUESTION, images: [small] }, CONCURRENCY);
+
+    console.error(`[bench] ${model} ${v.dtype}: single stream, ${ROUNDS} interleaved rounds`);
+    const loop = await openCeiling(v.dir, v.dtype, threads, QUESTION);
+    const server = await startServer(v);
+    const tjs = WITH_TJS ? await openTransformersJs(v) : null;
+    try {
+      const contenders: (Contender & { shape?: LoopShape })[] = [
+        ...shapes.map((shape) => ({
+          engine: shapeName(shape),
+          shape,
+          async run(png: Buffer, tokens: number): Promise<Generation> {
+            const { firstMs, restMs } = await loop.run(png, tokens, shape);
+            return { firstMs, totalMs: firstMs + restMs, tokens };
+          },
+        })),
+        { engine: 'ours (HTTP)', run: (png, tokens) => generate(server.base, png, tokens, true) },
+        inProcess(server.engine),
+        ...(tjs ? [tjs.contender] : []),
+      ];
+      // One untimed generation of full length each: JIT, sessions and buffers warm up.
+      const warm = await image(448, 1);
+      for (const c of contenders) await c.run(Buffer.from(warm), TOKENS);
+      const runs = new Map<Contender, Generation[]>(contenders.map((c) => [c, []]));
+      for (let r = 0; r < ROUNDS; r++) {
+        const png = await image(448, 100 + r);
+        for (let k = 0; k < contenders.length; k++) {
+          const c = contenders[(r + k) % contenders.length];
+          runs.get(c)!.push(await c.run(Buffer.from(png), TOKENS));
+        }
+      }
+      const rate = (c: Contender) => median(runs.get(c)!.map(decodeRate));
+      const best = contenders.filter((c) => c.shape && ceilings.includes(c.shape)).reduce((a, b) => (rate(b) > rate(a) ? b : a));
+      for (const c of contenders) {
+        if (c.shape && c !== best && !LADDER) continue;
+        const engine = c === best ? `ceiling (onnxruntime-node loop, ${outputs(c.shape!)})` : c.engine;
+        const decodeTps = rate(c);
+        const row: Row = { model, dtype: v.dtype, engine, ttftMs: median(runs.get(c)!.map((g) => g.firstMs)), decodeTps, aggregate: c === best ? batched : {}, rooflineFraction: roofline(v, decodeTps) };
+        rows.push(row);
+        console.error(`[bench] ${JSON.stringify(row)}`);
+      }
+      // Ratios round by round: the two generations of a round ran within a second of each other.
+      const perRound = (a: Contender, b: Contender) => runs.get(a)!.map((g, r) => decodeRate(g) / decodeRate(runs.get(b)![r]));
+      const local = contenders.find((c) => c.engine.startsWith('ours (engine API'))!;
+      notes.push(`${model} ${v.dtype}, ours in process per round: ${spread(perRound(local, best))} of the ceiling` + (tjs ? `, ${spread(perRound(local, tjs.contender))}x transformers.js` : ''));
+
+      console.error(`[bench] ${model} ${v.dtype}: concurrency`);
+      const ours: Row = rows.find((r) => r.model === model && r.dtype === v.dtype && r.engine === 'ours (HTTP)')!;
+      for (const c of CONCURRENCY) ours.aggregate[c] = await aggregate(c, async () => (await generate(server.base, small, TOKENS, false)).tokens);
+      if (tjs) {
+        const theirs = rows.find((r) => r.model === model && r.dtype === v.dtype && r.engine === 'transformers.js')!;
+        for (const c of CONCURRENCY) theirs.aggregate[c] = await aggregate(c, async () => (await tjs.contender.run(small, TOKENS)).tokens);
+      }
+    } finally {
+      await server.dispose();
+      await tjs?.dispose();
+      await loop.dispose();
     }
   }
   const cs = CONCURRENCY;
@@ -282,6 +312,8 @@ async function main() {
       `| ${r.model} | ${r.dtype} | ${r.engine} | ${fmt(r.ttftMs, 0)} | ${fmt(r.decodeTps)} | ${top ? fmt(r.decodeTps / top.decodeTps, 2) : ''} | ${cs.map(agg).join(' | ')} | ${r.aggregate[cs[0]] === undefined ? '' : fmt(r.aggregate[cs.at(-1)!] / r.aggregate[cs[0]], 2)} | ${ratio} | ${r.rooflineFraction === undefined ? '' : fmt(r.rooflineFraction, 2)} |`,
     );
   }
+  console.log(`\nSingle-stream decode ratios computed round by round (median, range over ${ROUNDS} rounds):\n`);
+  for (const note of notes) console.log(`- ${note}`);
 }
 
 main().catch((error) => {
