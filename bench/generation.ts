@@ -16,7 +16,7 @@
 //
 // The single-stream rows are measured interleaved: every contender (the loop's shapes, ours over
 // HTTP, ours in process, transformers.js) is open at once, and each round runs one generation of
-// each on the same picture, in an order rotated from round to round. This machine's speed drifts
+// each on a 448x448 picture of its own, in an order rotated from round to round. This machine's speed drifts
 // by 10-30% within minutes, so rows measured one after the other compare the minutes as much as
 // the engines. Below the table, the per-round ratios: their median and range.
 import { statSync } from 'node:fs';
@@ -264,10 +264,11 @@ async function main() {
       for (const c of contenders) await c.run(Buffer.from(warm), TOKENS);
       const runs = new Map<Contender, Generation[]>(contenders.map((c) => [c, []]));
       for (let r = 0; r < ROUNDS; r++) {
-        const png = await image(448, 100 + r);
         for (let k = 0; k < contenders.length; k++) {
-          const c = contenders[(r + k) % contenders.length];
-          runs.get(c)!.push(await c.run(Buffer.from(png), TOKENS));
+          const i = (r + k) % contenders.length;
+          // Each contender its own picture of the same size: the same prompt length and cost, and
+          // no vision features cached by our HTTP generation for the in-process one (or back).
+          runs.get(contenders[i])!.push(await contenders[i].run(await image(448, 100 + r * contenders.length + i), TOKENS));
         }
       }
       const rate = (c: Contender) => median(runs.get(c)!.map(decodeRate));
@@ -280,7 +281,7 @@ async function main() {
         rows.push(row);
         console.error(`[bench] ${JSON.stringify(row)}`);
       }
-      // Ratios round by round: the two generations of a round ran within a second of each other.
+      // Ratios round by round: the generations of one round ran back to back.
       const perRound = (a: Contender, b: Contender) => runs.get(a)!.map((g, r) => decodeRate(g) / decodeRate(runs.get(b)![r]));
       const local = contenders.find((c) => c.engine.startsWith('ours (engine API'))!;
       notes.push(`${model} ${v.dtype}, ours in process per round: ${spread(perRound(local, best))} of the ceiling` + (tjs ? `, ${spread(perRound(local, tjs.contender))}x transformers.js` : ''));
