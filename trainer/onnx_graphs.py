@@ -109,7 +109,8 @@ def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     HF multiplies by rsqrt, which exports as Sqrt, Reciprocal, Mul; onnxruntime's load-time
     optimizer fuses this form (Pow, ReduceMean, Add, Sqrt, Div, Mul) into one
-    SimplifiedLayerNormalization node, and a residual Add before it into SkipSimplifiedLayerNormalization.
+    SimplifiedLayerNormalization node. (On the CPU it leaves the residual Add before it alone;
+    fusing the two into SkipSimplifiedLayerNormalization by hand made a nano decode step no faster.)
     """
     x32 = x.float()
     variance = x32.pow(2).mean(-1, keepdim=True)
