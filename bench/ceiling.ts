@@ -32,16 +32,6 @@ const MAX_TABLE_BYTES = 256 * 2 ** 20;
 /** The decoder's name for KV tensor `i` (layer i >> 1, key then value): `past_key_values.L.key`, `present.L.value`, ... */
 const kvName = (prefix: 'past_key_values' | 'present', i: number) => `${prefix}.${i >> 1}.${i & 1 ? 'value' : 'key'}`;
 
-/** What the batched rates are measured on. */
-export interface CeilingOptions {
-  /** New tokens of a generation: the past of the batched runs is the prompt plus half of them. */
-  tokens: number;
-  threads: number;
-  question: string;
-  /** Encoded PNG whose prompt (the first) sets the past length. */
-  images: Buffer[];
-}
-
 /** What one loop variant keeps tight; each `false` is one thing our engine does instead. */
 export interface LoopShape {
   /** Embeddings from the table (else the embed_tokens graph per token). */
@@ -230,34 +220,27 @@ export async function openCeiling(dir: string, dtype: Dtype, threads: number, qu
 }
 
 /**
- * Milliseconds of one decoder run over `batch` rows whose past is the benchmark prompt plus
- * `extra` positions (median of 30 runs), for every extra and batch size: result[extra][batch].
- * No prefill, no sampling; one loop opened for all of them.
+ * Milliseconds of one decoder run over `batch` rows whose past is the prompt of `png` plus `extra`
+ * positions (median of 30 runs), for every extra and batch size: result[extra][batch].
+ * No prefill, no sampling.
  */
-export async function batchedRunMs(
-  dir: string, dtype: Dtype, options: Pick<CeilingOptions, 'threads' | 'question' | 'images'>, batches: number[], extras: number[],
-): Promise<Record<number, Record<number, number>>> {
-  const loop = await openCeiling(dir, dtype, options.threads, options.question);
-  try {
-    const prompt = await loop.promptLength(options.images[0]);
-    const ms: Record<number, Record<number, number>> = {};
-    for (const extra of extras) {
-      ms[extra] = {};
-      for (const batch of batches) ms[extra][batch] = await loop.batchRun(batch, prompt + extra, 30);
-    }
-    return ms;
-  } finally {
-    await loop.dispose();
+export async function batchedRunMs(loop: CeilingLoop, png: Buffer, batches: number[], extras: number[]): Promise<Record<number, Record<number, number>>> {
+  const prompt = await loop.promptLength(png);
+  const ms: Record<number, Record<number, number>> = {};
+  for (const extra of extras) {
+    ms[extra] = {};
+    for (const batch of batches) ms[extra][batch] = await loop.batchRun(batch, prompt + extra, 30);
   }
+  return ms;
 }
 
 /**
  * The runtime's decode rate for each batch size: `batch` rows / the time of one decoder run over
- * `batch` rows whose past is the benchmark prompt plus half of `tokens` (the mean over a
+ * `batch` rows whose past is the prompt of `png` plus half of `tokens` (the mean over a
  * generation). No prefill, no sampling: an upper bound for many clients decoding together.
  */
-export async function batchedCeiling(dir: string, dtype: Dtype, options: CeilingOptions, batches: number[]): Promise<Record<number, number>> {
-  const extra = Math.floor(options.tokens / 2);
-  const ms = (await batchedRunMs(dir, dtype, options, batches, [extra]))[extra];
+export async function batchedCeiling(loop: CeilingLoop, png: Buffer, tokens: number, batches: number[]): Promise<Record<number, number>> {
+  const extra = Math.floor(tokens / 2);
+  const ms = (await batchedRunMs(loop, png, batches, [extra]))[extra];
   return Object.fromEntries(batches.map((batch) => [batch, batch / (ms[batch] / 1000)]));
 }

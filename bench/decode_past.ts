@@ -7,7 +7,7 @@
 // with clients that join at different times a run attends over the oldest row's past, not the
 // mean. The ceiling's c=N columns in bench/generation.ts use the mean (prompt + half the tokens);
 // this table shows how much a longer past costs, to read our c=16 rate against the right bound.
-import { batchedRunMs } from './ceiling';
+import { batchedRunMs, openCeiling } from './ceiling';
 import { flag, flags, noisePng, QUESTION } from './common';
 import { Dtype } from '../src/engine/model_folder';
 
@@ -22,7 +22,8 @@ async function main() {
   console.log(`|---|---|${batches.map(() => '---|').join('')}---|`);
   for (const spec of models) {
     const [dir, dtype = 'fp32'] = spec.split(':');
-    const ms = await batchedRunMs(dir, dtype as Dtype, { threads, question: QUESTION, images: [png] }, batches, extras);
+    const loop = await openCeiling(dir, dtype as Dtype, threads, QUESTION);
+    const ms = await batchedRunMs(loop, png, batches, extras).finally(() => loop.dispose());
     for (const extra of extras) {
       const row = batches.map((b) => ms[extra][b]);
       // Rows decoded per ms at the largest batch over the smallest: what batching buys at this past.

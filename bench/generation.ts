@@ -239,10 +239,10 @@ async function main() {
     const model = basename(v.dir);
     console.error(`[bench] ${model} ${v.dtype}: the runtime's batched rates`);
     const small = await image(224, 7); // concurrency runs: one 224x224 picture, 64 image tokens
-    const batched = await batchedCeiling(v.dir, v.dtype, { tokens: TOKENS, threads, question: QUESTION, images: [small] }, CONCURRENCY);
+    const loop = await openCeiling(v.dir, v.dtype, threads, QUESTION);
+    const batched = await batchedCeiling(loop, small, TOKENS, CONCURRENCY);
 
     console.error(`[bench] ${model} ${v.dtype}: single stream, ${ROUNDS} interleaved rounds`);
-    const loop = await openCeiling(v.dir, v.dtype, threads, QUESTION);
     const server = await startServer(v);
     const tjs = WITH_TJS ? await openTransformersJs(v) : null;
     try {
