@@ -102,7 +102,14 @@ async function startServer(v: Variant): Promise<{ base: string; server: Server; 
 // A 2B model on a CPU can take minutes to answer the first request: no client-side timeouts.
 const agent = new Agent({ headersTimeout: 0, bodyTimeout: 0 });
 
-async function generate(base: string, png: Buffer, tokens: number, stream: boolean): Promise<{ firstMs: number; totalMs: number; tokens: number }> {
+/** One generation: ms to its first token, ms in all, tokens generated. */
+interface Generation {
+  firstMs: number;
+  totalMs: number;
+  tokens: number;
+}
+
+async function generate(base: string, png: Buffer, tokens: number, stream: boolean): Promise<Generation> {
   const started = performance.now();
   const res = await fetch(`${base}/generate`, {
     dispatcher: agent,
@@ -126,13 +133,6 @@ async function generate(base: string, png: Buffer, tokens: number, stream: boole
     if (done) count = JSON.parse(done[1]).usage.completion_tokens;
   }
   return { firstMs, totalMs: performance.now() - started, tokens: count };
-}
-
-/** One generation: ms to its first token, ms in all, tokens generated. */
-interface Generation {
-  firstMs: number;
-  totalMs: number;
-  tokens: number;
 }
 
 /** A single-stream contender: one generation of `tokens` tokens on a picture. */
